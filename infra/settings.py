@@ -1,0 +1,84 @@
+"""One settings object, read from the environment (CONTRACT §3) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+StoreKind = Literal["sqlite", "postgresql"]
+ProjectionKind = Literal["chdb", "clickhouse"]
+
+
+class Settings(BaseSettings):
+    """Every knob of a tutorledger process; entry points build it, nothing else reads env."""
+
+    model_config = SettingsConfigDict(env_prefix="TUTORLEDGER_", extra="ignore")
+
+    event_store: str = Field(
+        default="sqlite:///./var/ledger.db",
+        description="Event store URL: sqlite:///path or postgresql://user:pw@host:port/db",
+    )
+    stream: str = Field(
+        default="embedded",
+        description="'embedded' (projector follows the ledger in-process) or kafka://host:port",
+    )
+    clickhouse: str = Field(
+        default="chdb://./var/projections",
+        description="Projection store: chdb://path or clickhouse://user:pw@host:port/db",
+    )
+    api_keys_file: Path | None = Field(default=None, description="JSON list of API keys")
+    district_tz: str = Field(
+        default="America/New_York", description="Time zone for districts with none set"
+    )
+    kafka_topic: str = Field(default="tutorledger.events")
+    kafka_dead_letter_topic: str = Field(default="tutorledger.events.dlq")
+    kafka_group: str = Field(default="tutorledger-projector")
+    kafka_partitions: int = Field(default=6, ge=1)
+    var_dir: Path = Field(default=Path("./var"), description="Where embedded files live")
+    projector_batch_size: int = Field(default=5000, ge=1)
+    projector_poll_seconds: float = Field(default=0.2, gt=0)
+    log_level: str = Field(default="INFO")
+
+    @field_validator("event_store")
+    @classmethod
+    def _check_store(cls, value: str) -> str:
+        scheme = urlparse(value).scheme
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("event_store must be sqlite:///… or postgresql://…")
+        return value
+
+    @field_validator("stream")
+    @classmethod
+    def _check_stream(cls, value: str) -> str:
+        if value != "embedded" and urlparse(value).scheme != "kafka":
+            raise ValueError("stream must be 'embedded' or kafka://host:port[,host:port]")
+        return value
+
+    @field_validator("clickhouse")
+    @classmethod
+    def _check_clickhouse(cls, value: str) -> str:
+        if urlparse(value).scheme not in ("chdb", "clickhouse"):
+            raise ValueError("clickhouse must be chdb://path or clickhouse://host:port/db")
+        return value
+
+    @property
+    def store_kind(self) -> StoreKind:
+        return "sqlite" if self.event_store.startswith("sqlite") else "postgresql"
+
+    @property
+    def projection_kind(self) -> ProjectionKind:
+        return "chdb" if self.clickhouse.startswith("chdb") else "clickhouse"
+
+    @property
+    def embedded_stream(self) -> bool:
+        return self.stream == "embedded"
+
+    @property
+    def kafka_bootstrap(self) -> list[str]:
+        """Broker addresses of a kafka:// stream URL (comma-separated hosts allowed)."""
+        netloc = self.stream.removeprefix("kafka://").strip("/")
+        return [h for h in netloc.split(",") if h]
