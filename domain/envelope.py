@@ -1,0 +1,149 @@
+"""The event envelope of CONTRACT §1: what emitters send and what the stream carries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+)
+
+DISTRICT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+SCHEMA_VERSION = 1
+
+DistrictId = Annotated[str, Field(pattern=DISTRICT_PATTERN)]
+SchoolId = Annotated[str, Field(pattern=DISTRICT_PATTERN)]
+SessionId = Annotated[str, Field(pattern=SESSION_PATTERN)]
+# Pseudonymous ids share the session charset: no spaces or '@', so no names or e-mails.
+PersonId = Annotated[str, Field(pattern=SESSION_PATTERN)]
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+Subject = Annotated[str, BeforeValidator(_lower), Field(pattern=r"^[a-z0-9-]{1,64}$")]
+
+
+class EventType(StrEnum):
+    REQUESTED = "session.requested"
+    MATCHED = "session.matched"
+    COMPLETED = "session.completed"
+    SURVEYED = "session.surveyed"
+    CANCELLED = "session.cancelled"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RequestedPayload(_Strict):
+    school_id: SchoolId
+    student_id: PersonId
+    grade: Annotated[int, Field(ge=0, le=12, strict=True)]
+    subject: Subject
+    topic: Annotated[str, Field(max_length=200)] | None = None
+    requested_tutor_id: PersonId | None = None
+
+
+class MatchedPayload(_Strict):
+    tutor_id: PersonId
+
+
+class CompletedPayload(_Strict):
+    outcome: Literal["resolved", "partial", "unresolved"] | None = None
+
+
+class SurveyedPayload(_Strict):
+    helped: Annotated[bool, Field(strict=True)]
+    rating: Annotated[int, Field(ge=1, le=5, strict=True)]
+    comment: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class CancelledPayload(_Strict):
+    reason: Literal["student_left", "no_tutor_available", "timeout", "other"]
+
+
+class _Envelope(_Strict):
+    event_id: UUID
+    schema_version: Literal[1]
+    district_id: DistrictId
+    session_id: SessionId
+    occurred_at: AwareDatetime
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        """Store instants in UTC; local views use the district's zone, not the sender's."""
+        return value.astimezone(UTC)
+
+    def canonical(self) -> dict[str, Any]:
+        """The JSON form we store, hash and publish (absent optional fields omitted)."""
+        body = self.model_dump(mode="json", exclude={"payload"})
+        body["payload"] = self.payload_model().model_dump(mode="json", exclude_none=True)
+        return body
+
+    def payload_model(self) -> BaseModel:
+        payload: BaseModel = getattr(self, "payload")  # noqa: B009 - defined on subclasses
+        return payload
+
+
+class RequestedEnvelope(_Envelope):
+    type: Literal[EventType.REQUESTED]
+    payload: RequestedPayload
+
+
+class MatchedEnvelope(_Envelope):
+    type: Literal[EventType.MATCHED]
+    payload: MatchedPayload
+
+
+class CompletedEnvelope(_Envelope):
+    type: Literal[EventType.COMPLETED]
+    payload: CompletedPayload
+
+
+class SurveyedEnvelope(_Envelope):
+    type: Literal[EventType.SURVEYED]
+    payload: SurveyedPayload
+
+
+class CancelledEnvelope(_Envelope):
+    type: Literal[EventType.CANCELLED]
+    payload: CancelledPayload
+
+
+Envelope = Annotated[
+    RequestedEnvelope | MatchedEnvelope | CompletedEnvelope | SurveyedEnvelope | CancelledEnvelope,
+    Field(discriminator="type"),
+]
+ENVELOPE_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Envelope)
+
+
+def parse_envelope(raw: Any) -> Envelope:
+    """Validate one raw envelope (dict or JSON bytes); raises pydantic.ValidationError."""
+    if isinstance(raw, str | bytes):
+        return ENVELOPE_ADAPTER.validate_json(raw)
+    return ENVELOPE_ADAPTER.validate_python(raw)
+
+
+def canonical_json(value: Any) -> bytes:
+    """Canonical JSON: keys sorted, no whitespace, UTF-8 — what hashes are taken over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def body_digest(canonical: dict[str, Any]) -> bytes:
+    """Digest that decides whether a re-sent event_id carries the same body."""
+    return hashlib.sha256(canonical_json(canonical)).digest()

@@ -1,0 +1,82 @@
+"""Typed errors; each carries the machine code the contract publishes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TutorLedgerError(Exception):
+    """Root of every error we raise on purpose; `code` is the contract's machine code."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class Rejection(TutorLedgerError):
+    """An event that cannot be recorded; it changes nothing."""
+
+    status = 422
+
+
+class InvalidEvent(Rejection):
+    code = "invalid_event"
+
+
+class UnknownSession(Rejection):
+    code = "unknown_session"
+
+
+class InvalidTransition(Rejection):
+    code = "invalid_transition"
+
+
+class TimestampRegression(Rejection):
+    code = "timestamp_regression"
+
+
+class AlreadyRecorded(Rejection):
+    code = "already_recorded"
+
+
+class EventIdConflict(Rejection):
+    """The same event_id was already stored with a different body."""
+
+    code = "event_id_conflict"
+
+
+class InvalidRequest(TutorLedgerError):
+    code = "invalid_request"
+    status = 422
+
+
+class Unauthorized(TutorLedgerError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(TutorLedgerError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(TutorLedgerError):
+    code = "not_found"
+    status = 404
+
+
+class Unavailable(TutorLedgerError):
+    """A dependency (store, stream, projections) cannot be reached right now."""
+
+    code = "unavailable"
+    status = 503

@@ -1,0 +1,243 @@
+"""The Ledger application: validates envelopes, applies lifecycle rules, appends idempotently."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal, Protocol
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+from pydantic import ValidationError
+
+from tutorledger.domain.envelope import (
+    EventType,
+    body_digest,
+    parse_envelope,
+)
+from tutorledger.domain.errors import EventIdConflict, InvalidEvent, Rejection, Unavailable
+from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
+from tutorledger.domain.session import TutoringSession, check_step, session_key
+
+Status = Literal["accepted", "duplicate", "rejected"]
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one submitted event, in request order."""
+
+    event_id: str | None
+    status: Status
+    position: int | None = None
+    error: Rejection | None = None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """Index facts the store keeps beside each stored event (idempotency key, chain input)."""
+
+    originator_id: UUID
+    originator_version: int
+    event_id: UUID
+    district_id: str
+    canonical: dict[str, Any]
+    digest: bytes
+
+
+class LedgerIndex(Protocol):
+    """Port to the store's index of event ids (implemented by the store's recorder)."""
+
+    def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        """Map already-stored event ids to (position, body digest)."""
+        ...
+
+
+@dataclass(frozen=True)
+class _InBatchDuplicate:
+    original: LedgerEntry
+
+
+@dataclass
+class _Batch:
+    aggregates: dict[UUID, Aggregate | None] = field(default_factory=dict)
+    entries: list[LedgerEntry] = field(default_factory=list)
+    seen: dict[UUID, tuple[int, bytes]] = field(default_factory=dict)
+    accepted: dict[UUID, LedgerEntry] = field(default_factory=dict)
+
+
+def _raw_event_id(raw: Any) -> str | None:
+    value = raw.get("event_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+class Ledger(Application[UUID]):
+    """System of record: each event stands or falls alone; the same event_id is stored once."""
+
+    name = "tutorledger"
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env=env)
+        self._write_lock = threading.Lock()
+
+    @property
+    def index(self) -> LedgerIndex:
+        recorder: Any = self.recorder
+        return recorder  # type: ignore[no-any-return]
+
+    def record_events(self, raws: Sequence[Any]) -> list[Outcome]:
+        """Validate and append a batch; retried whole when another writer wins a race."""
+        parsed: list[tuple[Any, Any]] = []
+        for raw in raws:
+            try:
+                parsed.append((raw, parse_envelope(raw)))
+            except ValidationError as exc:
+                problem = InvalidEvent("event failed validation", _validation_details(exc))
+                parsed.append((raw, problem))
+        with self._write_lock:
+            for attempt in range(MAX_ATTEMPTS):
+                try:
+                    return self._record_once(parsed)
+                except IntegrityError:
+                    if attempt == MAX_ATTEMPTS - 1:
+                        raise Unavailable("append kept losing write races; retry later") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _record_once(self, parsed: list[tuple[Any, Any]]) -> list[Outcome]:
+        batch = _Batch()
+        ids = [env.event_id for _, env in parsed if not isinstance(env, Rejection)]
+        batch.seen = dict(self.index.lookup_event_ids(ids)) if ids else {}
+        results: list[Outcome | LedgerEntry | _InBatchDuplicate] = []
+        for raw, env in parsed:
+            if isinstance(env, Rejection):
+                results.append(Outcome(_raw_event_id(raw), "rejected", error=env))
+            else:
+                results.append(self._apply(batch, env))
+        positions = self._save(batch)
+        outcomes: list[Outcome] = []
+        for r in results:
+            if isinstance(r, Outcome):
+                outcomes.append(r)
+                continue
+            status: Status = "accepted" if isinstance(r, LedgerEntry) else "duplicate"
+            entry = r if isinstance(r, LedgerEntry) else r.original
+            position = positions[(entry.originator_id, entry.originator_version)]
+            outcomes.append(Outcome(str(entry.event_id), status, position))
+        return outcomes
+
+    def _apply(self, batch: _Batch, env: Any) -> Outcome | LedgerEntry | _InBatchDuplicate:
+        """Apply one valid envelope to its session; a LedgerEntry means accepted."""
+        canonical = env.canonical()
+        digest = body_digest(canonical)
+        event_id = str(env.event_id)
+        if env.event_id in batch.seen:
+            position, stored_digest = batch.seen[env.event_id]
+            if stored_digest == digest:
+                if env.event_id in batch.accepted:
+                    return _InBatchDuplicate(batch.accepted[env.event_id])
+                return Outcome(event_id, "duplicate", position)
+            return Outcome(
+                event_id,
+                "rejected",
+                error=EventIdConflict("event_id already recorded with a different body"),
+            )
+        key = session_key(env.district_id, env.session_id)
+        session = self._load(batch, key)
+        try:
+            if session is None:
+                problem = check_step(None, EventType(env.type), env.occurred_at)
+                if problem is not None:
+                    raise problem
+                session = TutoringSession.request(canonical)
+                batch.aggregates[key] = session
+            else:
+                assert isinstance(session, TutoringSession)
+                session.record(EventType(env.type), env.occurred_at, canonical)
+        except Rejection as problem:
+            return Outcome(event_id, "rejected", error=problem)
+        # -1: accepted earlier in this batch; its position is known only after the save.
+        batch.seen[env.event_id] = (-1, digest)
+        entry = LedgerEntry(key, session.version, env.event_id, env.district_id, canonical, digest)
+        batch.entries.append(entry)
+        batch.accepted[env.event_id] = entry
+        return entry
+
+    def _load(self, batch: _Batch, key: UUID) -> Aggregate | None:
+        if key not in batch.aggregates:
+            try:
+                batch.aggregates[key] = self.repository.get(key)
+            except AggregateNotFoundError:
+                batch.aggregates[key] = None
+        return batch.aggregates[key]
+
+    def _save(self, batch: _Batch) -> dict[tuple[UUID, int], int]:
+        touched = [a for a in batch.aggregates.values() if a is not None]
+        if not batch.entries:
+            return {}
+        recordings = self.save(*touched, ledger_entries=batch.entries)
+        return {
+            (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
+            for r in recordings
+        }
+
+    def put_school(
+        self, district_id: str, school_id: str, name: str, enrollment: dict[str, int], as_of: date
+    ) -> int:
+        """Record a school's name and enrolment; returns the ledger position."""
+        canonical = {
+            "event_id": str(uuid4()),
+            "type": SCHOOL_EVENT_TYPE,
+            "schema_version": 1,
+            "district_id": district_id,
+            "school_id": school_id,
+            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "payload": {"name": name, "enrollment": enrollment, "as_of": as_of.isoformat()},
+        }
+        key = school_key(district_id, school_id)
+        with self._write_lock:
+            for attempt in range(MAX_ATTEMPTS):
+                try:
+                    school: School = self.repository.get(key)
+                    school.update(canonical)
+                except AggregateNotFoundError:
+                    school = School(envelope=canonical)
+                entry = LedgerEntry(
+                    key,
+                    school.version,
+                    UUID(canonical["event_id"]),
+                    district_id,
+                    canonical,
+                    body_digest(canonical),
+                )
+                try:
+                    recordings = self.save(school, ledger_entries=[entry])
+                    return recordings[-1].notification.id
+                except IntegrityError:
+                    if attempt == MAX_ATTEMPTS - 1:
+                        raise Unavailable("could not record school after write conflicts") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_session(self, district_id: str, session_id: str) -> TutoringSession | None:
+        try:
+            session: TutoringSession = self.repository.get(session_key(district_id, session_id))
+        except AggregateNotFoundError:
+            return None
+        return session
+
+    def get_school(self, district_id: str, school_id: str) -> School | None:
+        try:
+            school: School = self.repository.get(school_key(district_id, school_id))
+        except AggregateNotFoundError:
+            return None
+        return school

@@ -1,0 +1,123 @@
+"""TutoringSession aggregate: the lifecycle rules of CONTRACT §1, checked before recording."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from tutorledger.domain.envelope import EventType
+from tutorledger.domain.errors import (
+    AlreadyRecorded,
+    InvalidTransition,
+    Rejection,
+    TimestampRegression,
+    UnknownSession,
+)
+
+SESSION_NAMESPACE = UUID("8c1f6d0e-6a3b-4f55-9d8e-2b7a51c0e7a1")
+
+# Which step must be the latest one recorded before each step may follow.
+_ALLOWED_AFTER: dict[EventType, frozenset[EventType]] = {
+    EventType.MATCHED: frozenset({EventType.REQUESTED}),
+    EventType.COMPLETED: frozenset({EventType.MATCHED}),
+    EventType.SURVEYED: frozenset({EventType.COMPLETED}),
+    EventType.CANCELLED: frozenset({EventType.REQUESTED, EventType.MATCHED}),
+}
+
+
+def session_key(district_id: str, session_id: str) -> UUID:
+    """Stable aggregate id: sessions are addressed by district + emitter's session id."""
+    return uuid5(SESSION_NAMESPACE, f"{district_id}/{session_id}")
+
+
+def check_step(
+    steps: dict[EventType, datetime] | None, step: EventType, occurred_at: datetime
+) -> Rejection | None:
+    """The lifecycle rule: returns why `step` may not follow `steps`, or None if it may.
+
+    `steps` maps each recorded step to when it occurred (None: no such session yet).
+    """
+    if steps is None:
+        if step is EventType.REQUESTED:
+            return None
+        return UnknownSession(f"no session.requested recorded before {step.value}")
+    if step in steps:
+        return AlreadyRecorded(f"{step.value} is already recorded for this session")
+    if step is EventType.REQUESTED:  # pragma: no cover - requested is always in steps
+        return AlreadyRecorded("session.requested is already recorded for this session")
+    latest = max(steps, key=lambda s: (steps[s], _ORDER[s]))
+    if latest not in _ALLOWED_AFTER[step]:
+        return InvalidTransition(
+            f"{step.value} cannot follow {latest.value}",
+            {"current_status": _status_of(latest)},
+        )
+    last_at = max(steps.values())
+    if occurred_at < last_at:
+        return TimestampRegression(
+            f"occurred_at {occurred_at.isoformat()} is before the session's last event "
+            f"at {last_at.isoformat()}",
+            {"last_occurred_at": last_at.isoformat()},
+        )
+    return None
+
+
+_ORDER = {
+    EventType.REQUESTED: 0,
+    EventType.MATCHED: 1,
+    EventType.CANCELLED: 2,
+    EventType.COMPLETED: 2,
+    EventType.SURVEYED: 3,
+}
+
+
+def _status_of(step: EventType) -> str:
+    return str(step).removeprefix("session.")
+
+
+class TutoringSession(Aggregate):
+    """One tutoring session's history; every event is the emitter's validated envelope."""
+
+    @staticmethod
+    def create_id(envelope: dict[str, Any]) -> UUID:
+        return session_key(envelope["district_id"], envelope["session_id"])
+
+    @event("Requested")
+    def __init__(self, envelope: dict[str, Any]) -> None:
+        payload = envelope["payload"]
+        self.district_id: str = envelope["district_id"]
+        self.session_id: str = envelope["session_id"]
+        self.school_id: str = payload["school_id"]
+        self.student_id: str = payload["student_id"]
+        self.grade: int = payload["grade"]
+        self.subject: str = payload["subject"]
+        self.steps: dict[EventType, datetime] = {}
+        self.payloads: dict[EventType, dict[str, Any]] = {}
+        self._note(envelope)
+
+    @event("Stepped")
+    def _step(self, envelope: dict[str, Any]) -> None:
+        self._note(envelope)
+
+    def _note(self, envelope: dict[str, Any]) -> None:
+        step = EventType(envelope["type"])
+        self.steps[step] = datetime.fromisoformat(envelope["occurred_at"])
+        self.payloads[step] = envelope["payload"]
+
+    @property
+    def status(self) -> str:
+        latest = max(self.steps, key=lambda s: (self.steps[s], _ORDER[s]))
+        return _status_of(latest)
+
+    def record(self, step: EventType, occurred_at: datetime, envelope: dict[str, Any]) -> None:
+        """Record a later lifecycle step, or raise the Rejection that says why not."""
+        problem = check_step(self.steps, step, occurred_at)
+        if problem is not None:
+            raise problem
+        self._step(envelope)
+
+    @classmethod
+    def request(cls, envelope: dict[str, Any]) -> TutoringSession:
+        return cls(envelope=envelope)
