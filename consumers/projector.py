@@ -1,0 +1,84 @@
+"""Embedded projector: follows the ledger's notification log into ClickHouse.
+
+Its tracking position is the highest `position` stored in `ledger_events`: rows and
+tracking are the same insert, so a crash between them cannot exist. Each batch is a
+single block insert (atomic), and a replayed batch writes identical rows that the
+ReplacingMergeTree key collapses, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from tutorledger.domain.ledger import Ledger
+from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.rows import COLUMNS, event_row
+
+log = logging.getLogger(__name__)
+
+
+def projected_position(store: ProjectionStore, table: str = "ledger_events") -> int:
+    """Highest ledger position present in the projections (0 when empty)."""
+    rows = store.execute(f"SELECT max(position) FROM {table}")
+    return int(rows[0][0] or 0) if rows else 0
+
+
+def decode(ledger: Ledger, notification: Any) -> dict[str, Any]:
+    """The canonical envelope carried by a stored domain event."""
+    envelope: dict[str, Any] = ledger.mapper.to_domain_event(notification).envelope  # type: ignore[attr-defined]
+    return envelope
+
+
+class LedgerFollower:
+    """Pulls new ledger events in batches and inserts them; SQLite has no push, so it polls."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        store: ProjectionStore,
+        batch_size: int = 5000,
+        poll_seconds: float = 0.2,
+        table: str = "ledger_events",
+    ) -> None:
+        self.ledger = ledger
+        self.store = store
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.table = table
+        self.position = projected_position(store, table)
+        self.last_error: str | None = None
+
+    def step(self) -> int:
+        """Project one batch; returns how many events it inserted."""
+        notifications = self.ledger.recorder.select_notifications(
+            start=self.position + 1, limit=self.batch_size
+        )
+        if not notifications:
+            return 0
+        rows = [event_row(n.id, decode(self.ledger, n)) for n in notifications]
+        self.store.insert(self.table, COLUMNS, rows)
+        self.position = notifications[-1].id
+        return len(rows)
+
+    def catch_up(self) -> int:
+        """Project until the ledger has nothing newer; returns the events inserted."""
+        total = 0
+        while count := self.step():
+            total += count
+        return total
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow the ledger until `stop` is set; errors are logged and retried."""
+        while not stop.is_set():
+            try:
+                inserted = self.step()
+                self.last_error = None
+            except Exception as exc:  # keep following: the store or ClickHouse may come back
+                self.last_error = str(exc)
+                log.exception("projection step failed; retrying")
+                stop.wait(min(5.0, self.poll_seconds * 10))
+                continue
+            if inserted < self.batch_size:
+                stop.wait(self.poll_seconds)

@@ -1,0 +1,151 @@
+"""Projection stores: one interface over chdb (in-process) and a ClickHouse server.
+
+Queries are written once with `%(name)s` parameters; values are escaped by
+clickhouse-driver's own escaping for both backends, never formatted by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from clickhouse_driver.util.escape import escape_params
+
+from tutorledger.domain.errors import Unavailable
+from tutorledger.infra.settings import Settings
+
+Row = tuple[Any, ...]
+_ESCAPE_CONTEXT = SimpleNamespace(server_info=None, client_settings={})
+
+
+def bind(sql: str, params: Mapping[str, Any] | None) -> str:
+    """Substitute `%(name)s` parameters with ClickHouse-escaped literals."""
+    if not params:
+        return sql
+    return sql % escape_params(dict(params), _ESCAPE_CONTEXT)
+
+
+class ProjectionStore(Protocol):
+    """What projections need from ClickHouse: run SQL, insert rows in one block."""
+
+    kind: str
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows as one block (atomic on MergeTree tables)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+class ChdbStore:
+    """ClickHouse in-process (chdb). One process may hold a data dir, so calls are serialised."""
+
+    kind = "chdb"
+
+    def __init__(self, path: str, database: str = "tutorledger") -> None:
+        from chdb import session
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._session = session.Session(path)
+        except Exception as exc:  # chdb raises bare RuntimeErrors
+            raise Unavailable(f"cannot open chdb data dir {path}: {exc}") from exc
+        self._session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
+        self._session.query(f"USE {database}")
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        with self._lock:
+            result = self._session.query(bind(sql, params), "JSONCompact")
+        raw = result.bytes()
+        if not raw:
+            return []
+        return [tuple(r) for r in json.loads(raw)["data"]]
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        lines = "\n".join(json.dumps([_json_value(v) for v in row]) for row in rows)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) FORMAT JSONCompactEachRow\n{lines}\n"
+        with self._lock:
+            self._session.query(sql)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+class ServerStore:
+    """A ClickHouse server through clickhouse-driver's native protocol."""
+
+    kind = "clickhouse"
+
+    def __init__(self, url: str) -> None:
+        from clickhouse_driver import Client
+
+        parsed = urlparse(url)
+        database = parsed.path.lstrip("/") or "default"
+        bootstrap = Client.from_url(parsed._replace(scheme="clickhouse", path="/default").geturl())
+        try:
+            bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+        except Exception as exc:
+            raise Unavailable(f"ClickHouse server unreachable at {parsed.hostname}: {exc}") from exc
+        finally:
+            bootstrap.disconnect()
+        self._url = url
+        self._local = threading.local()
+
+    def _client(self) -> Any:
+        from clickhouse_driver import Client
+
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = Client.from_url(self._url, settings={"use_numpy": False})
+            self._local.client = client
+        return client
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        try:
+            rows: list[Row] = self._client().execute(bind(sql, params))
+        except (OSError, EOFError) as exc:
+            raise Unavailable(f"ClickHouse server unreachable: {exc}") from exc
+        return rows
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        try:
+            self._client().execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES", [tuple(r) for r in rows]
+            )
+        except (OSError, EOFError) as exc:
+            raise Unavailable(f"ClickHouse server unreachable: {exc}") from exc
+
+    def close(self) -> None:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.disconnect()
+
+
+def open_projection_store(settings: Settings) -> ProjectionStore:
+    """Open the configured projection store (chdb path or server URL)."""
+    if settings.projection_kind == "chdb":
+        path = settings.clickhouse.removeprefix("chdb://")
+        return ChdbStore(path or str(settings.var_dir / "projections"))
+    return ServerStore(settings.clickhouse)

@@ -1,0 +1,67 @@
+"""Event → row mapping: one `ledger_events` row per ledger event, keyed by position."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+COLUMNS: tuple[str, ...] = (
+    "position",
+    "event_id",
+    "type",
+    "district_id",
+    "session_id",
+    "school_id",
+    "occurred_at",
+    "occurred_us",
+    "student_id",
+    "grade",
+    "subject",
+    "topic",
+    "tutor_id",
+    "requested_tutor_id",
+    "outcome",
+    "helped",
+    "rating",
+    "comment",
+    "reason",
+    "school_name",
+    "enrollment_grades",
+    "enrollment_counts",
+    "as_of",
+)
+_EPOCH = date(1970, 1, 1)
+
+
+def event_row(position: int, event: dict[str, Any]) -> tuple[Any, ...]:
+    """Flatten one canonical ledger event (envelope form) into a row of COLUMNS."""
+    payload: dict[str, Any] = event["payload"]
+    at = datetime.fromisoformat(event["occurred_at"])
+    enrollment: dict[str, int] = payload.get("enrollment") or {}
+    grades = sorted(enrollment, key=int)
+    helped = payload.get("helped")
+    return (
+        position,
+        event["event_id"],
+        event["type"],
+        event["district_id"],
+        event.get("session_id", ""),
+        payload.get("school_id") or event.get("school_id", ""),
+        at.replace(microsecond=0),
+        at.microsecond,
+        payload.get("student_id", ""),
+        payload.get("grade", -1),
+        payload.get("subject", ""),
+        payload.get("topic") or "",
+        payload.get("tutor_id", ""),
+        payload.get("requested_tutor_id") or "",
+        payload.get("outcome") or "",
+        -1 if helped is None else int(helped),
+        payload.get("rating", -1),
+        payload.get("comment") or "",
+        payload.get("reason", ""),
+        payload.get("name", ""),
+        [int(g) for g in grades],
+        [int(enrollment[g]) for g in grades],
+        date.fromisoformat(payload["as_of"]) if "as_of" in payload else _EPOCH,
+    )

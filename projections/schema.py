@@ -1,0 +1,55 @@
+"""Versioned ClickHouse migrations (projections/migrations/NNNN_slug.sql), applied in order."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+from tutorledger.infra.clickhouse import ProjectionStore
+
+log = logging.getLogger(__name__)
+
+CREATE_MIGRATIONS_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version UInt32, name String, applied_at DateTime) ENGINE = TinyLog"
+)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration file shipped with the package, in order."""
+    found = []
+    for item in resources.files("tutorledger.projections").joinpath("migrations").iterdir():
+        if item.name.endswith(".sql"):
+            version = int(item.name.split("_", 1)[0])
+            found.append((version, item.name, item.read_text()))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration numbers: {versions}")
+    return found
+
+
+def statements(sql: str) -> list[str]:
+    """Split a migration into statements, dropping comment-only lines."""
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def migrate(store: ProjectionStore) -> list[str]:
+    """Apply migrations not yet recorded; returns the names applied."""
+    store.execute(CREATE_MIGRATIONS_TABLE_SQL)
+    done = {int(r[0]) for r in store.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, name, sql in migrations():
+        if version in done:
+            continue
+        for statement in statements(sql):
+            store.execute(statement)
+        store.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) "
+            "VALUES (%(v)s, %(n)s, now())",
+            {"v": version, "n": name},
+        )
+        log.info("migration applied", extra={"migration": name})
+        applied.append(name)
+    return applied
