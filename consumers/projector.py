@@ -27,7 +27,7 @@ def projected_position(store: ProjectionStore, table: str = "ledger_events") -> 
 
 def decode(ledger: Ledger, notification: Any) -> dict[str, Any]:
     """The canonical envelope carried by a stored domain event."""
-    envelope: dict[str, Any] = ledger.mapper.to_domain_event(notification).envelope  # type: ignore[attr-defined]
+    envelope: dict[str, Any] = ledger.mapper.to_domain_event(notification).envelope
     return envelope
 
 

@@ -28,7 +28,8 @@ def bind(sql: str, params: Mapping[str, Any] | None) -> str:
     """Substitute `%(name)s` parameters with ClickHouse-escaped literals."""
     if not params:
         return sql
-    return sql % escape_params(dict(params), _ESCAPE_CONTEXT)
+    escaped: dict[str, Any] = escape_params(dict(params), _ESCAPE_CONTEXT)
+    return sql % escaped
 
 
 class ProjectionStore(Protocol):
@@ -64,7 +65,7 @@ class ChdbStore:
         Path(path).mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._session = session.Session(path)
+            self._session: Any = session.Session(path)
         except Exception as exc:  # chdb raises bare RuntimeErrors
             raise Unavailable(f"cannot open chdb data dir {path}: {exc}") from exc
         self._session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
