@@ -1,1 +1,2 @@
-def main() -> None: print("hi")
+def main() -> None:
+    print("hi")

@@ -27,7 +27,8 @@ def projected_position(store: ProjectionStore, table: str = "ledger_events") -> 
 
 def decode(ledger: Ledger, notification: Any) -> dict[str, Any]:
     """The canonical envelope carried by a stored domain event."""
-    envelope: dict[str, Any] = ledger.mapper.to_domain_event(notification).envelope
+    event: Any = ledger.mapper.to_domain_event(notification)
+    envelope: dict[str, Any] = event.envelope
     return envelope
 
 
@@ -47,7 +48,7 @@ class LedgerFollower:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.table = table
-        self.position = projected_position(store, table)
+        self.position: int = projected_position(store, table)
         self.last_error: str | None = None
 
     def step(self) -> int:
@@ -59,7 +60,7 @@ class LedgerFollower:
             return 0
         rows = [event_row(n.id, decode(self.ledger, n)) for n in notifications]
         self.store.insert(self.table, COLUMNS, rows)
-        self.position = notifications[-1].id
+        self.position = int(notifications[-1].id)
         return len(rows)
 
     def catch_up(self) -> int:

@@ -195,8 +195,9 @@ class Ledger(Application[UUID]):
         self, district_id: str, school_id: str, name: str, enrollment: dict[str, int], as_of: date
     ) -> int:
         """Record a school's name and enrolment; returns the ledger position."""
-        canonical = {
-            "event_id": str(uuid4()),
+        event_id = uuid4()
+        canonical: dict[str, Any] = {
+            "event_id": str(event_id),
             "type": SCHOOL_EVENT_TYPE,
             "schema_version": 1,
             "district_id": district_id,
@@ -215,7 +216,7 @@ class Ledger(Application[UUID]):
                 entry = LedgerEntry(
                     key,
                     school.version,
-                    UUID(canonical["event_id"]),
+                    event_id,
                     district_id,
                     canonical,
                     body_digest(canonical),

@@ -1,0 +1,53 @@
+"""FastAPI app factory: nothing runs at import; adapters live on app.state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tutorledger.api.errors import install_error_handlers
+from tutorledger.api.routes import events, health, metrics, schools, sessions
+from tutorledger.api.runtime import Runtime
+from tutorledger.infra.keys import KeyStore
+from tutorledger.infra.settings import Settings
+
+DESCRIPTION = """
+The system of record for district tutoring programs: session lifecycle events are
+validated and appended to a tamper-evident ledger, projected into ClickHouse, and
+served as figures any auditor can reproduce at an earlier ledger position.
+
+Auth: `Authorization: Bearer <key>`; roles `emitter`, `dashboard`, `auditor`, `admin`,
+each limited to the districts on the key. Errors: `{"error": {"code", "message", "details"}}`.
+Rates and shares are fractions 0–1; durations are seconds.
+"""
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """Build the API; with no runtime given, one is built from settings at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime
+        if rt is None:
+            keys = KeyStore.from_file(settings.api_keys_file) if settings.api_keys_file else None
+            rt = Runtime.build(settings, keys)
+        app.state.runtime = rt
+        rt.start()
+        try:
+            yield
+        finally:
+            if runtime is None:
+                rt.stop()
+
+    app = FastAPI(
+        title="tutorledger",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (events, sessions, schools, metrics, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,74 @@
+"""POST /v1/events: the emitters' write path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from tutorledger.api.deps import Emitter, RuntimeDep, check_district
+from tutorledger.api.schemas import ErrorBody, EventResult, EventsResponse
+from tutorledger.domain.errors import InvalidRequest
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+MAX_BATCH = 1000
+
+_EXAMPLE = {
+    "event_id": "0b6f8a52-5d1e-4a8e-9a57-6f0f2f0c1d11",
+    "type": "session.requested",
+    "schema_version": 1,
+    "district_id": "clayton",
+    "session_id": "s-1001",
+    "occurred_at": "2026-03-02T16:05:00-05:00",
+    "payload": {"school_id": "ms-12", "student_id": "st-8841", "grade": 7, "subject": "geometry"},
+}
+
+
+def _events_of(body: dict[str, Any]) -> list[Any]:
+    if set(body) == {"events"}:
+        events = body["events"]
+        if not isinstance(events, list):
+            raise InvalidRequest("'events' must be a list of envelopes")
+        if len(events) > MAX_BATCH:
+            raise InvalidRequest(f"at most {MAX_BATCH} events per request, got {len(events)}")
+        return events
+    return [body]
+
+
+@router.post(
+    "",
+    response_model=EventsResponse,
+    response_model_exclude_none=True,
+    summary="Record one event or a batch",
+    description=(
+        'Body: one envelope (CONTRACT §1) or `{"events": [...]}` with at most 1000. Each '
+        "event stands or falls alone; results come back in request order. Re-sending an "
+        "`event_id` with the same body is reported `duplicate` and stored once; with a "
+        "different body it is rejected with `event_id_conflict`. Rejection codes: "
+        "`invalid_event`, `unknown_session`, `invalid_transition`, `timestamp_regression`, "
+        "`already_recorded`, `event_id_conflict`. Every event's district must be covered by "
+        "the key, else 403 and nothing is stored."
+    ),
+)
+def post_events(
+    runtime: RuntimeDep,
+    principal: Emitter,
+    body: dict[str, Any] = Body(openapi_examples={"single": {"value": _EXAMPLE}}),
+) -> EventsResponse:
+    events = _events_of(body)
+    for raw in events:
+        district = raw.get("district_id") if isinstance(raw, dict) else None
+        if isinstance(district, str):
+            check_district(principal, district)
+    outcomes = runtime.ledger.record_events(events)
+    results = [
+        EventResult(
+            event_id=o.event_id,
+            status=o.status,
+            position=o.position,
+            error=ErrorBody(**o.error.as_dict()) if o.error else None,
+        )
+        for o in outcomes
+    ]
+    positions = [o.position for o in outcomes if o.position is not None]
+    return EventsResponse(results=results, position=max(positions, default=runtime.ledger_head()))

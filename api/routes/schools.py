@@ -1,0 +1,68 @@
+"""Schools: enrolment by grade, recorded in the ledger with its history."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from tutorledger.api.deps import Admin, Dashboard, RuntimeDep, check_district
+from tutorledger.api.schemas import School, SchoolList, SchoolRecorded, SchoolUpdate
+from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.domain.errors import InvalidRequest
+
+router = APIRouter(prefix="/v1/schools", tags=["schools"])
+
+LATEST_SCHOOLS_SQL = """
+SELECT school_id,
+    argMax(school_name, k), toString(argMax(as_of, k)),
+    argMax(enrollment_grades, k), argMax(enrollment_counts, k), max(position)
+FROM (
+    SELECT school_id, school_name, as_of, enrollment_grades, enrollment_counts, position,
+        toUInt64(as_of) * 10000000000 + position AS k
+    FROM ledger_events FINAL
+    WHERE district_id = %(district_id)s AND type = 'school.updated'
+)
+GROUP BY school_id
+ORDER BY school_id
+"""
+
+
+@router.put(
+    "/{district_id}/{school_id}",
+    response_model=SchoolRecorded,
+    summary="Record a school's name and enrolment (history kept)",
+)
+def put_school(
+    district_id: str, school_id: str, update: SchoolUpdate, runtime: RuntimeDep, principal: Admin
+) -> SchoolRecorded:
+    check_district(principal, district_id)
+    if not re.match(DISTRICT_PATTERN, district_id) or not re.match(DISTRICT_PATTERN, school_id):
+        raise InvalidRequest("district_id and school_id must match [A-Za-z0-9_.-]{1,64}")
+    position = runtime.ledger.put_school(
+        district_id, school_id, update.name, update.enrollment, update.as_of
+    )
+    return SchoolRecorded(district_id=district_id, school_id=school_id, position=position)
+
+
+@router.get("", response_model=SchoolList, summary="Schools with their latest enrolment")
+def list_schools(
+    runtime: RuntimeDep, principal: Dashboard, district_id: str = Query(...)
+) -> SchoolList:
+    check_district(principal, district_id)
+    runtime.sync()
+    rows: list[Any] = runtime.projections.execute(LATEST_SCHOOLS_SQL, {"district_id": district_id})
+    return SchoolList(
+        district_id=district_id,
+        schools=[
+            School(
+                school_id=r[0],
+                name=r[1],
+                as_of=r[2],
+                enrollment={str(g): int(c) for g, c in zip(r[3], r[4], strict=True)},
+                position=int(r[5]),
+            )
+            for r in rows
+        ],
+    )

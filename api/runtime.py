@@ -1,0 +1,94 @@
+"""Wires the adapters a process needs; built by entry points, held on app.state."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from tutorledger.consumers.projector import LedgerFollower, projected_position
+from tutorledger.domain.ledger import Ledger
+from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.keys import KeyStore
+from tutorledger.infra.settings import Settings
+from tutorledger.infra.store import open_ledger
+from tutorledger.projections.schema import migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The ledger, the projection store and (embedded mode) the in-process projector."""
+
+    settings: Settings
+    ledger: Ledger
+    projections: ProjectionStore
+    keys: KeyStore | None
+    follower: LedgerFollower | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _sync_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(cls, settings: Settings, keys: KeyStore | None = None) -> Runtime:
+        ledger = open_ledger(settings)
+        projections = open_projection_store(settings)
+        migrate(projections)
+        follower = None
+        if settings.embedded_stream:
+            follower = LedgerFollower(
+                ledger,
+                projections,
+                batch_size=settings.projector_batch_size,
+                poll_seconds=settings.projector_poll_seconds,
+            )
+        return cls(settings, ledger, projections, keys, follower)
+
+    def start(self) -> None:
+        """Start following the ledger in the background (embedded mode only)."""
+        if self.follower is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._follow, name="projector", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        assert self.follower is not None
+        while not self._stop.is_set():
+            try:
+                with self._sync_lock:
+                    inserted = self.follower.step()
+                self.follower.last_error = None
+            except Exception as exc:  # ClickHouse or the store may come back; keep going
+                self.follower.last_error = str(exc)
+                log.exception("projection step failed; retrying")
+                self._stop.wait(1.0)
+                continue
+            if inserted < self.follower.batch_size:
+                self._stop.wait(self.follower.poll_seconds)
+
+    def sync(self) -> int:
+        """Projected position after catching up (embedded: read-your-writes)."""
+        if self.follower is None:
+            return projected_position(self.projections)
+        with self._sync_lock:
+            self.follower.catch_up()
+            return self.follower.position
+
+    def projected_position(self) -> int:
+        if self.follower is not None:
+            return self.follower.position
+        return projected_position(self.projections)
+
+    def following(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def ledger_head(self) -> int:
+        return int(self.ledger.recorder.max_notification_id() or 0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.projections.close()
+        self.ledger.close()

@@ -1,0 +1,122 @@
+"""HTTP DTOs: the API's own shapes, separate from domain events."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class EventResult(BaseModel):
+    event_id: str | None
+    status: Literal["accepted", "duplicate", "rejected"]
+    position: int | None = None
+    error: ErrorBody | None = None
+
+
+class EventsResponse(BaseModel):
+    results: list[EventResult]
+    position: int = Field(description="Ledger position covering every accepted event")
+
+
+class SchoolUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    enrollment: dict[str, int] = Field(description='Students by grade: {"0": 80, "1": 95}')
+    as_of: date
+
+    @field_validator("enrollment")
+    @classmethod
+    def _grades(cls, value: dict[str, int]) -> dict[str, int]:
+        for grade, count in value.items():
+            if not grade.isdigit() or not 0 <= int(grade) <= 12:
+                raise ValueError(f"grade {grade!r} must be 0-12")
+            if count < 0:
+                raise ValueError(f"enrollment for grade {grade} must be >= 0")
+        return {str(int(g)): c for g, c in value.items()}
+
+
+class SchoolRecorded(BaseModel):
+    district_id: str
+    school_id: str
+    position: int
+
+
+class School(BaseModel):
+    school_id: str
+    name: str
+    as_of: date
+    enrollment: dict[str, int]
+    position: int
+
+
+class SchoolList(BaseModel):
+    district_id: str
+    schools: list[School]
+
+
+class Survey(BaseModel):
+    helped: bool
+    rating: int
+    comment: str | None = None
+
+
+class SessionView(BaseModel):
+    district_id: str
+    session_id: str
+    status: str
+    school_id: str
+    student_id: str
+    grade: int
+    subject: str
+    topic: str | None = None
+    tutor_id: str | None = None
+    requested_at: str
+    matched_at: str | None = None
+    completed_at: str | None = None
+    surveyed_at: str | None = None
+    cancelled_at: str | None = None
+    cancel_reason: str | None = None
+    outcome: str | None = None
+    wait_seconds: float | None = None
+    duration_seconds: float | None = None
+    survey: Survey | None = None
+
+
+class HistoryItem(BaseModel):
+    position: int
+    hash: str | None
+    event: dict[str, Any]
+
+
+class SessionHistory(BaseModel):
+    district_id: str
+    session_id: str
+    events: list[HistoryItem]
+
+
+class Participation(BaseModel):
+    district_id: str
+    as_of_position: int
+    head_hash: str | None
+    filters: dict[str, Any]
+    enrolled: int
+    students_served: int
+    reach_rate: float | None = Field(description="students_served / enrolled (0-1)")
+    sessions_requested: int
+    sessions_matched: int
+    sessions_completed: int
+    sessions_cancelled: int
+    sessions_per_served_student: float | None
