@@ -1,2 +1,162 @@
+"""The `tutorledger` command line: thin wrappers over the runtime, with progress on long work."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from tutorledger.infra.settings import Settings
+
+app = typer.Typer(
+    name="tutorledger",
+    help="Event-sourced ledger and analytics for district tutoring programs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with CLI flags taking precedence."""
+    from tutorledger.infra.logging import configure
+
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure(settings.log_level)
+    return settings
+
+
+def progress() -> Progress:
+    """A progress bar with count, rate-derived ETA and elapsed time."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+StoreOpt = Annotated[
+    str | None, typer.Option("--event-store", help="Overrides TUTORLEDGER_EVENT_STORE")
+]
+ClickhouseOpt = Annotated[
+    str | None, typer.Option("--clickhouse", help="Overrides TUTORLEDGER_CLICKHOUSE")
+]
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    event_store: StoreOpt = None,
+    clickhouse: ClickhouseOpt = None,
+) -> None:
+    """Run the HTTP API (embedded stream: also the projector, in this process)."""
+    import uvicorn
+
+    from tutorledger.api.app import create_app
+
+    settings = load_settings(event_store=event_store, clickhouse=clickhouse)
+    if settings.api_keys_file is None:
+        keys_file = ensure_local_keys(settings, host, port)
+        settings = settings.model_copy(update={"api_keys_file": keys_file})
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+def ensure_local_keys(settings: Settings, host: str, port: int) -> Path:
+    """No keys file configured: keep one under var/ with an admin key, and say where."""
+    from tutorledger.infra.keys import write_admin_keys_file
+
+    keys_file = settings.var_dir / "api-keys.json"
+    key_file = settings.var_dir / "admin-key.txt"
+    if not keys_file.exists() or not key_file.exists():
+        key = write_admin_keys_file(keys_file)
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+    key = key_file.read_text().strip()
+    console.print(f"[bold]No TUTORLEDGER_API_KEYS_FILE set:[/] using {keys_file}", soft_wrap=True)
+    console.print(f"Admin key (also in {key_file}): [bold]{key}[/]", soft_wrap=True)
+    console.print(
+        f"Try: curl -H 'Authorization: Bearer {key}' "
+        f"'http://{host}:{port}/v1/metrics/participation?district_id=demo-district'",
+        soft_wrap=True,
+        highlight=False,
+    )
+    return keys_file
+
+
+@app.command()
+def demo(
+    students: Annotated[int, typer.Option(min=1, help="Students in the district")] = 1500,
+    schools: Annotated[int, typer.Option(min=1, help="Schools in the district")] = 8,
+    days: Annotated[int, typer.Option(min=1, help="Days of activity")] = 28,
+    seed: Annotated[
+        int, typer.Option(help="Same seed, same district (re-runs are duplicates)")
+    ] = 7,
+    district: Annotated[str, typer.Option(help="District id")] = "demo-district",
+    event_store: StoreOpt = None,
+) -> None:
+    """Fill the ledger with a synthetic district through the emitters' write path."""
+    from tutorledger.bench.district import DistrictSpec, generate
+    from tutorledger.infra.store import open_ledger
+
+    settings = load_settings(event_store=event_store)
+    spec = DistrictSpec(
+        district_id=district, schools=schools, students=students, days=days, seed=seed
+    )
+    generated = generate(spec)
+    ledger = open_ledger(settings)
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    try:
+        for school in generated.schools:
+            current = ledger.get_school(district, school["school_id"])
+            wanted = {
+                "name": school["name"],
+                "enrollment": school["enrollment"],
+                "as_of": school["as_of"].isoformat(),
+            }
+            if current is None or current.latest != wanted:
+                ledger.put_school(
+                    district, school["school_id"], school["name"], school["enrollment"],
+                    school["as_of"],
+                )  # fmt: skip
+        with progress() as bar:
+            task = bar.add_task("recording events", total=len(generated.events), rate="")
+            for batch in chunks(generated.events, 1000):
+                for outcome in ledger.record_events(batch):
+                    counts[outcome.status] += 1
+                bar.update(task, advance=len(batch))
+    finally:
+        ledger.close()
+    console.print(
+        f"district [bold]{district}[/]: {len(generated.schools)} schools, "
+        f"{counts['accepted']} events accepted, {counts['duplicate']} duplicates recognised, "
+        f"{counts['rejected']} rejected"
+    )
+    typer.echo(json.dumps({"district_id": district, **counts}))
+
+
 def main() -> None:
-    print("hi")
+    app()
