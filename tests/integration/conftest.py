@@ -1,0 +1,17 @@
+"""Everything under tests/integration needs a real server: mark it so ``-m 'not integration'``
+gives a fast run. The server fixtures themselves live in tests/conftest.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # This hook sees every collected item, not only ours, hence the path check.
+    for item in items:
+        if _HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.integration)
