@@ -1,0 +1,57 @@
+# The two commands a new user needs: `make run` (embedded demo) and `make test` (everything CI runs).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PKGS := domain infra projections consumers api bench
+TYPECHECK := build/typecheck
+
+.PHONY: run test lint unit integration e2e bench-small services venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+## run: install, load the demo district into the embedded ledger, serve API + projector on :8000
+run: venv
+	$(BIN)/tutorledger demo
+	$(BIN)/tutorledger serve --port $${PORT:-8000}
+
+## services: install the real servers the integration tests use (PostgreSQL, ClickHouse, tansu)
+services: venv
+	$(BIN)/python -m tutorledger.infra.services install
+
+## lint: ruff (lint + format check) and mypy --strict over the installed package names
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	mkdir -p $(TYPECHECK)/tutorledger
+	for p in $(PKGS); do ln -sfn ../../../$$p $(TYPECHECK)/tutorledger/$$p; done
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy $(foreach p,$(PKGS),-p tutorledger.$(p))
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+integration: services
+	TUTORLEDGER_REQUIRE_SERVICES=1 $(BIN)/pytest tests/integration -q
+
+e2e: venv
+	$(BIN)/pytest tests/e2e -q
+
+## bench-small: the performance suite at its smallest size (numbers, no assertions)
+bench-small: venv
+	$(BIN)/tutorledger bench --size small --report build/bench-report.json
+
+## test: everything CI runs, on a fresh machine
+test: services lint
+	TUTORLEDGER_REQUIRE_SERVICES=1 $(BIN)/pytest tests -q
+	$(MAKE) bench-small
+
+clean:
+	rm -rf $(VENV) build var .pytest_cache .mypy_cache .ruff_cache
