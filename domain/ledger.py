@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from pydantic import ValidationError
 
 from tutorledger.domain.envelope import (
@@ -54,6 +54,10 @@ class LedgerIndex(Protocol):
 
     def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
         """Map already-stored event ids to (position, body digest)."""
+        ...
+
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """All stored events of several aggregates in one round trip."""
         ...
 
 
@@ -116,8 +120,12 @@ class Ledger(Application[UUID]):
 
     def _record_once(self, parsed: list[tuple[Any, Any]]) -> list[Outcome]:
         batch = _Batch()
-        ids = [env.event_id for _, env in parsed if not isinstance(env, Rejection)]
-        batch.seen = dict(self.index.lookup_event_ids(ids)) if ids else {}
+        valid = [env for _, env in parsed if not isinstance(env, Rejection)]
+        if valid:
+            batch.seen = dict(self.index.lookup_event_ids([env.event_id for env in valid]))
+            keys = list({session_key(env.district_id, env.session_id) for env in valid})
+            batch.aggregates = dict.fromkeys(keys)
+            batch.aggregates.update(self._load_many(keys))
         results: list[Outcome | LedgerEntry | _InBatchDuplicate] = []
         for raw, env in parsed:
             if isinstance(env, Rejection):
@@ -153,7 +161,7 @@ class Ledger(Application[UUID]):
                 error=EventIdConflict("event_id already recorded with a different body"),
             )
         key = session_key(env.district_id, env.session_id)
-        session = self._load(batch, key)
+        session = batch.aggregates[key]
         try:
             if session is None:
                 problem = check_step(None, EventType(env.type), env.occurred_at)
@@ -173,13 +181,17 @@ class Ledger(Application[UUID]):
         batch.accepted[env.event_id] = entry
         return entry
 
-    def _load(self, batch: _Batch, key: UUID) -> Aggregate | None:
-        if key not in batch.aggregates:
-            try:
-                batch.aggregates[key] = self.repository.get(key)
-            except AggregateNotFoundError:
-                batch.aggregates[key] = None
-        return batch.aggregates[key]
+    def _load_many(self, keys: list[UUID]) -> dict[UUID, Aggregate]:
+        """Reconstruct every existing session of a batch from one query."""
+        by_id: dict[UUID, list[Any]] = {}
+        for stored in self.index.select_events_of(keys):
+            by_id.setdefault(stored.originator_id, []).append(self.mapper.to_domain_event(stored))
+        loaded: dict[UUID, Aggregate] = {}
+        for key, events in by_id.items():
+            aggregate = project_aggregate(None, events)
+            assert aggregate is not None
+            loaded[key] = aggregate
+        return loaded
 
     def _save(self, batch: _Batch) -> dict[tuple[UUID, int], int]:
         touched = [a for a in batch.aggregates.values() if a is not None]

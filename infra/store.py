@@ -105,6 +105,23 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                     found[UUID(bytes=bytes(row[0]))] = (row[1], bytes(row[2]))
         return found
 
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every stored event of these aggregates, in (aggregate, version) order: one query."""
+        events: list[StoredEvent] = []
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(originator_ids), _CHUNK):
+                chunk = [o.hex for o in originator_ids[i : i + _CHUNK]]
+                c.execute(
+                    "SELECT originator_id, originator_version, topic, state FROM stored_events "
+                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                events.extend(
+                    StoredEvent(UUID(r[0]), r[1], r[2], bytes(r[3])) for r in c.fetchall()
+                )
+        return events
+
     def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
@@ -213,6 +230,26 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 for row in curs.fetchall():
                     found[row["event_id"]] = (row["position"], bytes(row["digest"]))
         return found
+
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every stored event of these aggregates, in (aggregate, version) order: one query."""
+        events: list[StoredEvent] = []
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            for i in range(0, len(originator_ids), _CHUNK):
+                curs.execute(
+                    SQL(
+                        "SELECT originator_id, originator_version, topic, state FROM {}.{} "
+                        "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+                    ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)),
+                    (list(originator_ids[i : i + _CHUNK]),),
+                )
+                events.extend(
+                    StoredEvent(
+                        r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
+                    )
+                    for r in curs.fetchall()
+                )
+        return events
 
     def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
