@@ -41,7 +41,8 @@ class District:
 
     @property
     def hotspot_school(self) -> str:
-        return self.schools[min(2, len(self.schools) - 1)]["school_id"]
+        school_id: str = self.schools[min(2, len(self.schools) - 1)]["school_id"]
+        return school_id
 
 
 def _local(day: date, minute_of_day: int, tz: ZoneInfo) -> datetime:

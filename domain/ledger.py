@@ -185,7 +185,9 @@ class Ledger(Application[UUID]):
         """Reconstruct every existing session of a batch from one query."""
         by_id: dict[UUID, list[Any]] = {}
         for stored in self.index.select_events_of(keys):
-            by_id.setdefault(stored.originator_id, []).append(self.mapper.to_domain_event(stored))
+            by_id.setdefault(UUID(str(stored.originator_id)), []).append(
+                self.mapper.to_domain_event(stored)
+            )
         loaded: dict[UUID, Aggregate] = {}
         for key, events in by_id.items():
             aggregate = project_aggregate(None, events)
