@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from clickhouse_driver.util.escape import escape_params
 
@@ -147,6 +147,8 @@ class ServerStore:
 def open_projection_store(settings: Settings) -> ProjectionStore:
     """Open the configured projection store (chdb path or server URL)."""
     if settings.projection_kind == "chdb":
-        path = settings.clickhouse.removeprefix("chdb://")
-        return ChdbStore(path or str(settings.var_dir / "projections"))
+        # chdb://PATH[?database=NAME]: one chdb data dir per process, databases within it.
+        path, _, query = settings.clickhouse.removeprefix("chdb://").partition("?")
+        database = parse_qs(query).get("database", ["tutorledger"])[0]
+        return ChdbStore(path or str(settings.var_dir / "projections"), database)
     return ServerStore(settings.clickhouse)

@@ -12,6 +12,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NoReturn, TypeVar
 from urllib.parse import urlparse
 
@@ -105,3 +106,15 @@ def clickhouse_url(clickhouse_server: str) -> Iterator[str]:
         client.execute(f"DROP DATABASE IF EXISTS {name}")
     finally:
         client.disconnect()
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One chdb data dir for the whole run: chdb allows a single data dir per process."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def chdb_url(chdb_dir: Path) -> str:
+    """``chdb://DIR?database=t_<hex>``: a fresh database inside the run's chdb dir."""
+    return f"chdb://{chdb_dir}?database=t_{uuid.uuid4().hex}"
