@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from importlib import resources
 
 from tutorledger.infra.clickhouse import ProjectionStore
@@ -45,11 +46,13 @@ def migrate(store: ProjectionStore) -> list[str]:
             continue
         for statement in statements(sql):
             store.execute(statement)
-        store.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) "
-            "VALUES (%(v)s, %(n)s, now())",
-            {"v": version, "n": name},
+        store.insert(
+            "schema_migrations", ("version", "name", "applied_at"), [(version, name, _now())]
         )
         log.info("migration applied", extra={"migration": name})
         applied.append(name)
     return applied
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)

@@ -25,7 +25,9 @@ _EXAMPLE = {
 
 
 def _events_of(body: dict[str, Any]) -> list[Any]:
-    if set(body) == {"events"}:
+    if "events" in body:
+        if set(body) != {"events"}:
+            raise InvalidRequest("a batch body holds only 'events'", sorted(set(body) - {"events"}))
         events = body["events"]
         if not isinstance(events, list):
             raise InvalidRequest("'events' must be a list of envelopes")

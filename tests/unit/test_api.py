@@ -497,12 +497,6 @@ def test_body_of_wrong_shape_is_422_and_stores_nothing(client: TestClient, body:
     assert session_status(client, "shape-d", "s-1") == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/routes/events.py:28-35 treats any dict whose keys are not exactly {'events'} "
-    "as one envelope: a batch with an extra key gets 200 and a single invalid_event result "
-    "instead of the contract's 422 for a body of neither shape (CONTRACT §2)",
-)
 def test_batch_with_extra_top_level_key_is_422(client: TestClient) -> None:
     before = head_position(client)
     batch = [requested("extra-key-d", "s-1"), requested("extra-key-d", "s-2")]
