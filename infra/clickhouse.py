@@ -117,7 +117,7 @@ class ServerStore:
 
         client = getattr(self._local, "client", None)
         if client is None:
-            client = Client.from_url(self._url, settings={"use_numpy": False})
+            client = Client.from_url(self._url)
             self._local.client = client
         return client
 
