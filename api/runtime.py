@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
-from tutorledger.consumers.projector import LedgerFollower, projected_position
+from eventsourcing.persistence import TrackingRecorder
+
+from tutorledger.consumers.kafka_projector import stream_position
+from tutorledger.consumers.projector import LedgerFollower
+from tutorledger.consumers.relay import relay_position
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.keys import KeyStore
@@ -29,6 +34,8 @@ class Runtime:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _sync_lock: threading.Lock = field(default_factory=threading.Lock)
+    _tracking: TrackingRecorder | None = None
+    _probe: Any = None
 
     @classmethod
     def build(cls, settings: Settings, keys: KeyStore | None = None) -> Runtime:
@@ -70,15 +77,34 @@ class Runtime:
     def sync(self) -> int:
         """Projected position after catching up (embedded: read-your-writes)."""
         if self.follower is None:
-            return projected_position(self.projections)
+            return stream_position(self.projections)
         with self._sync_lock:
             self.follower.catch_up()
             return self.follower.position
 
     def projected_position(self) -> int:
+        """Position up to which projections are complete (Kafka mode: every partition's mark)."""
         if self.follower is not None:
             return self.follower.position
-        return projected_position(self.projections)
+        return stream_position(self.projections)
+
+    def relay_position(self) -> int:
+        """Where the Kafka relay has got to, read from the event store (Kafka mode)."""
+        if self._tracking is None:
+            self._tracking = self.ledger.factory.tracking_recorder()
+        return relay_position(self._tracking)
+
+    def stream_reachable(self) -> bool:
+        """Kafka answers a metadata request (Kafka mode)."""
+        from tutorledger.infra.kafka import make_probe
+
+        try:
+            if self._probe is None:
+                self._probe = make_probe(self.settings)
+            return bool(self._probe.topics())
+        except Exception:
+            self._probe = None
+            return False
 
     def following(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from tutorledger.domain.envelope import DistrictId, SchoolId
 
 SCHOOL_NAMESPACE = UUID("5b0d7c2e-1f4a-4c8e-a6d9-3e2f4b1a9c70")
 SCHOOL_EVENT_TYPE = "school.updated"
@@ -40,3 +44,25 @@ class School(Aggregate):
     def latest(self) -> dict[str, Any]:
         """The update with the latest `as_of` date (ties: the one recorded last)."""
         return max(enumerate(self.history), key=lambda p: (p[1]["as_of"], p[0]))[1]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SchoolPayload(_Frozen):
+    name: str = Field(min_length=1, max_length=200)
+    enrollment: dict[str, Annotated[int, Field(ge=0)]]
+    as_of: date
+
+
+class SchoolUpdatedEnvelope(_Frozen):
+    """The stored form of a school update, checked again when it comes off the stream."""
+
+    event_id: UUID
+    type: Literal["school.updated"]
+    schema_version: Literal[1]
+    district_id: DistrictId
+    school_id: SchoolId
+    occurred_at: AwareDatetime
+    payload: SchoolPayload

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 from clickhouse_driver.util.escape import escape_params
 
@@ -109,7 +109,11 @@ class ServerStore:
             raise Unavailable(f"ClickHouse server unreachable at {parsed.hostname}: {exc}") from exc
         finally:
             bootstrap.disconnect()
-        self._url = url
+        # Bounded waits: a hung server must fail a step (to be retried), not block forever.
+        query = dict(parse_qs(parsed.query))
+        query.setdefault("connect_timeout", ["5"])
+        query.setdefault("send_receive_timeout", ["60"])
+        self._url = parsed._replace(query=urlencode(query, doseq=True)).geturl()
         self._local = threading.local()
 
     def _client(self) -> Any:

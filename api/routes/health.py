@@ -41,10 +41,23 @@ def readiness(runtime: Runtime) -> dict[str, Any]:
             "mode": "embedded",
             "error": follower.last_error,
         }
+    else:
+        relay = _safe(runtime.relay_position)
+        checks["stream"] = {"ok": runtime.stream_reachable(), "mode": "kafka"}
+        checks["relay"] = {"ok": relay is not None, "position": relay}
+        if relay is not None and head is not None:
+            checks["relay_lag"] = head - relay
     lag = head - projected if head is not None and projected is not None else None
     checks["projection_lag"] = lag
     ok = all(v["ok"] for v in checks.values() if isinstance(v, dict))
     return {"ready": ok, "checks": checks}
+
+
+def _safe(read: Any) -> Any:
+    try:
+        return read()
+    except Exception:
+        return None
 
 
 @router.get("/readyz", summary="Store, stream and projections reachable; projection lag")
@@ -69,6 +82,9 @@ def metrics(runtime: RuntimeDep) -> Response:
         Gauge("tutorledger_projected_position", "Projected position", registry=registry).set(
             checks["projections"]["position"]
         )
+    if "relay_lag" in checks:
+        relay_lag = Gauge("tutorledger_relay_lag_events", "Head - relayed", registry=registry)
+        relay_lag.set(checks["relay_lag"])
     if checks["projection_lag"] is not None:
         Gauge(
             "tutorledger_projection_lag_events", "Ledger head - projected", registry=registry

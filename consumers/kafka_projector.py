@@ -1,0 +1,180 @@
+"""Projector: Kafka → ClickHouse, batched, idempotent, offsets committed after the insert.
+
+Redelivery is harmless: rows are keyed by ledger position (ReplacingMergeTree, read
+with FINAL). Messages that cannot be decoded or validated go to the dead-letter topic
+and the `dead_letters` table with their reason before the offsets move past them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from tutorledger.domain.envelope import parse_envelope
+from tutorledger.domain.errors import InvalidEvent
+from tutorledger.domain.school import SCHOOL_EVENT_TYPE, SchoolUpdatedEnvelope
+from tutorledger.domain.upcast import upcast
+from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.infra.kafka import WATERMARK_TYPE
+from tutorledger.projections.rows import COLUMNS, event_row
+
+log = logging.getLogger(__name__)
+WATERMARK_COLUMNS = ("partition", "partitions", "position", "recorded_at")
+DEAD_LETTER_COLUMNS = ("topic", "partition", "offset", "reason", "raw", "recorded_at")
+
+
+@dataclass
+class Batch:
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    marks: list[tuple[Any, ...]] = field(default_factory=list)
+    dead: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason)
+
+
+def classify(record: Any, batch: Batch, now: datetime) -> None:
+    """Sort one Kafka record into a projection row, a watermark or a dead letter."""
+    try:
+        doc = json.loads(record.value)
+        if not isinstance(doc, dict):
+            raise InvalidEvent("message is not a JSON object")
+        if doc.get("type") == WATERMARK_TYPE:
+            mark = (record.partition, int(doc["partitions"]), int(doc["position"]), now)
+            batch.marks.append(mark)
+            return
+        position = doc.pop("position", None)
+        if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+            raise InvalidEvent("missing or invalid ledger position")
+        doc = upcast(doc)
+        if doc.get("type") == SCHOOL_EVENT_TYPE:
+            canonical = SchoolUpdatedEnvelope.model_validate(doc).model_dump(mode="json")
+            canonical["occurred_at"] = doc["occurred_at"]
+        else:
+            canonical = parse_envelope(doc).canonical()
+        batch.rows.append(event_row(position, canonical))
+    except (ValueError, KeyError, TypeError, ValidationError, InvalidEvent) as exc:
+        reason = exc.message if isinstance(exc, InvalidEvent) else f"{type(exc).__name__}: {exc}"
+        batch.dead.append((record, reason[:1000]))
+
+
+class KafkaProjector:
+    """One member of the projector consumer group."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        store: ProjectionStore,
+        dead_letter_producer: Any,
+        dead_letter_topic: str,
+        batch_size: int = 5000,
+        batch_seconds: float = 1.0,
+    ) -> None:
+        self.consumer = consumer
+        self.store = store
+        self.dlq = dead_letter_producer
+        self.dlq_topic = dead_letter_topic
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.projected = 0
+        self.dead_lettered = 0
+
+    def poll_batch(self) -> list[Any]:
+        """Collect up to batch_size records or batch_seconds; an idle poll ends a batch early."""
+        records: list[Any] = []
+        deadline = time.monotonic() + self.batch_seconds
+        while len(records) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            got = self.consumer.poll(
+                timeout_ms=int(min(remaining, 0.25) * 1000),
+                max_records=self.batch_size - len(records),
+            )
+            fresh = [r for part in got.values() for r in part]
+            if not fresh and records:
+                break
+            records.extend(fresh)
+        return records
+
+    def step(self, stop: threading.Event | None = None) -> int:
+        """Project one batch and commit its offsets; returns the records handled."""
+        records = self.poll_batch()
+        if not records:
+            return 0
+        batch = Batch()
+        now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+        for record in records:
+            classify(record, batch, now)
+        self._dead_letter(batch, now)
+        self._insert(batch, stop)
+        self.consumer.commit()
+        self.projected += len(batch.rows)
+        return len(records)
+
+    def _dead_letter(self, batch: Batch, now: datetime) -> None:
+        if not batch.dead:
+            return
+        rows = []
+        for record, reason in batch.dead:
+            source = f"{record.topic}/{record.partition}/{record.offset}"
+            headers = list(record.headers or []) + [
+                ("dlq_reason", reason.encode()),
+                ("dlq_source", source.encode()),
+            ]
+            self.dlq.send(self.dlq_topic, key=record.key, value=record.value, headers=headers)
+            raw = record.value.decode("utf-8", "replace") if record.value else ""
+            rows.append((record.topic, record.partition, record.offset, reason, raw, now))
+            log.warning("dead-lettered", extra={"source": source, "reason": reason})
+        self.dlq.flush(timeout=60)
+        self.store.insert("dead_letters", DEAD_LETTER_COLUMNS, rows)
+        self.dead_lettered += len(rows)
+
+    def _insert(self, batch: Batch, stop: threading.Event | None) -> None:
+        """Insert until ClickHouse takes it; offsets are not committed before that."""
+        delay = 0.5
+        while True:
+            try:
+                self.store.insert("ledger_events", COLUMNS, batch.rows)
+                self.store.insert("stream_watermarks", WATERMARK_COLUMNS, batch.marks)
+                return
+            except Exception:
+                log.exception("ClickHouse insert failed; retrying", extra={"rows": len(batch.rows)})
+                if stop is not None and stop.wait(delay):
+                    raise
+                if stop is None:
+                    time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.step(stop)
+            except Exception:
+                if stop.is_set():
+                    break
+                log.exception("projector step failed; uncommitted messages will be redelivered")
+                stop.wait(2.0)
+
+
+COMPLETE_PREFIX_SQL = """
+SELECT count(), max(parts), min(p) FROM (
+    SELECT partition, max(partitions) AS parts, max(position) AS p
+    FROM stream_watermarks GROUP BY partition
+)
+"""
+
+
+def stream_position(store: ProjectionStore) -> int:
+    """Ledger position up to which Kafka-fed projections are complete (every partition's mark)."""
+    rows = store.execute(COMPLETE_PREFIX_SQL)
+    if not rows:
+        return 0
+    seen, partitions, low = rows[0]
+    if not seen or int(seen) < int(partitions or 0):
+        return 0
+    return int(low or 0)
