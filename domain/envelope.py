@@ -76,12 +76,28 @@ class CancelledPayload(_Strict):
     reason: Literal["student_left", "no_tutor_available", "timeout", "other"]
 
 
+def _exact_int(value: Any) -> Any:
+    """JSON true and 1.0 are not the integer 1."""
+    if type(value) is not int:
+        raise ValueError("schema_version must be the integer 1")
+    return value
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Refuse epoch numbers: the contract asks for an RFC 3339 timestamp with an offset."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        raise ValueError("occurred_at must be an RFC 3339 timestamp with an offset")
+    if not isinstance(value, str | datetime):
+        raise ValueError("occurred_at must be an RFC 3339 timestamp with an offset")
+    return value
+
+
 class _Envelope(_Strict):
     event_id: UUID
-    schema_version: Literal[1]
+    schema_version: Annotated[Literal[1], BeforeValidator(_exact_int)]
     district_id: DistrictId
     session_id: SessionId
-    occurred_at: AwareDatetime
+    occurred_at: Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
 
     @field_validator("occurred_at")
     @classmethod

@@ -56,8 +56,10 @@ class LedgerIndex(Protocol):
         """Map already-stored event ids to (position, body digest)."""
         ...
 
-    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
-        """All stored events of several aggregates in one round trip."""
+    def read_batch(
+        self, originator_ids: Sequence[UUID], event_ids: Sequence[UUID]
+    ) -> tuple[list[StoredEvent], dict[UUID, tuple[int, bytes]]]:
+        """The batch's sessions and already-stored ids, read from one consistent snapshot."""
         ...
 
 
@@ -122,10 +124,13 @@ class Ledger(Application[UUID]):
         batch = _Batch()
         valid = [env for _, env in parsed if not isinstance(env, Rejection)]
         if valid:
-            batch.seen = dict(self.index.lookup_event_ids([env.event_id for env in valid]))
+            # One snapshot for both: a resend another writer just committed must be seen as a
+            # duplicate by id, never judged against a session state that already contains it.
             keys = list({session_key(env.district_id, env.session_id) for env in valid})
+            stored, seen = self.index.read_batch(keys, [env.event_id for env in valid])
+            batch.seen = dict(seen)
             batch.aggregates = dict.fromkeys(keys)
-            batch.aggregates.update(self._load_many(keys))
+            batch.aggregates.update(self._load_many(stored))
         results: list[Outcome | LedgerEntry | _InBatchDuplicate] = []
         for raw, env in parsed:
             if isinstance(env, Rejection):
@@ -181,10 +186,10 @@ class Ledger(Application[UUID]):
         batch.accepted[env.event_id] = entry
         return entry
 
-    def _load_many(self, keys: list[UUID]) -> dict[UUID, Aggregate]:
-        """Reconstruct every existing session of a batch from one query."""
+    def _load_many(self, stored_events: list[StoredEvent]) -> dict[UUID, Aggregate]:
+        """Reconstruct every existing session of a batch from its stored events."""
         by_id: dict[UUID, list[Any]] = {}
-        for stored in self.index.select_events_of(keys):
+        for stored in stored_events:
             by_id.setdefault(UUID(str(stored.originator_id)), []).append(
                 self.mapper.to_domain_event(stored)
             )

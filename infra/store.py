@@ -91,35 +91,43 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         )
         return positions
 
-    def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
-        found: dict[UUID, tuple[int, bytes]] = {}
+    def read_batch(
+        self, originator_ids: Sequence[UUID], event_ids: Sequence[UUID]
+    ) -> tuple[list[StoredEvent], dict[UUID, tuple[int, bytes]]]:
+        """Sessions and already-stored event ids from one snapshot (one read transaction)."""
         with self.datastore.transaction(commit=False) as c:
-            for i in range(0, len(event_ids), _CHUNK):
-                chunk = [e.bytes for e in event_ids[i : i + _CHUNK]]
-                c.execute(
-                    "SELECT event_id, position, digest FROM ledger_index WHERE event_id IN "
-                    f"({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-                for row in c.fetchall():
-                    found[UUID(bytes=bytes(row[0]))] = (row[1], bytes(row[2]))
+            return self._select_events_of(c, originator_ids), self._lookup(c, event_ids)
+
+    def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        with self.datastore.transaction(commit=False) as c:
+            return self._lookup(c, event_ids)
+
+    @staticmethod
+    def _lookup(c: SQLiteCursor, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        found: dict[UUID, tuple[int, bytes]] = {}
+        for i in range(0, len(event_ids), _CHUNK):
+            chunk = [e.bytes for e in event_ids[i : i + _CHUNK]]
+            c.execute(
+                "SELECT event_id, position, digest FROM ledger_index WHERE event_id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for row in c.fetchall():
+                found[UUID(bytes=bytes(row[0]))] = (row[1], bytes(row[2]))
         return found
 
-    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
-        """Every stored event of these aggregates, in (aggregate, version) order: one query."""
+    @staticmethod
+    def _select_events_of(c: SQLiteCursor, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         events: list[StoredEvent] = []
-        with self.datastore.transaction(commit=False) as c:
-            for i in range(0, len(originator_ids), _CHUNK):
-                chunk = [o.hex for o in originator_ids[i : i + _CHUNK]]
-                c.execute(
-                    "SELECT originator_id, originator_version, topic, state FROM stored_events "
-                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
-                    "ORDER BY originator_id, originator_version",
-                    chunk,
-                )
-                events.extend(
-                    StoredEvent(UUID(r[0]), r[1], r[2], bytes(r[3])) for r in c.fetchall()
-                )
+        for i in range(0, len(originator_ids), _CHUNK):
+            chunk = [o.hex for o in originator_ids[i : i + _CHUNK]]
+            c.execute(
+                "SELECT originator_id, originator_version, topic, state FROM stored_events "
+                f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY originator_id, originator_version",
+                chunk,
+            )
+            events.extend(StoredEvent(UUID(r[0]), r[1], r[2], bytes(r[3])) for r in c.fetchall())
         return events
 
     def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
@@ -217,38 +225,54 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         curs.fetchone()
         return positions
 
+    def read_batch(
+        self, originator_ids: Sequence[UUID], event_ids: Sequence[UUID]
+    ) -> tuple[list[StoredEvent], dict[UUID, tuple[int, bytes]]]:
+        """Sessions and already-stored event ids from one REPEATABLE READ snapshot."""
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return self._select_events_of(curs, originator_ids), self._lookup(curs, event_ids)
+
     def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
-        found: dict[UUID, tuple[int, bytes]] = {}
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            for i in range(0, len(event_ids), _CHUNK):
-                curs.execute(
-                    SQL(
-                        "SELECT event_id, position, digest FROM {} WHERE event_id = ANY(%s)"
-                    ).format(self.index_table),
-                    (list(event_ids[i : i + _CHUNK]),),
-                )
-                for row in curs.fetchall():
-                    found[row["event_id"]] = (row["position"], bytes(row["digest"]))
+            return self._lookup(curs, event_ids)
+
+    def _lookup(
+        self, curs: Cursor[DictRow], event_ids: Sequence[UUID]
+    ) -> dict[UUID, tuple[int, bytes]]:
+        found: dict[UUID, tuple[int, bytes]] = {}
+        for i in range(0, len(event_ids), _CHUNK):
+            curs.execute(
+                SQL("SELECT event_id, position, digest FROM {} WHERE event_id = ANY(%s)").format(
+                    self.index_table
+                ),
+                (list(event_ids[i : i + _CHUNK]),),
+            )
+            for row in curs.fetchall():
+                found[row["event_id"]] = (row["position"], bytes(row["digest"]))
         return found
 
-    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
-        """Every stored event of these aggregates, in (aggregate, version) order: one query."""
+    def _select_events_of(
+        self, curs: Cursor[DictRow], originator_ids: Sequence[UUID]
+    ) -> list[StoredEvent]:
         events: list[StoredEvent] = []
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            for i in range(0, len(originator_ids), _CHUNK):
-                curs.execute(
-                    SQL(
-                        "SELECT originator_id, originator_version, topic, state FROM {}.{} "
-                        "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-                    ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)),
-                    (list(originator_ids[i : i + _CHUNK]),),
+        table = SQL("{}.{}").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        for i in range(0, len(originator_ids), _CHUNK):
+            curs.execute(
+                SQL(
+                    "SELECT originator_id, originator_version, topic, state FROM {} "
+                    "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+                ).format(table),
+                (list(originator_ids[i : i + _CHUNK]),),
+            )
+            events.extend(
+                StoredEvent(
+                    r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
                 )
-                events.extend(
-                    StoredEvent(
-                        r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
-                    )
-                    for r in curs.fetchall()
-                )
+                for r in curs.fetchall()
+            )
         return events
 
     def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
