@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tutorledger.api.errors import install_error_handlers
-from tutorledger.api.routes import events, health, metrics, schools, sessions
+from tutorledger.api.routes import admin, audit, events, health, metrics, schools, sessions
 from tutorledger.api.runtime import Runtime
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
@@ -48,6 +48,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (events, sessions, schools, metrics, health):
+    for module in (events, sessions, schools, metrics, audit, admin, health):
         app.include_router(module.router)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,15 @@ class Runtime:
 
     def ledger_head(self) -> int:
         return int(self.ledger.recorder.max_notification_id() or 0)
+
+    def swap_projections(self, swap: Callable[[], int]) -> int:
+        """Run `swap` (which replaces projection tables and returns the position they hold)
+        with the in-process projector and read-your-writes syncs held still, then resume."""
+        with self._sync_lock:
+            position = swap()
+            if self.follower is not None:
+                self.follower.position = position
+            return position
 
     def stop(self) -> None:
         self._stop.set()

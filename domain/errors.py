@@ -80,3 +80,10 @@ class Unavailable(TutorLedgerError):
 
     code = "unavailable"
     status = 503
+
+
+class RebuildInProgress(TutorLedgerError):
+    """Projections are being rebuilt already; one rebuild at a time."""
+
+    code = "rebuild_in_progress"
+    status = 409
