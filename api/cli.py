@@ -244,3 +244,7 @@ def project(
 
 def main() -> None:
     app()
+
+
+# verify / replay / rebuild / reconcile live in their own module; importing registers them.
+from tutorledger.api import cli_audit  # noqa: E402, F401

@@ -1,0 +1,295 @@
+"""Auditor and operator commands: verify, replay, rebuild, reconcile (registered on `app`).
+
+Thin like the routes: each opens the stores from settings, calls the library function
+behind the matching endpoint, shows progress on stderr and writes its result on stdout.
+Exit codes: 0 fine, 1 the check failed (tampering, drift), 2 could not run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from rich.progress import Progress, TaskID
+from rich.table import Table
+
+from tutorledger.api.cli import ClickhouseOpt, StoreOpt, app, console, load_settings, progress
+from tutorledger.domain.errors import TutorLedgerError
+
+DistrictOpt = Annotated[str | None, typer.Option("--district", help="One district (default: all)")]
+
+
+class Meter:
+    """Feeds a rich progress bar from library callbacks: a total first, then increments."""
+
+    def __init__(self, bar: Progress, description: str) -> None:
+        self.bar = bar
+        self.task: TaskID = bar.add_task(description, total=None, rate="")
+
+    def start(self, total: int) -> None:
+        self.bar.update(self.task, total=total)
+
+    def advance(self, count: int) -> None:
+        self.bar.update(self.task, advance=count)
+        speed = self.bar.tasks[self.task].speed  # rich's moving average
+        if speed:
+            self.bar.update(self.task, rate=f"{speed:,.0f} ev/s")
+
+
+@contextmanager
+def metered(description: str) -> Iterator[Meter]:
+    with progress() as bar:
+        yield Meter(bar, description)
+
+
+def fail(exc: TutorLedgerError) -> typer.Exit:
+    """A store we cannot use is an operator problem (exit 2), not a failed check (exit 1)."""
+    console.print(f"[red]{exc.code}:[/] {exc.message}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def verify(district: DistrictOpt = None, event_store: StoreOpt = None) -> None:
+    """Recompute the hash chain(s) from the event store; exit 1 at the first bad position."""
+    from tutorledger.infra.audit import verify_chain
+    from tutorledger.infra.store import open_ledger
+
+    settings = load_settings(event_store=event_store)
+    ledger = open_ledger(settings)
+    try:
+        with metered("verifying chain") as meter:
+            report = verify_chain(
+                ledger.recorder,
+                ledger.mapper,
+                district,
+                on_start=meter.start,
+                on_progress=meter.advance,
+            )
+    finally:
+        ledger.close()
+    rate = report.checked / report.seconds if report.seconds else 0.0
+    if report.ok:
+        console.print(
+            f"[green]chain intact:[/] {report.checked:,} events in {report.seconds:.1f}s "
+            f"({rate:,.0f} ev/s), {len(report.heads)} district(s)"
+        )
+    else:
+        console.print(
+            f"[red]chain broken at position {report.first_bad_position}[/] "
+            f"({report.problem}); {report.checked:,} events verified before it"
+        )
+    heads = {d: {"head_position": p, "head_hash": h} for d, (p, h) in report.heads.items()}
+    body = report.as_dict() | {"district_id": district, "districts": heads}
+    typer.echo(json.dumps(body))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rebuild(
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per insert")] = 5000,
+    event_store: StoreOpt = None,
+    clickhouse: ClickhouseOpt = None,
+) -> None:
+    """Rebuild the projections from the ledger into a fresh table and swap it in."""
+    from tutorledger.consumers.rebuild import ledger_head
+    from tutorledger.consumers.rebuild import rebuild as run_rebuild
+    from tutorledger.infra.clickhouse import open_projection_store
+    from tutorledger.infra.store import open_ledger
+    from tutorledger.projections.schema import migrate
+
+    settings = load_settings(event_store=event_store, clickhouse=clickhouse)
+    try:
+        store = open_projection_store(settings)
+    except TutorLedgerError as exc:
+        console.print("(while `serve` runs on chdb, use POST /v1/admin/rebuild instead)")
+        raise fail(exc) from exc
+    ledger = open_ledger(settings)
+    try:
+        migrate(store)
+        with metered("rebuilding projections") as meter:
+            meter.start(ledger_head(ledger))
+            report = run_rebuild(ledger, store, batch_size=batch_size, on_progress=meter.advance)
+    finally:
+        store.close()
+        ledger.close()
+    console.print(
+        f"[green]rebuilt:[/] {report.events:,} events up to position {report.position} "
+        f"in {report.seconds:.1f}s ({report.rate:,.0f} ev/s)"
+    )
+    typer.echo(
+        json.dumps(
+            {
+                "events": report.events,
+                "position": report.position,
+                "seconds": round(report.seconds, 3),
+                "events_per_second": round(report.rate, 1),
+            }
+        )
+    )
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def reconcile(
+    district: DistrictOpt = None,
+    as_of_position: Annotated[
+        int | None, typer.Option(min=0, help="Compare up to this position (default: head)")
+    ] = None,
+    output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.table,
+    event_store: StoreOpt = None,
+    clickhouse: ClickhouseOpt = None,
+) -> None:
+    """Compare per-district, per-day (UTC) event counts: ledger vs projections; exit 1 on drift."""
+    from tutorledger.consumers.reconcile import reconcile as run_reconcile
+    from tutorledger.infra.clickhouse import open_projection_store
+    from tutorledger.infra.store import open_ledger
+
+    settings = load_settings(event_store=event_store, clickhouse=clickhouse)
+    try:
+        store = open_projection_store(settings)
+    except TutorLedgerError as exc:
+        raise fail(exc) from exc
+    ledger = open_ledger(settings)
+    try:
+        with metered("counting ledger events") as meter:
+            report = run_reconcile(
+                ledger.recorder,
+                ledger.mapper,
+                store,
+                district,
+                as_of_position,
+                on_start=meter.start,
+                on_progress=meter.advance,
+            )
+    finally:
+        store.close()
+        ledger.close()
+    if output is ReportFormat.json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        table = Table(title=f"drift up to position {report.position} (day = UTC date)")
+        for column in ("district", "day", "ledger", "projections", "missing"):
+            table.add_column(column, justify="left" if column in ("district", "day") else "right")
+        for d in report.drift:
+            counts = (d.ledger, d.projections, d.missing)
+            table.add_row(d.district_id, d.day.isoformat(), *map(str, counts))
+        if report.drift:
+            console.print(table)
+        typer.echo(
+            f"{'OK' if report.ok else 'DRIFT'}: ledger {report.ledger_events} events, projections "
+            f"{report.projected_events}, {report.days} district-days, {len(report.drift)} differ"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+class ReplayFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+
+
+def metric_functions() -> dict[str, tuple[Callable[[Any, Any], dict[str, Any]], type[BaseModel]]]:
+    """Each metric the API serves: the projection function and the response model it fills."""
+    from tutorledger.api.schemas import Participation
+    from tutorledger.projections.participation import participation
+
+    return {"participation": (participation, Participation)}
+
+
+def flatten(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """Nested JSON as (dotted.path, scalar) pairs: one CSV line per figure."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from flatten(f"{prefix}.{key}" if prefix else str(key), item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from flatten(f"{prefix}.{i}", item)
+    else:
+        yield prefix, value
+
+
+@app.command()
+def replay(
+    as_of_position: Annotated[int, typer.Option(min=0, help="Ledger position to report as of")],
+    district: DistrictOpt = None,
+    date_from: Annotated[date | None, typer.Option("--from", formats=["%Y-%m-%d"])] = None,
+    date_to: Annotated[date | None, typer.Option("--to", formats=["%Y-%m-%d"])] = None,
+    output: Annotated[ReplayFormat, typer.Option("--format")] = ReplayFormat.json,
+    event_store: StoreOpt = None,
+    clickhouse: ClickhouseOpt = None,
+) -> None:
+    """Print every metric as of a ledger position: the same JSON the API answers then."""
+    from tutorledger.api.routes.metrics import build_filters, echo
+    from tutorledger.api.runtime import Runtime
+
+    settings = load_settings(event_store=event_store, clickhouse=clickhouse)
+    try:
+        runtime = Runtime.build(settings)
+    except TutorLedgerError as exc:
+        raise fail(exc) from exc
+    try:
+        behind = runtime.ledger_head() - runtime.projected_position()
+        if runtime.follower is not None and behind > 0:  # embedded: catch projections up first
+            with metered("projecting ledger") as meter:
+                meter.start(behind)
+                while count := runtime.follower.step():
+                    meter.advance(count)
+        districts = [district] if district else _districts(runtime, as_of_position)
+        reports: list[dict[str, Any]] = []
+        for d in districts:
+            filters, head_hash = build_filters(
+                runtime, d, None, None, None, date_from, date_to, as_of_position
+            )
+            metrics: dict[str, Any] = {}
+            for name, (compute, model) in metric_functions().items():
+                body = model(
+                    district_id=d,
+                    as_of_position=filters.as_of_position,
+                    head_hash=head_hash,
+                    filters=echo(filters),
+                    **compute(runtime.projections, filters),
+                )
+                metrics[name] = body.model_dump(mode="json")
+            reports.append(
+                {
+                    "district_id": d,
+                    "as_of_position": filters.as_of_position,
+                    "head_hash": head_hash,
+                    "metrics": metrics,
+                }
+            )
+    finally:
+        runtime.stop()
+    if output is ReplayFormat.json:
+        typer.echo(json.dumps(reports[0] if district else reports, indent=2))
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["district_id", "as_of_position", "head_hash", "metric", "figure", "value"])
+    for r in reports:
+        lead = [r["district_id"], r["as_of_position"], r["head_hash"]]
+        for name, body in r["metrics"].items():
+            for path, value in flatten("", body):
+                if path not in ("district_id", "as_of_position", "head_hash"):
+                    writer.writerow([*lead, name, path, value])
+
+
+def _districts(runtime: Any, as_of_position: int) -> list[str]:
+    rows = runtime.projections.execute(
+        "SELECT DISTINCT district_id FROM ledger_events WHERE position <= %(p)s "
+        "ORDER BY district_id",
+        {"p": as_of_position},
+    )
+    return [str(r[0]) for r in rows]
