@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tutorledger.domain.district import DistrictProfile, check_zone, parse_profiles
 
 StoreKind = Literal["sqlite", "postgresql"]
 ProjectionKind = Literal["chdb", "clickhouse"]
@@ -34,6 +37,11 @@ class Settings(BaseSettings):
     district_tz: str = Field(
         default="America/New_York", description="Time zone for districts with none set"
     )
+    districts_file: Path | None = Field(
+        default=None,
+        description='JSON {district_id: {"time_zone": "America/Chicago", "school_hours": '
+        '{"days": [1,2,3,4,5], "start": "08:00", "end": "15:30"}}}; read once at startup',
+    )
     kafka_topic: str = Field(default="tutorledger.events")
     kafka_dead_letter_topic: str = Field(default="tutorledger.events.dlq")
     kafka_group: str = Field(default="tutorledger-projector")
@@ -42,6 +50,7 @@ class Settings(BaseSettings):
     projector_batch_size: int = Field(default=5000, ge=1)
     projector_poll_seconds: float = Field(default=0.2, gt=0)
     log_level: str = Field(default="INFO")
+    _districts: dict[str, DistrictProfile] = PrivateAttr(default_factory=dict)
 
     @field_validator("event_store")
     @classmethod
@@ -64,6 +73,30 @@ class Settings(BaseSettings):
         if urlparse(value).scheme not in ("chdb", "clickhouse"):
             raise ValueError("clickhouse must be chdb://path or clickhouse://host:port/db")
         return value
+
+    @field_validator("district_tz")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        return check_zone(value)
+
+    @model_validator(mode="after")
+    def _load_districts(self) -> Settings:
+        """Read the districts file now, so a bad zone name stops the process at startup."""
+        if self.districts_file is not None:
+            try:
+                raw = json.loads(self.districts_file.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"districts file {self.districts_file}: {exc}") from None
+            try:
+                self._districts = parse_profiles(raw, self.district_tz)
+            except ValueError as exc:
+                raise ValueError(f"districts file {self.districts_file}: {exc}") from None
+        return self
+
+    def district(self, district_id: str) -> DistrictProfile:
+        """The district's time zone and school hours (defaults when it is not configured)."""
+        profile = self._districts.get(district_id)
+        return profile or DistrictProfile(time_zone=self.district_tz)
 
     @property
     def store_kind(self) -> StoreKind:
