@@ -1,0 +1,65 @@
+"""Demand: where requests come from, and which school/subject pairs stand out (lift)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.filters import Filters, filtered_sessions_sql
+from tutorledger.projections.groups import grouped_sql, key_fields
+
+DEMAND_SELECT = """
+    count() AS requests,
+    countIf(completed > 0) AS completed_sessions,
+    uniqExact(student_id) AS students
+"""
+
+# Requests per (school, subject) under the grade/date filters only: the denominators.
+BASELINE_SQL = f"""
+SELECT school_id, subject, count() FROM ({filtered_sessions_sql()})
+GROUP BY school_id, subject
+"""
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def demand(store: ProjectionStore, filters: Filters, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One row per group; share and lift use the request counts of wider scopes.
+
+    A row's scope is its school (or the `school_id` filter, else the district); its subjects
+    are its subject (or the `subject` filter, else all). share = scope's requests in those
+    subjects ÷ scope's requests in all subjects; lift = share ÷ the same share for the whole
+    district. Grade and date filters apply to every count.
+    """
+    params = filters.params()
+    rows = store.execute(grouped_sql(DEMAND_SELECT, keys), params)
+    wide = replace(filters, school_id=None, subject=None)
+    base: Counter[tuple[str | None, str | None]] = Counter()
+    for school, subject, count in store.execute(BASELINE_SQL, wide.params()):
+        for s in (school, None):
+            for t in (subject, None):
+                base[(s, t)] += int(count)
+    result = []
+    for row in rows:
+        fields = key_fields(keys, row)
+        requests, completed, students = (int(v) for v in row[len(keys) :])
+        school = fields["school_id"] if "school_id" in keys else filters.school_id
+        subject = fields["subject"] if "subject" in keys else filters.subject
+        share = _ratio(base[(school, subject)], base[(school, None)])
+        district_share = _ratio(base[(None, subject)], base[(None, None)])
+        lift = share / district_share if share is not None and district_share else None
+        result.append(
+            {
+                **fields,
+                "requests": requests,
+                "completed": completed,
+                "students": students,
+                "share": share,
+                "lift": lift,
+            }
+        )
+    return result
