@@ -1,30 +1,56 @@
-"""GET /v1/metrics/*: dashboard figures, reproducible at any earlier ledger position."""
+"""GET /v1/metrics/*: dashboard figures, reproducible at any earlier ledger position.
+
+Every route takes the same filters (one dependency), answers JSON or, with `?format=csv` or
+`Accept: text/csv`, the same rows as CSV. Definitions live in each route's description.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
 
+from tutorledger.api import metric_schemas as ms
+from tutorledger.api.csv_response import CSV_MEDIA_TYPE, csv_response, wants_csv
 from tutorledger.api.deps import Dashboard, RuntimeDep, check_district
+from tutorledger.api.metric_docs import DOCS
 from tutorledger.api.runtime import Runtime
-from tutorledger.api.schemas import Participation
+from tutorledger.api.schemas import ErrorResponse, Participation
+from tutorledger.domain.district import DistrictProfile
 from tutorledger.domain.errors import InvalidRequest
+from tutorledger.projections.demand import demand
+from tutorledger.projections.engagement import REGULAR_WEEKS, engagement
 from tutorledger.projections.filters import Filters
+from tutorledger.projections.groups import GROUP_BY_HELP, GROUPS, parse_group_by
 from tutorledger.projections.participation import participation
+from tutorledger.projections.satisfaction import satisfaction
+from tutorledger.projections.timing import timing
+from tutorledger.projections.wait_times import wait_times
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
 DistrictQ = Annotated[str, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 SchoolQ = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 SubjectQ = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9-]{1,64}$")]
-GradeQ = Annotated[int | None, Query(ge=0, le=12)]
+GradeQ = Annotated[int | None, Query(ge=0, le=12, description="0 = kindergarten … 12")]
 DateQ = Annotated[date | None, Query(description="Inclusive local date in the district's zone")]
 AsOfQ = Annotated[
     int | None,
     Query(ge=0, description="Compute from ledger positions <= this: the report as it was then"),
 ]
+FormatQ = Annotated[
+    Literal["json", "csv"] | None,
+    Query(alias="format", description="csv: the same rows as CSV (also `Accept: text/csv`)"),
+]
+GroupByQ = Annotated[str | None, Query(description=f"Group rows by {GROUP_BY_HELP}")]
+CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}},
+    422: {"model": ErrorResponse, "description": "Bad filter: from after to, grade 13, …"},
+}
 
 
 def build_filters(
@@ -47,7 +73,7 @@ def build_filters(
     filters = Filters(
         district_id=district_id,
         as_of_position=effective,
-        tz=runtime.settings.district_tz,
+        tz=runtime.settings.district(district_id).time_zone,
         school_id=school_id,
         subject=subject.lower() if subject else None,
         grade=grade,
@@ -68,19 +94,28 @@ def echo(filters: Filters) -> dict[str, Any]:
     }
 
 
-@router.get(
-    "/participation",
-    response_model=Participation,
-    summary="Who used tutoring and how much",
-    description=(
-        "`students_served`: distinct students with at least one request in the range. "
-        "`enrolled`: sum of each school's latest enrolment (by `as_of` date, on or before "
-        "`to`), limited to the school/grade filters. `reach_rate` = served / enrolled (null "
-        "when nothing is enrolled). Sessions belong to the local day they were requested. "
-        "`sessions_matched`/`completed`/`cancelled` count sessions that reached that step."
-    ),
-)
-def get_participation(
+@dataclass(frozen=True)
+class Scope:
+    """One metrics request, resolved: filters at a position, the district's calendar, format."""
+
+    filters: Filters
+    head_hash: str | None
+    profile: DistrictProfile
+    csv: bool
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "district_id": self.filters.district_id,
+            "as_of_position": self.filters.as_of_position,
+            "head_hash": self.head_hash,
+            "filters": echo(self.filters),
+        }
+
+    def answer(self, model: BaseModel, name: str) -> BaseModel | Response:
+        return csv_response(model, name) if self.csv else model
+
+
+def metric_scope(
     runtime: RuntimeDep,
     principal: Dashboard,
     district_id: DistrictQ,
@@ -90,16 +125,110 @@ def get_participation(
     date_from: Annotated[DateQ, Query(alias="from")] = None,
     date_to: Annotated[DateQ, Query(alias="to")] = None,
     as_of_position: AsOfQ = None,
-) -> Participation:
+    output_format: FormatQ = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Scope:
+    """The filters every metric shares (CONTRACT §2), checked the same way everywhere."""
     check_district(principal, district_id)
     filters, head_hash = build_filters(
         runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position
     )
-    figures = participation(runtime.projections, filters)
-    return Participation(
-        district_id=district_id,
-        as_of_position=filters.as_of_position,
-        head_hash=head_hash,
-        filters=echo(filters),
-        **figures,
+    profile = runtime.settings.district(district_id)
+    return Scope(filters, head_hash, profile, wants_csv(output_format, accept))
+
+
+ScopeDep = Annotated[Scope, Depends(metric_scope)]
+
+
+def _group_names(keys: tuple[str, ...]) -> list[str]:
+    return [name for name, column in GROUPS.items() if column in keys]
+
+
+@router.get(
+    "/participation",
+    response_model=Participation,
+    responses=CSV_RESPONSES,
+    summary="Who used tutoring and how much",
+    description=DOCS["participation"],
+)
+def get_participation(scope: ScopeDep, runtime: RuntimeDep) -> Any:
+    figures = participation(runtime.projections, scope.filters)
+    return scope.answer(Participation(**scope.envelope(), **figures), "participation")
+
+
+@router.get(
+    "/demand",
+    response_model=ms.Demand,
+    responses=CSV_RESPONSES,
+    summary="Where requests come from; school × subject hotspots",
+    description=DOCS["demand"],
+)
+def get_demand(scope: ScopeDep, runtime: RuntimeDep, group_by: GroupByQ = None) -> Any:
+    keys = parse_group_by(group_by, default=("school_id", "subject"))
+    rows = demand(runtime.projections, scope.filters, keys)
+    body = ms.Demand.model_validate(
+        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
     )
+    return scope.answer(body, "demand")
+
+
+@router.get(
+    "/wait-times",
+    response_model=ms.WaitTimes,
+    responses=CSV_RESPONSES,
+    summary="Request → match wait, seconds",
+    description=DOCS["wait-times"],
+)
+def get_wait_times(scope: ScopeDep, runtime: RuntimeDep, group_by: GroupByQ = None) -> Any:
+    keys = parse_group_by(group_by)
+    rows = wait_times(runtime.projections, scope.filters, keys)
+    body = ms.WaitTimes.model_validate(
+        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
+    )
+    return scope.answer(body, "wait-times")
+
+
+@router.get(
+    "/satisfaction",
+    response_model=ms.Satisfaction,
+    responses=CSV_RESPONSES,
+    summary="Post-session surveys",
+    description=DOCS["satisfaction"],
+)
+def get_satisfaction(scope: ScopeDep, runtime: RuntimeDep, group_by: GroupByQ = None) -> Any:
+    keys = parse_group_by(group_by)
+    rows = satisfaction(runtime.projections, scope.filters, keys)
+    body = ms.Satisfaction.model_validate(
+        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
+    )
+    return scope.answer(body, "satisfaction")
+
+
+@router.get(
+    "/timing",
+    response_model=ms.Timing,
+    responses=CSV_RESPONSES,
+    summary="When students ask: local hour, weekday, after school",
+    description=DOCS["timing"],
+)
+def get_timing(scope: ScopeDep, runtime: RuntimeDep) -> Any:
+    hours = scope.profile.school_hours
+    figures = timing(runtime.projections, scope.filters, hours)
+    school_hours = ms.SchoolHoursOut(days=list(hours.days), start=hours.start, end=hours.end)
+    body = ms.Timing(
+        **scope.envelope(), time_zone=scope.filters.tz, school_hours=school_hours, **figures
+    )
+    return scope.answer(body, "timing")
+
+
+@router.get(
+    "/engagement",
+    response_model=ms.Engagement,
+    responses=CSV_RESPONSES,
+    summary="Weekly active, regular and one-time students",
+    description=DOCS["engagement"],
+)
+def get_engagement(scope: ScopeDep, runtime: RuntimeDep) -> Any:
+    figures = engagement(runtime.projections, scope.filters)
+    body = ms.Engagement(**scope.envelope(), regular_weeks=REGULAR_WEEKS, **figures)
+    return scope.answer(body, "engagement")

@@ -1,0 +1,141 @@
+"""HTTP DTOs of the metrics catalogue: each response names the ledger position behind it."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GroupCol = Field(description="Group value; null when the rows are not grouped by it")
+
+
+class MetricResponse(BaseModel):
+    """What every metric answers besides its figures: enough to reproduce them later."""
+
+    district_id: str
+    as_of_position: int = Field(description="Ledger position the figures were computed at")
+    head_hash: str | None = Field(description="District chain hash at that position")
+    filters: dict[str, Any] = Field(description="The filters applied, with the time zone used")
+
+
+class DemandRow(BaseModel):
+    school_id: str | None = GroupCol
+    subject: str | None = GroupCol
+    requests: int
+    completed: int = Field(description="Requests that reached session.completed")
+    students: int = Field(description="Distinct students with a request in the group")
+    share: float | None = Field(description="Requests ÷ requests of the row's school, 0-1")
+    lift: float | None = Field(description="share ÷ the same share for the whole district")
+
+
+class Demand(MetricResponse):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "district_id": "clayton", "as_of_position": 181234, "head_hash": "9f2c…",
+                "filters": {"time_zone": "America/New_York"}, "group_by": ["school", "subject"],
+                "rows": [{"school_id": "sch-03", "subject": "geometry", "requests": 540,
+                          "completed": 488, "students": 210, "share": 0.45, "lift": 4.1}],
+            }
+        }
+    )  # fmt: skip
+
+    group_by: list[str]
+    rows: list[DemandRow]
+
+
+class WaitRow(BaseModel):
+    school_id: str | None = GroupCol
+    subject: str | None = GroupCol
+    requests: int
+    matched: int = Field(description="Requests matched to a tutor")
+    unmatched: int = Field(description="Requests never matched: still waiting or cancelled first")
+    p50: float | None = Field(description="Nearest-rank 50th percentile wait, seconds")
+    p90: float | None = Field(description="Nearest-rank 90th percentile wait, seconds")
+    p99: float | None = Field(description="Nearest-rank 99th percentile wait, seconds")
+    max: float | None = Field(description="Longest wait, seconds")
+
+
+class WaitTimes(MetricResponse):
+    group_by: list[str]
+    rows: list[WaitRow]
+
+
+class SatisfactionRow(BaseModel):
+    school_id: str | None = GroupCol
+    subject: str | None = GroupCol
+    completed: int
+    surveys: int
+    helped: int = Field(description="Surveys answering helped = true")
+    helped_rate: float | None = Field(description="helped ÷ surveys")
+    mean_rating: float | None = Field(description="Mean rating 1-5 over surveys")
+    survey_rate: float | None = Field(description="surveys ÷ completed")
+
+
+class Satisfaction(MetricResponse):
+    group_by: list[str]
+    rows: list[SatisfactionRow]
+
+
+class SchoolHoursOut(BaseModel):
+    days: list[int] = Field(description="ISO weekdays, 1 = Monday")
+    start: str
+    end: str
+
+
+class HourCount(BaseModel):
+    hour: int
+    requests: int
+
+
+class WeekdayCount(BaseModel):
+    weekday: int = Field(description="ISO weekday, 1 = Monday … 7 = Sunday")
+    requests: int
+
+
+class TimingCell(BaseModel):
+    weekday: int
+    hour: int
+    requests: int
+    in_school_requests: int = Field(description="Of these, requests inside school hours")
+
+
+class Timing(MetricResponse):
+    time_zone: str
+    school_hours: SchoolHoursOut
+    requests: int
+    after_school_requests: int
+    after_school_share: float | None = Field(description="after_school_requests ÷ requests")
+    by_hour: list[HourCount] = Field(description="Local hour 0-23, all present")
+    by_weekday: list[WeekdayCount] = Field(description="ISO weekday 1-7, all present")
+    rows: list[TimingCell] = Field(description="All 168 (weekday, hour) cells")
+
+
+class WeekRow(BaseModel):
+    week: str = Field(description="ISO week, e.g. 2026-W44")
+    week_start: date = Field(description="Its Monday")
+    weekly_active_students: int
+    requests: int
+
+
+class Engagement(MetricResponse):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "district_id": "clayton", "as_of_position": 181234, "head_hash": "9f2c…",
+                "filters": {"from": "2026-10-26", "to": "2026-11-08"}, "students": 3,
+                "regular_students": 0, "one_time_students": 2, "regular_weeks": 3,
+                "rows": [{"week": "2026-W44", "week_start": "2026-10-26",
+                          "weekly_active_students": 2, "requests": 3},
+                         {"week": "2026-W45", "week_start": "2026-11-02",
+                          "weekly_active_students": 1, "requests": 1}],
+            }
+        }
+    )  # fmt: skip
+
+    students: int = Field(description="Distinct students with a request in range")
+    regular_students: int = Field(description="Active in >= regular_weeks distinct ISO weeks")
+    one_time_students: int = Field(description="Exactly one request in range")
+    regular_weeks: int
+    rows: list[WeekRow]
