@@ -1,0 +1,285 @@
+"""Independent pure-Python figures for every CONTRACT §2 metric, from accepted events.
+
+Written from the definitions in the route descriptions, not from the SQL: sessions are folded
+in plain Python, local times come from zoneinfo, percentiles use exact fractions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+
+@dataclass
+class Session:
+    request: dict[str, Any]
+    requested: datetime
+    matched: datetime | None = None
+    completed: bool = False
+    cancelled: bool = False
+    survey: dict[str, Any] | None = None
+
+
+def fold(events: list[dict[str, Any]], district_id: str) -> list[Session]:
+    """Sessions of one district; the first event of each kind wins (resends are ignored)."""
+    sessions: dict[str, Session] = {}
+    for e in events:
+        if e["district_id"] != district_id:
+            continue
+        at = datetime.fromisoformat(e["occurred_at"])
+        kind = e["type"].removeprefix("session.")
+        s = sessions.get(e["session_id"])
+        if kind == "requested":
+            if s is None:
+                sessions[e["session_id"]] = Session(dict(e["payload"]), at)
+        elif s is None:
+            continue
+        elif kind == "matched" and s.matched is None:
+            s.matched = at
+        elif kind == "completed":
+            s.completed = True
+        elif kind == "cancelled":
+            s.cancelled = True
+        elif kind == "surveyed" and s.survey is None:
+            s.survey = dict(e["payload"])
+    return list(sessions.values())
+
+
+def local(s: Session, tz: str) -> datetime:
+    return s.requested.astimezone(ZoneInfo(tz))
+
+
+def select(
+    events: list[dict[str, Any]],
+    district_id: str,
+    tz: str,
+    school_id: str | None = None,
+    subject: str | None = None,
+    grade: int | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[Session]:
+    """Sessions matching the filters; a session belongs to its request's local date."""
+    out = []
+    for s in fold(events, district_id):
+        day = local(s, tz).date()
+        if school_id is not None and s.request["school_id"] != school_id:
+            continue
+        if subject is not None and s.request["subject"] != subject:
+            continue
+        if grade is not None and s.request["grade"] != grade:
+            continue
+        if (date_from and day < date_from) or (date_to and day > date_to):
+            continue
+        out.append(s)
+    return out
+
+
+def _groups(sessions: list[Session], group_by: tuple[str, ...]) -> dict[tuple[Any, ...], list]:  # type: ignore[type-arg]
+    """Sessions by group key (school_id, subject), None where not grouped; sorted by key."""
+    found: dict[tuple[Any, ...], list[Session]] = defaultdict(list)
+    for s in sessions:
+        school = s.request["school_id"] if "school" in group_by else None
+        subject = s.request["subject"] if "subject" in group_by else None
+        found[(school, subject)].append(s)
+    if not group_by:
+        found.setdefault((None, None), [])
+    return dict(sorted(found.items(), key=lambda kv: tuple(k or "" for k in kv[0])))
+
+
+def _key(k: tuple[Any, ...]) -> dict[str, Any]:
+    return {"school_id": k[0], "subject": k[1]}
+
+
+def demand(
+    events: list[dict[str, Any]],
+    district_id: str,
+    tz: str,
+    group_by: tuple[str, ...] = ("school", "subject"),
+    **f: Any,
+) -> list[dict[str, Any]]:
+    chosen = select(events, district_id, tz, **f)
+    wide = select(
+        events,
+        district_id,
+        tz,
+        grade=f.get("grade"),
+        date_from=f.get("date_from"),
+        date_to=f.get("date_to"),
+    )
+    rows = []
+    for (school, subject), group in _groups(chosen, group_by).items():
+        scope_school = school if "school" in group_by else f.get("school_id")
+        scope_subject = subject if "subject" in group_by else f.get("subject")
+        in_school = [s for s in wide if scope_school in (None, s.request["school_id"])]
+        share = _count(in_school, scope_subject) / len(in_school)
+        district_share = _count(wide, scope_subject) / len(wide)
+        rows.append(
+            {
+                **_key((school, subject)),
+                "requests": len(group),
+                "completed": sum(s.completed for s in group),
+                "students": len({s.request["student_id"] for s in group}),
+                "share": share,
+                "lift": share / district_share,
+            }
+        )
+    return rows
+
+
+def _count(sessions: list[Session], subject: str | None) -> int:
+    return sum(subject in (None, s.request["subject"]) for s in sessions)
+
+
+def nearest_rank(values: list[int], percent: int) -> int:
+    """The smallest value with at least `percent`% of values at or below it."""
+    rank = math.ceil(Fraction(percent, 100) * len(values))
+    return sorted(values)[max(rank, 1) - 1]
+
+
+def wait_times(
+    events: list[dict[str, Any]],
+    district_id: str,
+    tz: str,
+    group_by: tuple[str, ...] = (),
+    **f: Any,
+) -> list[dict[str, Any]]:
+    rows = []
+    for key, group in _groups(select(events, district_id, tz, **f), group_by).items():
+        waits = [
+            (s.matched - s.requested) // timedelta(microseconds=1)
+            for s in group
+            if s.matched is not None
+        ]
+        stats: dict[str, float | None] = {
+            f"p{p}": nearest_rank(waits, p) / 1_000_000 if waits else None for p in (50, 90, 99)
+        }
+        stats["max"] = max(waits) / 1_000_000 if waits else None
+        rows.append(
+            {
+                **_key(key),
+                "requests": len(group),
+                "matched": len(waits),
+                "unmatched": len(group) - len(waits),
+                **stats,
+            }
+        )
+    return rows
+
+
+def satisfaction(
+    events: list[dict[str, Any]],
+    district_id: str,
+    tz: str,
+    group_by: tuple[str, ...] = (),
+    **f: Any,
+) -> list[dict[str, Any]]:
+    rows = []
+    for key, group in _groups(select(events, district_id, tz, **f), group_by).items():
+        surveys = [s.survey for s in group if s.survey is not None]
+        completed = sum(s.completed for s in group)
+        helped = sum(bool(v["helped"]) for v in surveys)
+        n = len(surveys)
+        rows.append(
+            {
+                **_key(key),
+                "completed": completed,
+                "surveys": n,
+                "helped": helped,
+                "helped_rate": helped / n if n else None,
+                "mean_rating": sum(v["rating"] for v in surveys) / n if n else None,
+                "survey_rate": n / completed if completed else None,
+            }
+        )
+    return rows
+
+
+DEFAULT_HOURS = {"days": [1, 2, 3, 4, 5], "start": "08:00", "end": "15:30"}
+
+
+def timing(
+    events: list[dict[str, Any]],
+    district_id: str,
+    tz: str,
+    hours: dict[str, Any] | None = None,
+    **f: Any,
+) -> dict[str, Any]:
+    hours = hours or DEFAULT_HOURS
+    start = datetime.strptime(hours["start"], "%H:%M").time()
+    end = datetime.strptime(hours["end"], "%H:%M").time()
+    cells: Counter[tuple[int, int]] = Counter()
+    inside: Counter[tuple[int, int]] = Counter()
+    for s in select(events, district_id, tz, **f):
+        t = local(s, tz)
+        cell = (t.isoweekday(), t.hour)
+        cells[cell] += 1
+        inside[cell] += t.isoweekday() in hours["days"] and start <= t.time() < end
+    total = sum(cells.values())
+    after = total - sum(inside.values())
+    return {
+        "requests": total,
+        "after_school_requests": after,
+        "after_school_share": after / total if total else None,
+        "by_hour": [
+            {"hour": h, "requests": sum(n for (_, hh), n in cells.items() if hh == h)}
+            for h in range(24)
+        ],
+        "by_weekday": [
+            {"weekday": d, "requests": sum(n for (dd, _), n in cells.items() if dd == d)}
+            for d in range(1, 8)
+        ],
+        "rows": [
+            {
+                "weekday": d,
+                "hour": h,
+                "requests": cells[(d, h)],
+                "in_school_requests": inside[(d, h)],
+            }
+            for d in range(1, 8)
+            for h in range(24)
+        ],
+    }
+
+
+def engagement(events: list[dict[str, Any]], district_id: str, tz: str, **f: Any) -> dict[str, Any]:
+    chosen = select(events, district_id, tz, **f)
+    weeks: dict[tuple[int, int], set[str]] = defaultdict(set)
+    requests: Counter[tuple[int, int]] = Counter()
+    per_student: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    sessions: Counter[str] = Counter()
+    for s in chosen:
+        week = tuple(local(s, tz).date().isocalendar())[:2]
+        student = s.request["student_id"]
+        weeks[week].add(student)  # type: ignore[index]
+        requests[week] += 1  # type: ignore[index]
+        per_student[student].add(week)  # type: ignore[arg-type]
+        sessions[student] += 1
+    days = [local(s, tz).date() for s in chosen]
+    first = f.get("date_from") or min(days, default=None)
+    last = f.get("date_to") or max(days, default=None)
+    span: list[tuple[int, int]] = []
+    day = first
+    while day is not None and last is not None and day <= last:
+        week = tuple(day.isocalendar())[:2]
+        if week not in span:
+            span.append(week)  # type: ignore[arg-type]
+        day += timedelta(days=1)
+    return {
+        "students": len(per_student),
+        "regular_students": sum(len(w) >= 3 for w in per_student.values()),
+        "one_time_students": sum(n == 1 for n in sessions.values()),
+        "rows": [
+            {
+                "week": f"{y}-W{w:02d}",
+                "week_start": date.fromisocalendar(y, w, 1).isoformat(),
+                "weekly_active_students": len(weeks.get((y, w), ())),
+                "requests": requests[(y, w)],
+            }
+            for y, w in span
+        ],
+    }
