@@ -242,6 +242,69 @@ def project(
         store.close()
 
 
+@app.command()
+def bench(
+    size: Annotated[
+        str, typer.Option(help="small (5k events), medium (100k), large (1M)")
+    ] = "small",
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report")] = Path(
+        "bench-report.json"
+    ),
+    postgres: Annotated[str | None, typer.Option(help="PostgreSQL URL for ingest")] = None,
+    kafka: Annotated[str | None, typer.Option(help="Kafka bootstrap host:port")] = None,
+    clickhouse: ClickhouseOpt = None,
+    with_local_services: Annotated[
+        bool, typer.Option(help="Start PostgreSQL, tansu and ClickHouse locally for the run")
+    ] = False,
+) -> None:
+    """Measure every stage next to a raw baseline from the same run; no pass/fail."""
+    import tempfile
+    from contextlib import ExitStack
+
+    from rich.table import Table
+
+    from tutorledger.bench.suite import SIZES, run_suite
+
+    if size not in SIZES:
+        raise typer.BadParameter(f"size must be one of {', '.join(SIZES)}")
+    load_settings()
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as workdir:
+        if with_local_services:
+            postgres, kafka, clickhouse = start_local_services(stack, Path(workdir))
+        console.print(f"benchmark size={size}; stages without servers are skipped")
+        rows = run_suite(size, Path(workdir), postgres, kafka, clickhouse)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps({"size": size, "stages": rows}, indent=2) + "\n")
+    table = Table("stage", "events", "events/s", "baseline", "baseline/s", "ratio", "latency")
+    for r in rows:
+        latency = " ".join(f"{k}={r[k]}" for k in ("p50_ms", "p95_ms", "p99_ms") if k in r)
+        table.add_row(
+            r["stage"], str(r["events"]), f"{r['events_per_second']:,.0f}", r["baseline"] or "",
+            f"{r['baseline_events_per_second']:,.0f}" if r["baseline_events_per_second"] else "",
+            str(r["ratio_to_baseline"] or ""), latency,
+        )  # fmt: skip
+    Console(width=160).print(table)
+    console.print(f"report written to {report}")
+
+
+def start_local_services(stack: Any, workdir: Path) -> tuple[str, str, str]:
+    """PostgreSQL, tansu and ClickHouse on loopback for one benchmark run (stopped after)."""
+    import uuid
+
+    from tutorledger.infra import services
+
+    pg = services.ensure_postgres()
+    stack.callback(pg.stop)  # callbacks run last-in first-out: the drop comes before the stop
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    dsn = services.create_database(name, pg)
+    stack.callback(services.drop_database, name, pg)
+    broker = services.start_tansu()
+    stack.callback(broker.stop)
+    server = services.start_clickhouse(workdir / "clickhouse")
+    stack.callback(server.stop)
+    return dsn, broker.bootstrap, server.url.rsplit("/", 1)[0] + "/bench"
+
+
 def main() -> None:
     app()
 

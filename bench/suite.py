@@ -1,0 +1,292 @@
+"""The performance suite behind `tutorledger bench`: each stage beside a raw baseline, same run.
+
+Machines here are noisy, so absolute rates drift; the ratio to the baseline measured
+seconds earlier on the same machine is the number to compare across runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from tutorledger.bench.district import DistrictSpec, generate
+from tutorledger.domain.envelope import canonical_json
+from tutorledger.infra.settings import Settings
+from tutorledger.infra.store import open_ledger, store_env
+
+SIZES = {"small": 5_000, "medium": 100_000, "large": 1_000_000}
+BATCH = 1000
+
+
+@dataclass
+class Stage:
+    name: str
+    events: int
+    seconds: float
+    baseline: str = ""
+    baseline_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        base_rate = self.events / self.baseline_seconds if self.baseline_seconds else None
+        return {
+            "stage": self.name,
+            "events": self.events,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.rate, 1),
+            "baseline": self.baseline or None,
+            "baseline_events_per_second": round(base_rate, 1) if base_rate else None,
+            "ratio_to_baseline": round(self.rate / base_rate, 3) if base_rate else None,
+            **self.extra,
+        }
+
+
+class RawEvent(Aggregate):
+    """Baseline aggregate: one stored event per envelope, no rules, no index."""
+
+    @event("Recorded")
+    def __init__(self, envelope: dict[str, Any]) -> None:
+        self.envelope = envelope
+
+
+def district_events(size: int) -> list[dict[str, Any]]:
+    """About `size` distinct, valid events from the synthetic district generator."""
+    students = max(50, size // 12)
+    events = generate(DistrictSpec(students=students, days=28, duplicate_rate=0.0)).events
+    return events[:size]
+
+
+def timed(work: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def bench_ingest(events: list[dict[str, Any]], store_url: str, label: str) -> Stage:
+    """POST /v1/events in batches of 1000 vs raw eventsourcing appends of the same events."""
+    from fastapi.testclient import TestClient
+
+    from tutorledger.api.app import create_app
+    from tutorledger.api.runtime import Runtime
+    from tutorledger.infra.clickhouse import ChdbStore
+    from tutorledger.infra.keys import KeySpec, KeyStore
+
+    settings = Settings(event_store=store_url)
+    key = uuid.uuid4().hex
+    keys = KeyStore([KeySpec(key=key, role="emitter", districts=["*"])])
+    with tempfile.TemporaryDirectory() as chdir:
+        runtime = Runtime(settings, open_ledger(settings), ChdbStore(chdir), keys)
+        app = create_app(settings, runtime=runtime)
+        headers = {"Authorization": f"Bearer {key}"}
+        with TestClient(app) as client:
+
+            def post_all() -> None:
+                for i in range(0, len(events), BATCH):
+                    r = client.post("/v1/events", json={"events": events[i : i + BATCH]},
+                                    headers=headers)  # fmt: skip
+                    r.raise_for_status()
+
+            seconds = timed(post_all)
+        runtime.stop()
+    raw = Application[uuid.UUID](env=raw_env(store_url))
+
+    def append_raw() -> None:
+        for i in range(0, len(events), BATCH):
+            raw.save(*[RawEvent(envelope=e) for e in events[i : i + BATCH]])
+
+    baseline = timed(append_raw)
+    raw.close()
+    return Stage(f"ingest ({label})", len(events), seconds, "eventsourcing appends", baseline)
+
+
+def raw_env(store_url: str) -> dict[str, str]:
+    """The library's own recorder on a separate file or schema: the baseline's own space."""
+    env = {k: v for k, v in store_env(store_url).items() if k != "APPLICATION_RECORDER_TOPIC"}
+    if "SQLITE_DBNAME" in env:
+        env["SQLITE_DBNAME"] += ".raw"
+        return env
+    import psycopg
+
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS bench_raw")
+    env["POSTGRES_SCHEMA"] = "bench_raw"
+    return env
+
+
+def bench_rebuild(store_url: str) -> Stage:
+    """Replay the whole ledger into fresh projections vs inserting the same rows directly."""
+    from tutorledger.consumers.projector import LedgerFollower, decode
+    from tutorledger.infra.clickhouse import ChdbStore
+    from tutorledger.projections.rows import COLUMNS, event_row
+    from tutorledger.projections.schema import migrate
+
+    ledger = open_ledger(Settings(event_store=store_url))
+    with tempfile.TemporaryDirectory() as chdir:
+        store = ChdbStore(chdir, "rebuild")
+        migrate(store)
+        follower = LedgerFollower(ledger, store, batch_size=10_000)
+        seconds = timed(follower.catch_up)
+        notes = ledger.recorder.select_notifications(start=1, limit=10**9)
+        rows = [event_row(n.id, decode(ledger, n)) for n in notes]
+        store.execute("CREATE TABLE raw_rows AS ledger_events")
+
+        def insert_rows() -> None:
+            for i in range(0, len(rows), 10_000):
+                store.insert("raw_rows", COLUMNS, rows[i : i + 10_000])
+
+        baseline = timed(insert_rows)
+        latencies = query_latencies(store, follower.position)
+        store.close()
+    ledger.close()
+    stage = Stage("rebuild (ledger → chdb)", len(rows), seconds, "bare chdb inserts", baseline)
+    query = Stage("dashboard query: participation", len(rows), sum(latencies), extra={
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p95_ms": round(sorted(latencies)[int(len(latencies) * 0.95) - 1] * 1000, 2),
+    })  # fmt: skip
+    return [stage, query]  # type: ignore[return-value]
+
+
+def query_latencies(store: Any, position: int, runs: int = 20) -> list[float]:
+    from tutorledger.projections.filters import Filters
+    from tutorledger.projections.participation import participation
+
+    filters = Filters("demo-district", position, "America/New_York")
+    return [timed(lambda: participation(store, filters)) for _ in range(runs)]
+
+
+def bench_stream(store_url: str, bootstrap: str, clickhouse: str) -> list[Stage]:
+    """Relay vs a bare producer of the same bytes; projector vs bare consume + insert; lag."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from tutorledger.consumers.kafka_projector import KafkaProjector, stream_position
+    from tutorledger.consumers.projector import decode
+    from tutorledger.consumers.relay import Relay
+    from tutorledger.infra.clickhouse import open_projection_store
+    from tutorledger.infra.kafka import ensure_topics, make_consumer, make_producer
+    from tutorledger.projections.rows import COLUMNS, event_row
+    from tutorledger.projections.schema import migrate
+
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        event_store=store_url, stream=f"kafka://{bootstrap}", clickhouse=clickhouse,
+        kafka_topic=f"bench-{tag}", kafka_dead_letter_topic=f"bench-dlq-{tag}",
+        kafka_group=f"bench-{tag}", kafka_partitions=3,
+    )  # fmt: skip
+    ensure_topics(settings)
+    ledger = open_ledger(settings)
+    producer = make_producer(settings)
+    relay = Relay(ledger, producer, settings.kafka_topic, ledger.factory.tracking_recorder(), 5000)
+    relay_seconds = timed(lambda: [None for _ in iter(relay.step, 0)])
+    notes = ledger.recorder.select_notifications(start=1, limit=10**9)
+    values = [canonical_json({**decode(ledger, n), "position": n.id}) for n in notes]
+    bare_topic = f"bench-bare-{tag}"
+
+    def bare_produce() -> None:
+        for v in values:
+            producer.send(bare_topic, value=v, partition=0)
+        producer.flush()
+
+    relay_base = timed(bare_produce)
+    store = open_projection_store(settings)
+    migrate(store)
+    consumer = make_consumer(settings, session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    consumer.subscribe([settings.kafka_topic])
+    projector = KafkaProjector(consumer, store, producer, settings.kafka_dead_letter_topic, 5000)
+    head = notes[-1].id
+    while not consumer.assignment():  # join the group before timing (a join takes seconds)
+        consumer.poll(timeout_ms=200)
+    consumer.seek_to_beginning()
+    start = time.perf_counter()
+    while stream_position(store) < head:
+        projector.step()
+    project_seconds = time.perf_counter() - start
+
+    def bare_consume_insert() -> None:
+        bare = KafkaConsumer(bootstrap_servers=[bootstrap], consumer_timeout_ms=2000)
+        bare.assign([TopicPartition(bare_topic, 0)])
+        bare.seek_to_beginning()
+        got = 0
+        import json
+
+        while got < len(values):
+            batch = [r for part in bare.poll(timeout_ms=500, max_records=5000).values()
+                     for r in part]  # fmt: skip
+            rows = [event_row(d.pop("position"), d) for d in (json.loads(r.value) for r in batch)]
+            store.insert("ledger_events", COLUMNS, rows)
+            got += len(batch)
+        bare.close()
+
+    project_base = timed(bare_consume_insert)
+    lag = sustained_lag(ledger, relay, projector, store)
+    consumer.close()
+    producer.close()
+    store.close()
+    ledger.close()
+    n = len(values)
+    return [
+        Stage("relay (ledger → Kafka)", n, relay_seconds, "bare kafka-python producer", relay_base),
+        Stage("projector (Kafka → ClickHouse)", n, project_seconds, "bare consume + insert",
+              project_base),
+        lag,
+    ]  # fmt: skip
+
+
+def sustained_lag(ledger: Any, relay: Any, projector: Any, store: Any,
+                  rate: int = 500, seconds: float = 5.0) -> Stage:  # fmt: skip
+    """Append at a steady rate with relay + projector running; time from append to visible."""
+    from tutorledger.consumers.kafka_projector import stream_position
+
+    spec = DistrictSpec(district_id="lag-district", students=int(rate * seconds / 6), days=3)
+    events = generate(spec).events
+    stop = threading.Event()
+    workers = [
+        threading.Thread(target=w.run, args=(stop,), daemon=True) for w in (relay, projector)
+    ]
+    for w in workers:
+        w.start()
+    lags: list[float] = []
+    chunk = max(1, rate // 10)
+    for i in range(0, min(len(events), int(rate * seconds)), chunk):
+        sent = time.perf_counter()
+        outcomes = ledger.record_events(events[i : i + chunk])
+        top = max((o.position or 0) for o in outcomes)
+        while stream_position(store) < top:
+            time.sleep(0.005)
+        lags.append(time.perf_counter() - sent)
+        time.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
+    stop.set()
+    for w in workers:
+        w.join(timeout=30)
+    ordered = sorted(lags)
+    return Stage("end-to-end lag (append → queryable)", len(lags) * chunk, sum(lags), extra={
+        "target_events_per_second": rate,
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000, 1),
+    })  # fmt: skip
+
+
+def run_suite(size: str, workdir: Path, postgres: str | None, kafka: str | None,
+              clickhouse: str | None) -> list[dict[str, Any]]:  # fmt: skip
+    events = district_events(SIZES[size])
+    sqlite_url = f"sqlite:///{workdir}/ledger.db"
+    stages: list[Stage] = [bench_ingest(events, sqlite_url, "SQLite")]
+    if postgres:
+        stages.append(bench_ingest(events, postgres, "PostgreSQL"))
+    stages.extend(bench_rebuild(sqlite_url))  # type: ignore[arg-type]
+    if kafka and clickhouse:
+        stages.extend(bench_stream(sqlite_url, kafka, clickhouse))
+    return [s.as_dict() for s in stages]
