@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
@@ -18,17 +18,28 @@ DST_START = date(2026, 10, 12)
 
 
 def district(district_id: str, students: int = 400, tz: str = TZ, seed: int = 7) -> District:
-    spec = DistrictSpec(district_id=district_id, schools=4, students=students, days=28,
-                        start=DST_START, tz=tz, seed=seed)  # fmt: skip
+    spec = DistrictSpec(
+        district_id=district_id,
+        schools=4,
+        students=students,
+        days=28,
+        start=DST_START,
+        tz=tz,
+        seed=seed,
+    )
     return generate(spec)
 
 
 def envelope(district_id: str, session: str, kind: str, at: str, **payload: Any) -> dict[str, Any]:
     return {
         "event_id": str(uuid5(NAMESPACE_URL, f"{district_id}/{session}/{kind}")),
-        "type": f"session.{kind}", "schema_version": 1, "district_id": district_id,
-        "session_id": session, "occurred_at": at, "payload": payload,
-    }  # fmt: skip
+        "type": f"session.{kind}",
+        "schema_version": 1,
+        "district_id": district_id,
+        "session_id": session,
+        "occurred_at": at,
+        "payload": payload,
+    }
 
 
 def _request(d: str, session: str, at: str, student: str, **extra: Any) -> dict[str, Any]:
@@ -110,13 +121,3 @@ def retarget(events: list[dict[str, Any]], district_id: str) -> list[dict[str, A
         copy["event_id"] = str(uuid5(NAMESPACE_URL, f"{district_id}/{event['event_id']}"))
         out.append(copy)
     return out
-
-
-def local_day(event: dict[str, Any], tz: str = TZ) -> date:
-    from zoneinfo import ZoneInfo
-
-    return datetime.fromisoformat(event["occurred_at"]).astimezone(ZoneInfo(tz)).date()
-
-
-def days(start: date, n: int) -> tuple[date, date]:
-    return start, start + timedelta(days=n - 1)

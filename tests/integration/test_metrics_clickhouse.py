@@ -29,8 +29,12 @@ FILTERS: list[dict[str, Any]] = [
     {"date_from": date(2026, 10, 31), "date_to": date(2026, 11, 1)},
     {"school_id": "sch-02", "date_to": date(2026, 10, 27)},
 ]
-KEYS = {(): (), ("school",): ("school_id",), ("subject",): ("subject",),
-        ("school", "subject"): ("school_id", "subject")}  # fmt: skip
+KEYS = {
+    (): (),
+    ("school",): ("school_id",),
+    ("subject",): ("subject",),
+    ("school", "subject"): ("school_id", "subject"),
+}
 HOURS = SchoolHours(days=(1, 2, 3, 4, 5), start="08:00", end="15:30")
 
 
@@ -47,26 +51,48 @@ def _cases(events: dict[str, list[dict[str, Any]]]) -> list[tuple[str, Any, Any]
                 ):
                     if name == "demand" and not keys:
                         continue
-                    cases.append((
-                        f"{d} {name} {names} {f}",
-                        lambda s, p, d=d, f=f, m=metric, k=keys: m(s, Filters(d, p, TZ, **f), k),
-                        reference(events[d], d, TZ, names, **f),
-                    ))  # fmt: skip
-            cases.append((f"{d} timing {f}",
-                          lambda s, p, d=d, f=f: timing(s, Filters(d, p, TZ, **f), HOURS),
-                          ref.timing(events[d], d, TZ, **f)))  # fmt: skip
-            cases.append((f"{d} engagement {f}",
-                          lambda s, p, d=d, f=f: engagement(s, Filters(d, p, TZ, **f)),
-                          ref.engagement(events[d], d, TZ, **f)))  # fmt: skip
+                    cases.append(
+                        (
+                            f"{d} {name} {names} {f}",
+                            lambda s, p, d=d, f=f, m=metric, k=keys: m(
+                                s, Filters(d, p, TZ, **f), k
+                            ),
+                            reference(events[d], d, TZ, names, **f),
+                        )
+                    )
+            cases.append(
+                (
+                    f"{d} timing {f}",
+                    lambda s, p, d=d, f=f: timing(s, Filters(d, p, TZ, **f), HOURS),
+                    ref.timing(events[d], d, TZ, **f),
+                )
+            )
+            cases.append(
+                (
+                    f"{d} engagement {f}",
+                    lambda s, p, d=d, f=f: engagement(s, Filters(d, p, TZ, **f)),
+                    ref.engagement(events[d], d, TZ, **f),
+                )
+            )
     # As of an earlier position: only the first `half` distinct events count (late steps not).
     seen: set[str] = set()
     unique = [e for e in events[GEN] if not (e["event_id"] in seen or seen.add(e["event_id"]))]
     half = len(unique) // 2
     earlier = unique[:half]
-    cases.append(("as_of wait_times", lambda s, _: wait_times(s, Filters(GEN, half, TZ), ()),
-                  ref.wait_times(earlier, GEN, TZ)))  # fmt: skip
-    cases.append(("as_of engagement", lambda s, _: engagement(s, Filters(GEN, half, TZ)),
-                  ref.engagement(earlier, GEN, TZ)))  # fmt: skip
+    cases.append(
+        (
+            "as_of wait_times",
+            lambda s, _: wait_times(s, Filters(GEN, half, TZ), ()),
+            ref.wait_times(earlier, GEN, TZ),
+        )
+    )
+    cases.append(
+        (
+            "as_of engagement",
+            lambda s, _: engagement(s, Filters(GEN, half, TZ)),
+            ref.engagement(earlier, GEN, TZ),
+        )
+    )
     return cases
 
 

@@ -14,7 +14,6 @@ import random
 import uuid
 from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,8 +144,10 @@ def test_timing_engagement_participation_equal_reference(
     same({k: timing[k] for k in expected}, expected)
     assert timing["school_hours"] == ref.DEFAULT_HOURS and timing["time_zone"] == TZ
     engagement = get(client, "engagement", **params)
-    same({k: engagement[k] for k in ("students", "regular_students", "one_time_students",
-                                     "rows")}, ref.engagement(events, GEN, TZ, **f))  # fmt: skip
+    same(
+        {k: engagement[k] for k in ("students", "regular_students", "one_time_students", "rows")},
+        ref.engagement(events, GEN, TZ, **f),
+    )
     participation = get(client, "participation", **params)
     expected = ref_participation(events, [], GEN, TZ, **f)
     for key in ("students_served", "sessions_requested", "sessions_matched", "sessions_completed"):
@@ -166,16 +167,22 @@ def test_district_time_zone_and_school_hours_from_file(
     events = loaded[CHI]
     chicago = "America/Chicago"
     timing = get(client, "timing", district_id=CHI)
-    same({k: timing[k] for k in ("rows", "after_school_share")},
-         {k: ref.timing(events, CHI, chicago, CHICAGO_HOURS)[k]
-          for k in ("rows", "after_school_share")})  # fmt: skip
+    same(
+        {k: timing[k] for k in ("rows", "after_school_share")},
+        {
+            k: ref.timing(events, CHI, chicago, CHICAGO_HOURS)[k]
+            for k in ("rows", "after_school_share")
+        },
+    )
     assert timing["time_zone"] == chicago and timing["school_hours"] == CHICAGO_HOURS
     f = {"date_from": date(2026, 11, 1), "date_to": date(2026, 11, 1)}
     body = get(client, "engagement", district_id=CHI, **query(f))
     assert body["filters"]["time_zone"] == chicago
     same(body["rows"], ref.engagement(events, CHI, chicago, **f)["rows"])
-    same(get(client, "wait-times", district_id=CHI, **query(f))["rows"],
-         ref.wait_times(events, CHI, chicago, **f))  # fmt: skip
+    same(
+        get(client, "wait-times", district_id=CHI, **query(f))["rows"],
+        ref.wait_times(events, CHI, chicago, **f),
+    )
 
 
 def test_edge_cases_equal_reference_and_known_values(
@@ -188,22 +195,30 @@ def test_edge_cases_equal_reference_and_known_values(
     assert (waits["requests"], waits["unmatched"], waits["max"]) == (18, 14, 2400.5)
     assert waits["p50"] == 0.2005  # nearest rank: 2nd of [0.2, 0.2005, 150, 2400.5]
     timing = get(client, "timing", district_id=EDGE)
-    same({k: timing[k] for k in ("rows", "after_school_requests")},
-         {k: ref.timing(events, EDGE, TZ)[k] for k in ("rows", "after_school_requests")})  # fmt: skip
+    same(
+        {k: timing[k] for k in ("rows", "after_school_requests")},
+        {k: ref.timing(events, EDGE, TZ)[k] for k in ("rows", "after_school_requests")},
+    )
     cells = {(c["weekday"], c["hour"]): c for c in timing["rows"]}
     assert cells[(7, 1)]["requests"] == 2  # both 01:xx on the 25-hour day
     assert (cells[(2, 15)]["requests"], cells[(2, 15)]["in_school_requests"]) == (2, 1)
     assert (cells[(2, 7)]["in_school_requests"], cells[(2, 8)]["in_school_requests"]) == (0, 1)
     assert cells[(6, 23)]["requests"] == 1  # Saturday 23:59:59.9995 stays on Saturday
     engagement = get(client, "engagement", district_id=EDGE)
-    same({k: engagement[k] for k in ("students", "regular_students", "one_time_students",
-                                     "rows")}, ref.engagement(events, EDGE, TZ))  # fmt: skip
+    same(
+        {k: engagement[k] for k in ("students", "regular_students", "one_time_students", "rows")},
+        ref.engagement(events, EDGE, TZ),
+    )
     assert engagement["regular_students"] == 1
     w44 = next(r for r in engagement["rows"] if r["week"] == "2026-W44")
     assert w44["requests"] == 12  # Mon 10-26 … Sun 11-01 23:30 local (Monday in UTC)
     sat = get(client, "satisfaction", district_id=EDGE)["rows"][0]
     assert (sat["completed"], sat["surveys"], sat["helped_rate"], sat["mean_rating"]) == (
-        3, 2, 0.5, 3.5)  # fmt: skip
+        3,
+        2,
+        0.5,
+        3.5,
+    )
 
 
 def test_as_of_position_reproduces_earlier_figures(
@@ -220,15 +235,18 @@ def test_as_of_position_reproduces_earlier_figures(
         same(eng["rows"], ref.engagement(events, d, TZ)["rows"])
 
 
-@pytest.mark.parametrize("metric", ["participation", "demand", "wait-times", "satisfaction",
-                                    "timing", "engagement"])  # fmt: skip
+@pytest.mark.parametrize(
+    "metric", ["participation", "demand", "wait-times", "satisfaction", "timing", "engagement"]
+)
 def test_csv_has_the_json_rows(client: TestClient, loaded: dict[str, Any], metric: str) -> None:
     params = {"district_id": GEN, "from": "2026-10-26", "to": "2026-11-08"}
     body = get(client, metric, **params)
-    by_param = client.get(f"/v1/metrics/{metric}", params={**params, "format": "csv"},
-                          headers=HEADERS)  # fmt: skip
-    by_accept = client.get(f"/v1/metrics/{metric}", params=params,
-                           headers={**HEADERS, "Accept": "text/csv"})  # fmt: skip
+    by_param = client.get(
+        f"/v1/metrics/{metric}", params={**params, "format": "csv"}, headers=HEADERS
+    )
+    by_accept = client.get(
+        f"/v1/metrics/{metric}", params=params, headers={**HEADERS, "Accept": "text/csv"}
+    )
     assert by_param.status_code == 200 and by_param.text == by_accept.text
     assert by_param.headers["content-type"].startswith("text/csv")
     assert by_param.headers["x-as-of-position"] == str(body["as_of_position"])
@@ -263,8 +281,9 @@ def test_csv_has_the_json_rows(client: TestClient, loaded: dict[str, Any], metri
 def test_bad_filters_are_422_in_contract_shape(
     client: TestClient, path: str, params: dict[str, Any]
 ) -> None:
-    response = client.get(f"/v1/metrics/{path}", params={"district_id": GEN, **params},
-                          headers=HEADERS)  # fmt: skip
+    response = client.get(
+        f"/v1/metrics/{path}", params={"district_id": GEN, **params}, headers=HEADERS
+    )
     assert response.status_code == 422, response.text
     assert set(response.json()) == {"error"}
     assert response.json()["error"]["code"] == "invalid_request"
@@ -301,10 +320,14 @@ def test_any_batching_and_order_gives_the_same_figures(
     post_batches(client, [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)])
     for group_by in ("school", "subject"):
         names = (group_by,)
-        same(get(client, "demand", district_id=d, group_by=group_by)["rows"],
-             ref.demand(events, d, TZ, names))  # fmt: skip
-        same(get(client, "wait-times", district_id=d, group_by=group_by)["rows"],
-             ref.wait_times(events, d, TZ, names))  # fmt: skip
+        same(
+            get(client, "demand", district_id=d, group_by=group_by)["rows"],
+            ref.demand(events, d, TZ, names),
+        )
+        same(
+            get(client, "wait-times", district_id=d, group_by=group_by)["rows"],
+            ref.wait_times(events, d, TZ, names),
+        )
     same(get(client, "satisfaction", district_id=d)["rows"], ref.satisfaction(events, d, TZ))
     same(get(client, "timing", district_id=d)["rows"], ref.timing(events, d, TZ)["rows"])
     same(get(client, "engagement", district_id=d)["rows"], ref.engagement(events, d, TZ)["rows"])
