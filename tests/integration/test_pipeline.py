@@ -227,3 +227,60 @@ def test_poison_messages_go_to_the_dead_letter_topic(
     expected = reference_participation(district.events[:400], district.schools, DISTRICT, TZ)
     assert exact_rows(settings)[1] == len({e["event_id"] for e in district.events[:400]}) + 3
     assert figures(settings, head) == pytest.approx(expected)
+
+
+def test_two_projectors_in_one_group_share_partitions_exactly(
+    pg_dsn: str, kafka_bootstrap: str, clickhouse_url: str, district: District
+) -> None:
+    import threading
+
+    from pipeline import group_consumer
+
+    from tutorledger.consumers.kafka_projector import KafkaProjector
+    from tutorledger.consumers.relay import Relay
+    from tutorledger.infra.kafka import ensure_topics, make_producer
+    from tutorledger.projections.schema import migrate
+
+    settings = kafka_settings(pg_dsn, kafka_bootstrap, clickhouse_url)
+    ensure_topics(settings)
+    stores = [open_projection_store(settings) for _ in range(2)]
+    migrate(stores[0])
+    consumers = [group_consumer(settings) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while not all(c.assignment() for c in consumers):  # both members joined: partitions split
+        assert time.monotonic() < deadline, "group never gave both members partitions"
+        for c in consumers:
+            c.poll(timeout_ms=200)
+    assert not set(consumers[0].assignment()) & set(consumers[1].assignment())
+    dlq = make_producer(settings)
+    projectors = [
+        KafkaProjector(c, s, dlq, settings.kafka_dead_letter_topic, 300, 0.5)
+        for c, s in zip(consumers, stores, strict=True)
+    ]
+    load(pg_dsn, district.events, district.schools)
+    ledger = open_ledger(settings)
+    producer = make_producer(settings)
+    relay = Relay(ledger, producer, settings.kafka_topic, ledger.factory.tracking_recorder(), 400)
+    stop = threading.Event()
+    threads = [threading.Thread(target=w.run, args=(stop,)) for w in (relay, *projectors)]
+    for t in threads:
+        t.start()
+    try:
+        head = wait_caught_up(settings, stores[0])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        for c in consumers:
+            c.close()
+        producer.close(timeout=5)
+        dlq.close(timeout=5)
+        for s in stores:
+            s.close()
+        ledger.close()
+    assert all(p.projected > 0 for p in projectors), [p.projected for p in projectors]
+    stored = len({e["event_id"] for e in district.events}) + len(district.schools)
+    assert exact_rows(settings) == (stored, stored)
+    assert figures(settings, head) == pytest.approx(
+        reference_participation(district.events, district.schools, DISTRICT, TZ)
+    )
