@@ -6,6 +6,7 @@ Every route takes the same filters (one dependency), answers JSON or, with `?for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -22,6 +23,7 @@ from tutorledger.api.runtime import Runtime
 from tutorledger.api.schemas import ErrorResponse, Participation
 from tutorledger.domain.district import DistrictProfile
 from tutorledger.domain.errors import InvalidRequest
+from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import demand
 from tutorledger.projections.engagement import REGULAR_WEEKS, engagement
 from tutorledger.projections.filters import Filters
@@ -47,6 +49,8 @@ FormatQ = Annotated[
     Query(alias="format", description="csv: the same rows as CSV (also `Accept: text/csv`)"),
 ]
 GroupByQ = Annotated[str | None, Query(description=f"Group rows by {GROUP_BY_HELP}")]
+Keys = tuple[str, ...]
+DEMAND_KEYS: Keys = ("school_id", "subject")
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}},
     422: {"model": ErrorResponse, "description": "Bad filter: from after to, grade 13, …"},
@@ -144,6 +148,60 @@ def _group_names(keys: tuple[str, ...]) -> list[str]:
     return [name for name, column in GROUPS.items() if column in keys]
 
 
+def participation_body(store: ProjectionStore, scope: Scope, _: Keys = ()) -> BaseModel:
+    return Participation(**scope.envelope(), **participation(store, scope.filters))
+
+
+def demand_body(store: ProjectionStore, scope: Scope, keys: Keys = DEMAND_KEYS) -> BaseModel:
+    rows = demand(store, scope.filters, keys)
+    return ms.Demand.model_validate(
+        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
+    )
+
+
+def wait_times_body(store: ProjectionStore, scope: Scope, keys: Keys = ()) -> BaseModel:
+    rows = wait_times(store, scope.filters, keys)
+    return ms.WaitTimes.model_validate(
+        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
+    )
+
+
+def satisfaction_body(store: ProjectionStore, scope: Scope, keys: Keys = ()) -> BaseModel:
+    rows = satisfaction(store, scope.filters, keys)
+    return ms.Satisfaction.model_validate(
+        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
+    )
+
+
+def timing_body(store: ProjectionStore, scope: Scope, _: Keys = ()) -> BaseModel:
+    hours = scope.profile.school_hours
+    figures = timing(store, scope.filters, hours)
+    school_hours = ms.SchoolHoursOut(days=list(hours.days), start=hours.start, end=hours.end)
+    return ms.Timing(
+        **scope.envelope(), time_zone=scope.filters.tz, school_hours=school_hours, **figures
+    )
+
+
+def engagement_body(store: ProjectionStore, scope: Scope, _: Keys = ()) -> BaseModel:
+    figures = engagement(store, scope.filters)
+    return ms.Engagement(**scope.envelope(), regular_weeks=REGULAR_WEEKS, **figures)
+
+
+BODIES: dict[str, Callable[[ProjectionStore, Scope], BaseModel]] = {
+    "participation": participation_body,
+    "demand": demand_body,
+    "wait-times": wait_times_body,
+    "satisfaction": satisfaction_body,
+    "timing": timing_body,
+    "engagement": engagement_body,
+}
+
+
+def every_metric(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel]:
+    """Each metric with its default grouping, as the routes answer it (for replay/reports)."""
+    return {name: body(store, scope) for name, body in BODIES.items()}
+
+
 @router.get(
     "/participation",
     response_model=Participation,
@@ -152,8 +210,7 @@ def _group_names(keys: tuple[str, ...]) -> list[str]:
     description=DOCS["participation"],
 )
 def get_participation(scope: ScopeDep, runtime: RuntimeDep) -> Any:
-    figures = participation(runtime.projections, scope.filters)
-    return scope.answer(Participation(**scope.envelope(), **figures), "participation")
+    return scope.answer(participation_body(runtime.projections, scope), "participation")
 
 
 @router.get(
@@ -164,12 +221,8 @@ def get_participation(scope: ScopeDep, runtime: RuntimeDep) -> Any:
     description=DOCS["demand"],
 )
 def get_demand(scope: ScopeDep, runtime: RuntimeDep, group_by: GroupByQ = None) -> Any:
-    keys = parse_group_by(group_by, default=("school_id", "subject"))
-    rows = demand(runtime.projections, scope.filters, keys)
-    body = ms.Demand.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
-    return scope.answer(body, "demand")
+    keys = parse_group_by(group_by, default=DEMAND_KEYS)
+    return scope.answer(demand_body(runtime.projections, scope, keys), "demand")
 
 
 @router.get(
@@ -181,11 +234,7 @@ def get_demand(scope: ScopeDep, runtime: RuntimeDep, group_by: GroupByQ = None) 
 )
 def get_wait_times(scope: ScopeDep, runtime: RuntimeDep, group_by: GroupByQ = None) -> Any:
     keys = parse_group_by(group_by)
-    rows = wait_times(runtime.projections, scope.filters, keys)
-    body = ms.WaitTimes.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
-    return scope.answer(body, "wait-times")
+    return scope.answer(wait_times_body(runtime.projections, scope, keys), "wait-times")
 
 
 @router.get(
@@ -197,11 +246,7 @@ def get_wait_times(scope: ScopeDep, runtime: RuntimeDep, group_by: GroupByQ = No
 )
 def get_satisfaction(scope: ScopeDep, runtime: RuntimeDep, group_by: GroupByQ = None) -> Any:
     keys = parse_group_by(group_by)
-    rows = satisfaction(runtime.projections, scope.filters, keys)
-    body = ms.Satisfaction.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
-    return scope.answer(body, "satisfaction")
+    return scope.answer(satisfaction_body(runtime.projections, scope, keys), "satisfaction")
 
 
 @router.get(
@@ -212,13 +257,7 @@ def get_satisfaction(scope: ScopeDep, runtime: RuntimeDep, group_by: GroupByQ = 
     description=DOCS["timing"],
 )
 def get_timing(scope: ScopeDep, runtime: RuntimeDep) -> Any:
-    hours = scope.profile.school_hours
-    figures = timing(runtime.projections, scope.filters, hours)
-    school_hours = ms.SchoolHoursOut(days=list(hours.days), start=hours.start, end=hours.end)
-    body = ms.Timing(
-        **scope.envelope(), time_zone=scope.filters.tz, school_hours=school_hours, **figures
-    )
-    return scope.answer(body, "timing")
+    return scope.answer(timing_body(runtime.projections, scope), "timing")
 
 
 @router.get(
@@ -229,6 +268,4 @@ def get_timing(scope: ScopeDep, runtime: RuntimeDep) -> Any:
     description=DOCS["engagement"],
 )
 def get_engagement(scope: ScopeDep, runtime: RuntimeDep) -> Any:
-    figures = engagement(runtime.projections, scope.filters)
-    body = ms.Engagement(**scope.envelope(), regular_weeks=REGULAR_WEEKS, **figures)
-    return scope.answer(body, "engagement")
+    return scope.answer(engagement_body(runtime.projections, scope), "engagement")

@@ -25,6 +25,7 @@ from metric_events import TZ, district, edge_batches, interleave, retarget
 from reference import participation as ref_participation
 
 from tutorledger.api.app import create_app
+from tutorledger.api.routes.metrics import Scope, build_filters, every_metric
 from tutorledger.infra.settings import Settings
 
 KEY = "metrics-dashboard-key-0000"
@@ -331,3 +332,12 @@ def test_any_batching_and_order_gives_the_same_figures(
     same(get(client, "satisfaction", district_id=d)["rows"], ref.satisfaction(events, d, TZ))
     same(get(client, "timing", district_id=d)["rows"], ref.timing(events, d, TZ)["rows"])
     same(get(client, "engagement", district_id=d)["rows"], ref.engagement(events, d, TZ)["rows"])
+
+
+def test_every_metric_answers_as_the_routes_do(client: TestClient, loaded: dict[str, Any]) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    filters, head_hash = build_filters(runtime, EDGE, None, None, None, None, None, None)
+    scope = Scope(filters, head_hash, runtime.settings.district(EDGE), csv=False)
+    bodies = every_metric(runtime.projections, scope)
+    for name, body in bodies.items():
+        assert body.model_dump(mode="json") == get(client, name, district_id=EDGE), name
