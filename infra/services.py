@@ -183,15 +183,15 @@ class ClickHouseServer:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def ensure_clickhouse_installed() -> str:
-    """Return the clickhouse-server path, apt-installing Debian's 18.16 if it is missing."""
-    found = shutil.which("clickhouse-server")
+def apt_install(binary: str, packages: list[str]) -> str:
+    """Return `binary`'s path, apt-installing `packages` (as root) when it is missing."""
+    found = shutil.which(binary)
     if found:
         return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise ServiceError("clickhouse-server missing: as root, apt-get install clickhouse-server")
+        raise ServiceError(f"{binary} missing: as root, apt-get install {' '.join(packages)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "clickhouse-server", "clickhouse-client"]
+    install = ["apt-get", "install", "-y", "-q", *packages]
     started = time.monotonic()
     try:
         run(install, timeout=1200, env=env)
@@ -200,11 +200,21 @@ def ensure_clickhouse_installed() -> str:
             raise
         run(["apt-get", "update", "-q"], timeout=600, env=env)
         run(install, timeout=1200, env=env)
-    log.info("installed clickhouse-server in %.1fs", time.monotonic() - started)
-    found = shutil.which("clickhouse-server")
+    log.info("installed %s in %.1fs", " ".join(packages), time.monotonic() - started)
+    found = shutil.which(binary)
     if not found:
-        raise ServiceError("apt-get succeeded but clickhouse-server is not on PATH")
+        raise ServiceError(f"apt-get succeeded but {binary} is not on PATH")
     return found
+
+
+def ensure_clickhouse_installed() -> str:
+    """Return the clickhouse-server path, apt-installing Debian's 18.16 if it is missing."""
+    return apt_install("clickhouse-server", ["clickhouse-server", "clickhouse-client"])
+
+
+def ensure_postgres_installed() -> str:
+    """Return pg_ctlcluster's path, apt-installing Debian's PostgreSQL 15 if it is missing."""
+    return apt_install("pg_ctlcluster", ["postgresql"])
 
 
 def _probe_clickhouse(host: str, port: int) -> None:
@@ -277,10 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "install":
-        try:
-            ensure_clickhouse_installed()
-        except ServiceError as exc:
-            log.error("%s", exc)
+        for ensure in (ensure_postgres_installed, ensure_clickhouse_installed):
+            try:
+                ensure()
+            except ServiceError as exc:
+                log.error("%s", exc)
     if args.command in ("install", "check"):
         report = _check()
         for name, ok, detail in report:
