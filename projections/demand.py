@@ -16,6 +16,8 @@ DEMAND_SELECT = """
     uniqExact(student_id) AS students
 """
 
+BY_PAIR = ("school_id", "subject")
+
 # Requests per (school, subject) under the grade/date filters only: the denominators.
 BASELINE_SQL = f"""
 SELECT school_id, subject, count() FROM ({filtered_sessions_sql()})
@@ -35,11 +37,14 @@ def demand(store: ProjectionStore, filters: Filters, keys: tuple[str, ...]) -> l
     subjects ÷ scope's requests in all subjects; lift = share ÷ the same share for the whole
     district. Grade and date filters apply to every count.
     """
-    params = filters.params()
-    rows = store.execute(grouped_sql(DEMAND_SELECT, keys), params)
-    wide = replace(filters, school_id=None, subject=None)
+    rows = store.execute(grouped_sql(DEMAND_SELECT, keys), filters.params())
+    if keys == BY_PAIR and filters.school_id is None and filters.subject is None:
+        pairs = [row[:3] for row in rows]  # the default view already holds every denominator
+    else:
+        wide = replace(filters, school_id=None, subject=None)
+        pairs = store.execute(BASELINE_SQL, wide.params())
     base: Counter[tuple[str | None, str | None]] = Counter()
-    for school, subject, count in store.execute(BASELINE_SQL, wide.params()):
+    for school, subject, count in pairs:
         for s in (school, None):
             for t in (subject, None):
                 base[(s, t)] += int(count)
