@@ -214,15 +214,25 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             )
             row = curs.fetchone()
             heads[district] = row["chain_hash"] if row else GENESIS_HASH
-        rows = [
-            (p, UUID(bytes=e), d, g, h)
-            for p, e, d, g, h in _index_rows(stored_events, positions, entries, heads)
-        ]
-        curs.executemany(
-            SQL("INSERT INTO {} VALUES (%s,%s,%s,%s,%s)").format(self.index_table), rows
+        rows = _index_rows(stored_events, positions, entries, heads)
+        columns = list(zip(*rows, strict=True))
+        # One statement whose own result we fetch: the pipeline syncs here, so a duplicate
+        # event_id surfaces now as an IntegrityError (and rolls the whole append back).
+        curs.execute(
+            SQL(
+                "INSERT INTO {} SELECT * FROM unnest(%s::bigint[], %s::uuid[], %s::text[], "
+                "%s::bytea[], %s::text[]) RETURNING position"
+            ).format(self.index_table),
+            (
+                list(columns[0]),
+                [UUID(bytes=e) for e in columns[1]],
+                list(columns[2]),
+                list(columns[3]),
+                list(columns[4]),
+            ),
         )
-        curs.execute("SELECT 1")  # sync the pipeline now so a duplicate key surfaces here
-        curs.fetchone()
+        if len(curs.fetchall()) != len(rows):
+            raise ProgrammingError("ledger index rows were not all written")
         return positions
 
     def read_batch(
