@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
@@ -201,12 +200,29 @@ class ReplayFormat(StrEnum):
     csv = "csv"
 
 
-def metric_functions() -> dict[str, tuple[Callable[[Any, Any], dict[str, Any]], type[BaseModel]]]:
-    """Each metric the API serves: the projection function and the response model it fills."""
-    from tutorledger.api.schemas import Participation
-    from tutorledger.projections.participation import participation
+def metric_answers(
+    runtime: Any, district_id: str, date_from: date | None, date_to: date | None, as_of: int
+) -> tuple[Any, dict[str, Any]]:
+    """Every metric the API serves, built by the routes' own code (default grouping), so a
+    replay is the API's answer by construction, not a second implementation of it."""
+    from tutorledger.api.routes import metrics
+    from tutorledger.infra.keys import Principal
 
-    return {"participation": (participation, Participation)}
+    scope = metrics.metric_scope(
+        runtime=runtime,
+        principal=Principal("auditor", frozenset({"*"})),
+        district_id=district_id,
+        school_id=None,
+        subject=None,
+        grade=None,
+        date_from=date_from,
+        date_to=date_to,
+        as_of_position=as_of,
+        output_format=None,
+        accept=None,
+    )
+    bodies = metrics.every_metric(runtime.projections, scope)
+    return scope, {name: b.model_dump(mode="json", by_alias=True) for name, b in bodies.items()}
 
 
 def flatten(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
@@ -232,7 +248,6 @@ def replay(
     clickhouse: ClickhouseOpt = None,
 ) -> None:
     """Print every metric as of a ledger position: the same JSON the API answers then."""
-    from tutorledger.api.routes.metrics import build_filters, echo
     from tutorledger.api.runtime import Runtime
 
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
@@ -250,25 +265,13 @@ def replay(
         districts = [district] if district else _districts(runtime, as_of_position)
         reports: list[dict[str, Any]] = []
         for d in districts:
-            filters, head_hash = build_filters(
-                runtime, d, None, None, None, date_from, date_to, as_of_position
-            )
-            metrics: dict[str, Any] = {}
-            for name, (compute, model) in metric_functions().items():
-                body = model(
-                    district_id=d,
-                    as_of_position=filters.as_of_position,
-                    head_hash=head_hash,
-                    filters=echo(filters),
-                    **compute(runtime.projections, filters),
-                )
-                metrics[name] = body.model_dump(mode="json")
+            scope, answers = metric_answers(runtime, d, date_from, date_to, as_of_position)
             reports.append(
                 {
                     "district_id": d,
-                    "as_of_position": filters.as_of_position,
-                    "head_hash": head_hash,
-                    "metrics": metrics,
+                    "as_of_position": scope.filters.as_of_position,
+                    "head_hash": scope.head_hash,
+                    "metrics": answers,
                 }
             )
     finally:
