@@ -37,11 +37,6 @@ def wait_sql(keys: tuple[str, ...]) -> str:
     )
 
 
-def nearest_rank(sorted_values: list[int], percent: int) -> int:
-    """The ceil(percent·n/100)-th smallest value (1-based); the definition the SQL uses."""
-    return sorted_values[max(1, (percent * len(sorted_values) + 99) // 100) - 1]
-
-
 def wait_times(
     store: ProjectionStore, filters: Filters, keys: tuple[str, ...]
 ) -> list[dict[str, Any]]:
