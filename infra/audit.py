@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from tutorledger.infra.store import GENESIS_HASH, SQLiteLedgerRecorder, chain_hash
@@ -102,9 +103,13 @@ class _PostgresScan:
         self.events = SQL("{}.{}").format(schema, Identifier(recorder.events_table_name))
 
     def _all(self, sql: Composed, params: list[Any]) -> list[Any]:
-        with self.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        with (
+            self.recorder.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
             curs.execute(sql, params)
-            return [tuple(r.values()) for r in curs.fetchall()]
+            rows: list[Any] = curs.fetchall()
+            return rows
 
     def head(self) -> int:
         rows = self._all(SQL("SELECT max(position) FROM {}").format(self.index), [])
@@ -121,9 +126,12 @@ class _PostgresScan:
             "SELECT l.position, l.district_id, l.chain_hash, s.originator_id, "
             "s.originator_version, s.topic, s.state FROM {} l "
             "LEFT JOIN {} s ON s.notification_id = l.position "
+            # The same range on the events side: without it the merge join re-reads the
+            # events table from the start on every page (quadratic over a large ledger).
+            "AND s.notification_id > %s AND s.notification_id <= %s "
             "WHERE l.position > %s AND {} ORDER BY l.position LIMIT %s"
         ).format(self.index, self.events, where)
-        return [_chain_row(r) for r in self._all(sql, [after, *params, limit])]
+        return [_chain_row(r) for r in self._all(sql, [after, upto, after, *params, limit])]
 
     def orphans(self, after: int, upto: int, limit: int) -> list[tuple[int, StoredEvent]]:
         sql = SQL(
@@ -150,7 +158,8 @@ def _pg_where(district_id: str | None, upto: int) -> tuple[SQL, list[Any]]:
 def _stored(originator_id: Any, version: int, topic: str, state: Any) -> StoredEvent:
     # A tampered SQLite row may hold TEXT where a BLOB was written: still its bytes.
     raw = state.encode() if isinstance(state, str) else bytes(state)
-    return StoredEvent(UUID(str(originator_id)), version, topic, raw)
+    key = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+    return StoredEvent(key, version, topic, raw)
 
 
 def _chain_row(r: Any) -> ChainRow:

@@ -255,3 +255,31 @@ def test_readme_script_finds_tampering(sqlite_ledger: tuple[str, Ledger], tmp_pa
     assert done.returncode != 0
     assert f"chain broken at position {a[5]}" in done.stderr
     assert verify_chain(app.recorder, app.mapper).first_bad_position == a[5]
+
+
+def test_readme_postgres_query_feeds_the_same_script(pg_dsn: str, tmp_path: Path) -> None:
+    """The README's PostgreSQL query, its rows copied into the script's SQLite shape."""
+    app = open_ledger(Settings(event_store=pg_dsn))
+    try:
+        for i in range(3):
+            app.record_events(lifecycle(A, f"s-{i}", f"stu-{i}") + lifecycle(B, f"s-{i}", "x"))
+        report = verify_chain(app.recorder, app.mapper)
+    finally:
+        app.close()
+    text = README.read_text().split("## For auditors", 1)[1]
+    found = re.search(r"runs over the rows of\s+`(.*?)`", text, re.S)
+    assert found is not None
+    query = " ".join(found[1].split())
+    with psycopg.connect(pg_dsn) as db:
+        rows = db.execute(query.encode()).fetchall()
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(copy) as db:
+        db.execute("CREATE TABLE stored_events (state BLOB)")
+        db.execute("CREATE TABLE ledger_index (position INTEGER PRIMARY KEY, chain_hash TEXT)")
+        events = [(position, state) for position, state, _ in rows]
+        db.executemany("INSERT INTO stored_events (rowid, state) VALUES (?, ?)", events)
+        db.executemany("INSERT INTO ledger_index VALUES (?, ?)", [(p, h) for p, _, h in rows])
+    done = run_script(tmp_path, str(copy))
+    assert done.returncode == 0, done.stderr
+    printed = [line.split() for line in done.stdout.splitlines()]
+    assert {d: (int(p), h) for d, p, h in printed} == report.heads
