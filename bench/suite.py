@@ -260,6 +260,7 @@ def sustained_lag(ledger: Any, relay: Any, projector: Any, store: Any,
         w.start()
     lags: list[float] = []
     chunk = max(1, rate // 10)
+    began = time.perf_counter()
     for i in range(0, min(len(events), int(rate * seconds)), chunk):
         sent = time.perf_counter()
         outcomes = ledger.record_events(events[i : i + chunk])
@@ -268,11 +269,12 @@ def sustained_lag(ledger: Any, relay: Any, projector: Any, store: Any,
             time.sleep(0.005)
         lags.append(time.perf_counter() - sent)
         time.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
+    wall = time.perf_counter() - began  # events/s below is the append rate achieved
     stop.set()
     for w in workers:
         w.join(timeout=30)
     ordered = sorted(lags)
-    return Stage("end-to-end lag (append → queryable)", len(lags) * chunk, sum(lags), extra={
+    return Stage("end-to-end lag (append → queryable)", len(lags) * chunk, wall, extra={
         "target_events_per_second": rate,
         "p50_ms": round(statistics.median(ordered) * 1000, 1),
         "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000, 1),
