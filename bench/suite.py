@@ -258,18 +258,32 @@ def sustained_lag(ledger: Any, relay: Any, projector: Any, store: Any,
     ]
     for w in workers:
         w.start()
-    lags: list[float] = []
-    chunk = max(1, rate // 10)
+    chunk = max(1, rate // 10)  # ten appends a second, open loop: never waits for the sink
+    sent: list[tuple[float, int]] = []
+    seen: dict[int, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not (done.is_set() and len(seen) == len(sent)):
+            visible = stream_position(store)
+            now = time.perf_counter()
+            for i, (_, top) in enumerate(list(sent)):
+                if i not in seen and top <= visible:
+                    seen[i] = now
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     began = time.perf_counter()
-    for i in range(0, min(len(events), int(rate * seconds)), chunk):
-        sent = time.perf_counter()
+    for n, i in enumerate(range(0, min(len(events), int(rate * seconds)), chunk)):
+        time.sleep(max(0.0, began + n * 0.1 - time.perf_counter()))
+        at = time.perf_counter()
         outcomes = ledger.record_events(events[i : i + chunk])
-        top = max((o.position or 0) for o in outcomes)
-        while stream_position(store) < top:
-            time.sleep(0.005)
-        lags.append(time.perf_counter() - sent)
-        time.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
+        sent.append((at, max((o.position or 0) for o in outcomes)))
     wall = time.perf_counter() - began  # events/s below is the append rate achieved
+    done.set()
+    watcher.join(timeout=120)
+    lags = [seen[i] - at for i, (at, _) in enumerate(sent) if i in seen]
     stop.set()
     for w in workers:
         w.join(timeout=30)
