@@ -46,7 +46,7 @@ e2e: venv
 
 ## bench-small: the performance suite at its smallest size (numbers, no assertions)
 bench-small: venv
-	$(BIN)/tutorledger bench --size small --report build/bench-report.json
+	$(BIN)/tutorledger bench --size small --with-local-services --report build/bench-report.json
 
 ## test: everything CI runs, on a fresh machine
 test: services lint
