@@ -25,7 +25,8 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from tutorledger.infra.store import GENESIS_HASH, SQLiteLedgerRecorder, chain_hash
+from tutorledger.infra.ledger_index import GENESIS_HASH, chain_hash
+from tutorledger.infra.store_sqlite import SQLiteLedgerRecorder
 
 PAGE = 5000
 

@@ -1,0 +1,178 @@
+"""PostgreSQL recorder that also maintains the ledger index in the append transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import ProgrammingError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from tutorledger.domain.ledger import LedgerEntry
+from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
+
+
+class PostgresLedgerRecorder(PostgresApplicationRecorder):
+    """PostgreSQL recorder that also maintains the ledger index in the append transaction."""
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        self.index_table = SQL("{}.ledger_index").format(schema)
+        self.sql_create_statements.extend(
+            [
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, "
+                    "event_id uuid NOT NULL, district_id text NOT NULL, digest bytea NOT NULL, "
+                    "chain_hash text NOT NULL)"
+                ).format(self.index_table),
+                SQL(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS ledger_index_event_id ON {} (event_id)"
+                ).format(self.index_table),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS ledger_index_district ON {} (district_id, position)"
+                ).format(self.index_table),
+            ]
+        )
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        assert positions is not None
+        entries: list[LedgerEntry] = kwargs.get("ledger_entries") or []
+        heads: dict[str, str] = {}
+        for district in {e.district_id for e in entries}:
+            curs.execute(
+                SQL(
+                    "SELECT chain_hash FROM {} WHERE district_id=%s ORDER BY position DESC LIMIT 1"
+                ).format(self.index_table),
+                (district,),
+            )
+            row = curs.fetchone()
+            heads[district] = row["chain_hash"] if row else GENESIS_HASH
+        rows = index_rows(stored_events, positions, entries, heads)
+        columns = list(zip(*rows, strict=True))
+        # One statement whose own result we fetch: the pipeline syncs here, so a duplicate
+        # event_id surfaces now as an IntegrityError (and rolls the whole append back).
+        curs.execute(
+            SQL(
+                "INSERT INTO {} SELECT * FROM unnest(%s::bigint[], %s::uuid[], %s::text[], "
+                "%s::bytea[], %s::text[]) RETURNING position"
+            ).format(self.index_table),
+            (
+                list(columns[0]),
+                [UUID(bytes=e) for e in columns[1]],
+                list(columns[2]),
+                list(columns[3]),
+                list(columns[4]),
+            ),
+        )
+        if len(curs.fetchall()) != len(rows):
+            raise ProgrammingError("ledger index rows were not all written")
+        return positions
+
+    def read_batch(
+        self, originator_ids: Sequence[UUID], event_ids: Sequence[UUID]
+    ) -> tuple[list[StoredEvent], dict[UUID, tuple[int, bytes]]]:
+        """Sessions and already-stored event ids from one REPEATABLE READ snapshot."""
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return self._select_events_of(curs, originator_ids), self._lookup(curs, event_ids)
+
+    def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return self._lookup(curs, event_ids)
+
+    def _lookup(
+        self, curs: Cursor[DictRow], event_ids: Sequence[UUID]
+    ) -> dict[UUID, tuple[int, bytes]]:
+        found: dict[UUID, tuple[int, bytes]] = {}
+        for i in range(0, len(event_ids), CHUNK):
+            curs.execute(
+                SQL("SELECT event_id, position, digest FROM {} WHERE event_id = ANY(%s)").format(
+                    self.index_table
+                ),
+                (list(event_ids[i : i + CHUNK]),),
+            )
+            for row in curs.fetchall():
+                found[row["event_id"]] = (row["position"], bytes(row["digest"]))
+        return found
+
+    def _select_events_of(
+        self, curs: Cursor[DictRow], originator_ids: Sequence[UUID]
+    ) -> list[StoredEvent]:
+        events: list[StoredEvent] = []
+        table = SQL("{}.{}").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        for i in range(0, len(originator_ids), CHUNK):
+            curs.execute(
+                SQL(
+                    "SELECT originator_id, originator_version, topic, state FROM {} "
+                    "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+                ).format(table),
+                (list(originator_ids[i : i + CHUNK]),),
+            )
+            events.extend(
+                StoredEvent(
+                    r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
+                )
+                for r in curs.fetchall()
+            )
+        return events
+
+    def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT position, chain_hash FROM {} WHERE district_id=%s AND position<=%s "
+                    "ORDER BY position DESC LIMIT 1"
+                ).format(self.index_table),
+                (district_id, as_of if as_of is not None else 2**62),
+            )
+            row = curs.fetchone()
+        return (row["position"], row["chain_hash"]) if row else None
+
+    def chained_events(
+        self, district_id: str | None, after: int, limit: int, originator_id: UUID | None = None
+    ) -> list[tuple[int, str | None, str | None, StoredEvent | None]]:
+        """Stored events joined with their index rows in position order (either side may lack)."""
+        where, params = [SQL("s.notification_id > %s")], [after]
+        if district_id is not None:
+            where.append(SQL("l.district_id = %s"))
+            params.append(district_id)  # type: ignore[arg-type]
+        if originator_id is not None:
+            where.append(SQL("s.originator_id = %s"))
+            params.append(originator_id)  # type: ignore[arg-type]
+        sql = SQL(
+            "SELECT s.notification_id AS position, l.district_id, l.chain_hash, s.originator_id, "
+            "s.originator_version, s.topic, s.state FROM {}.{} s "
+            "LEFT JOIN {} l ON l.position = s.notification_id WHERE {} "
+            "ORDER BY s.notification_id LIMIT %s"
+        ).format(
+            Identifier(self.datastore.schema),
+            Identifier(self.events_table_name),
+            self.index_table,
+            SQL(" AND ").join(where),
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(sql, [*params, limit])
+            return [
+                (
+                    r["position"],
+                    r["district_id"],
+                    r["chain_hash"],
+                    StoredEvent(
+                        r["originator_id"],
+                        r["originator_version"],
+                        r["topic"],
+                        bytes(r["state"]),
+                    ),
+                )
+                for r in curs.fetchall()
+            ]

@@ -1,0 +1,132 @@
+"""SQLite recorder that also maintains the ledger index in the append transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+
+from tutorledger.domain.ledger import LedgerEntry
+from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
+
+
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+    """SQLite recorder that also maintains the ledger index in the append transaction."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS ledger_index ("
+            "position INTEGER PRIMARY KEY, event_id BLOB NOT NULL, district_id TEXT NOT NULL, "
+            "digest BLOB NOT NULL, chain_hash TEXT NOT NULL)",
+            "CREATE UNIQUE INDEX IF NOT EXISTS ledger_index_event_id ON ledger_index (event_id)",
+            "CREATE INDEX IF NOT EXISTS ledger_index_district ON ledger_index "
+            "(district_id, position)",
+        ]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        assert positions is not None
+        entries: list[LedgerEntry] = kwargs.get("ledger_entries") or []
+        heads: dict[str, str] = {}
+        for district in {e.district_id for e in entries}:
+            c.execute(
+                "SELECT chain_hash FROM ledger_index WHERE district_id=? "
+                "ORDER BY position DESC LIMIT 1",
+                (district,),
+            )
+            row = c.fetchone()
+            heads[district] = row[0] if row else GENESIS_HASH
+        c.executemany(
+            "INSERT INTO ledger_index VALUES (?,?,?,?,?)",
+            index_rows(stored_events, positions, entries, heads),
+        )
+        return positions
+
+    def read_batch(
+        self, originator_ids: Sequence[UUID], event_ids: Sequence[UUID]
+    ) -> tuple[list[StoredEvent], dict[UUID, tuple[int, bytes]]]:
+        """Sessions and already-stored event ids from one snapshot (one read transaction)."""
+        with self.datastore.transaction(commit=False) as c:
+            return self._select_events_of(c, originator_ids), self._lookup(c, event_ids)
+
+    def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        with self.datastore.transaction(commit=False) as c:
+            return self._lookup(c, event_ids)
+
+    @staticmethod
+    def _lookup(c: SQLiteCursor, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        found: dict[UUID, tuple[int, bytes]] = {}
+        for i in range(0, len(event_ids), CHUNK):
+            chunk = [e.bytes for e in event_ids[i : i + CHUNK]]
+            c.execute(
+                "SELECT event_id, position, digest FROM ledger_index WHERE event_id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for row in c.fetchall():
+                found[UUID(bytes=bytes(row[0]))] = (row[1], bytes(row[2]))
+        return found
+
+    @staticmethod
+    def _select_events_of(c: SQLiteCursor, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        events: list[StoredEvent] = []
+        for i in range(0, len(originator_ids), CHUNK):
+            chunk = [o.hex for o in originator_ids[i : i + CHUNK]]
+            c.execute(
+                "SELECT originator_id, originator_version, topic, state FROM stored_events "
+                f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY originator_id, originator_version",
+                chunk,
+            )
+            events.extend(StoredEvent(UUID(r[0]), r[1], r[2], bytes(r[3])) for r in c.fetchall())
+        return events
+
+    def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT position, chain_hash FROM ledger_index WHERE district_id=? "
+                "AND position<=? ORDER BY position DESC LIMIT 1",
+                (district_id, as_of if as_of is not None else 2**62),
+            )
+            row = c.fetchone()
+        return (row[0], row[1]) if row else None
+
+    def chained_events(
+        self, district_id: str | None, after: int, limit: int, originator_id: UUID | None = None
+    ) -> list[tuple[int, str | None, str | None, StoredEvent | None]]:
+        """Stored events joined with their index rows in position order (either side may lack)."""
+        where, params = ["s.rowid > ?"], [after]
+        if district_id is not None:
+            where.append("l.district_id = ?")
+            params.append(district_id)  # type: ignore[arg-type]
+        if originator_id is not None:
+            where.append("s.originator_id = ?")
+            params.append(originator_id.hex)  # type: ignore[arg-type]
+        sql = (
+            "SELECT s.rowid AS position, l.district_id, l.chain_hash, s.originator_id, "
+            "s.originator_version, s.topic, s.state FROM stored_events s "
+            "LEFT JOIN ledger_index l ON l.position = s.rowid "
+            f"WHERE {' AND '.join(where)} ORDER BY s.rowid LIMIT ?"
+        )
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, [*params, limit])
+            return [
+                (
+                    r["position"],
+                    r["district_id"],
+                    r["chain_hash"],
+                    StoredEvent(
+                        UUID(r["originator_id"]),
+                        r["originator_version"],
+                        r["topic"],
+                        bytes(r["state"]),
+                    ),
+                )
+                for r in c.fetchall()
+            ]
