@@ -10,6 +10,8 @@ from datetime import date
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
+import builders
+
 from tutorledger.bench.district import District, DistrictSpec, generate
 
 TZ = "America/New_York"
@@ -31,15 +33,8 @@ def district(district_id: str, students: int = 400, tz: str = TZ, seed: int = 7)
 
 
 def envelope(district_id: str, session: str, kind: str, at: str, **payload: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid5(NAMESPACE_URL, f"{district_id}/{session}/{kind}")),
-        "type": f"session.{kind}",
-        "schema_version": 1,
-        "district_id": district_id,
-        "session_id": session,
-        "occurred_at": at,
-        "payload": payload,
-    }
+    event_id = str(uuid5(NAMESPACE_URL, f"{district_id}/{session}/{kind}"))
+    return builders.envelope(district_id, session, kind, at, payload, event_id)
 
 
 def _request(d: str, session: str, at: str, student: str, **extra: Any) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import envelope as raw_envelope
+from builders import role_keys, write_keys
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -50,19 +52,10 @@ def auth(name: str) -> dict[str, str]:
 
 @pytest.fixture
 def settings(tmp_path: Path, chdb_dir: Path) -> Settings:
-    keys = [
-        {
-            "key": key,
-            "role": name.removesuffix("_limited"),
-            "districts": [LIMITED] if name.endswith("_limited") else ["*"],
-        }
-        for name, key in KEYS.items()
-    ]
-    (tmp_path / "keys.json").write_text(json.dumps(keys))
     return Settings(
         event_store=f"sqlite:///{tmp_path}/ledger.db",
         clickhouse=f"chdb://{chdb_dir}?database=t_{uuid.uuid4().hex}",
-        api_keys_file=tmp_path / "keys.json",
+        api_keys_file=write_keys(tmp_path / "keys.json", role_keys(KEYS, LIMITED)),
         var_dir=tmp_path / "var",
         projector_poll_seconds=0.05,
     )
@@ -78,15 +71,7 @@ def served(settings: Settings) -> Iterator[TestClient]:
 def envelope(
     district: str, session: str, kind: str, at: datetime, **payload: Any
 ) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "type": f"session.{kind}",
-        "schema_version": 1,
-        "district_id": district,
-        "session_id": session,
-        "occurred_at": at.isoformat(),
-        "payload": payload,
-    }
+    return raw_envelope(district, session, kind, at.isoformat(), payload)
 
 
 def requested(district: str, session: str, student: str, at: datetime = T0) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from builders import FIGURES, envelope, write_keys
 
 from tutorledger.bench.district import District, DistrictSpec, generate
 
@@ -190,33 +190,18 @@ class Model:
         }
 
 
-FIGURES = (
-    "enrolled",
-    "students_served",
-    "reach_rate",
-    "sessions_requested",
-    "sessions_matched",
-    "sessions_completed",
-    "sessions_cancelled",
-    "sessions_per_served_student",
-)
-
-
 # -- loading a district over HTTP --------------------------------------------------------------
 
 
 def keys_file(tmp: Path) -> Path:
-    path = tmp / "api-keys.json"
-    path.write_text(
-        json.dumps(
-            [
-                {"key": ADMIN_KEY, "role": "admin", "districts": ["*"]},
-                {"key": EMITTER_KEY, "role": "emitter", "districts": [DISTRICT, OTHER]},
-                {"key": DASHBOARD_KEY, "role": "dashboard", "districts": [DISTRICT]},
-            ]
-        )
+    return write_keys(
+        tmp / "api-keys.json",
+        [
+            {"key": ADMIN_KEY, "role": "admin", "districts": ["*"]},
+            {"key": EMITTER_KEY, "role": "emitter", "districts": [DISTRICT, OTHER]},
+            {"key": DASHBOARD_KEY, "role": "dashboard", "districts": [DISTRICT]},
+        ],
     )
-    return path
 
 
 def put_schools(http: httpx.Client, district: District) -> None:
@@ -279,15 +264,7 @@ def bad_events(district: District, rng: random.Random) -> list[tuple[Any, str]]:
     late = datetime(2027, 1, 1, 12, tzinfo=TZ).isoformat()
 
     def make(kind: str, sid: str, payload: Any, at: str = late) -> dict[str, Any]:
-        return {
-            "event_id": str(uuid.uuid4()),
-            "type": f"session.{kind}",
-            "schema_version": 1,
-            "district_id": d,
-            "session_id": sid,
-            "occurred_at": at,
-            "payload": payload,
-        }
+        return envelope(d, sid, kind, at, payload)
 
     first_request = by_session[waiting[0]][0]
     naive = make("requested", "bad-naive", dict(first_request["payload"]))

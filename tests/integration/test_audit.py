@@ -7,7 +7,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from builders import at_minute as event
 
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.audit import verify_chain
@@ -23,18 +23,6 @@ from tutorledger.infra.store import open_ledger
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 A, B = "dist-a", "dist-b"
-
-
-def event(district: str, session: str, kind: str, minute: int, **payload: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "type": f"session.{kind}",
-        "schema_version": 1,
-        "district_id": district,
-        "session_id": session,
-        "occurred_at": f"2026-03-02T15:{minute:02d}:00+00:00",
-        "payload": payload,
-    }
 
 
 def lifecycle(district: str, session: str, student: str) -> list[dict[str, Any]]:

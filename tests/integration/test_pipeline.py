@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import write_keys
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pipeline import kafka_settings, running_pipeline, wait_caught_up
@@ -84,8 +85,10 @@ def test_production_mode_equals_embedded_mode(
     assert figures(settings, head) == pytest.approx(expected)
 
     # The same ledger through the embedded projector into chdb answers the same over HTTP.
-    keys = Path(os.environ.get("TMPDIR", "/tmp")) / f"keys-{os.getpid()}.json"
-    keys.write_text(json.dumps([{"key": "k" * 20, "role": "admin", "districts": ["*"]}]))
+    keys = write_keys(
+        Path(os.environ.get("TMPDIR", "/tmp")) / f"keys-{os.getpid()}.json",
+        [{"key": "k" * 20, "role": "admin", "districts": ["*"]}],
+    )
     answers = []
     for mode in (settings, Settings(event_store=pg_dsn, clickhouse=chdb_url)):
         app = create_app(mode.model_copy(update={"api_keys_file": keys}))

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from builders import envelope, recompute_chain
 
 from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import GENESIS_HASH, chain_hash, open_ledger
+from tutorledger.infra.store import chain_hash, open_ledger
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -32,15 +32,7 @@ def ledger(store_url: str) -> Iterator[Ledger]:
 
 
 def _event(session: str, kind: str, at: str, payload: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "type": f"session.{kind}",
-        "schema_version": 1,
-        "district_id": "d-int",
-        "session_id": session,
-        "occurred_at": at,
-        "payload": payload,
-    }
+    return envelope("d-int", session, kind, at, payload)
 
 
 def test_district_round_trip_is_idempotent_across_reopen(store_url: str) -> None:
@@ -74,13 +66,8 @@ def test_chain_recomputes_from_stored_events(ledger: Ledger) -> None:
     district = generate(DistrictSpec(district_id="d-int", students=60, schools=2, days=3))
     ledger.record_events(district.events)
     rows = ledger.recorder.chained_events(None, 0, 100_000)  # type: ignore[attr-defined]
-    prev = GENESIS_HASH
-    for position, district_id, stored_hash, stored in rows:
-        assert district_id == "d-int"
-        event = ledger.mapper.to_domain_event(stored).envelope  # type: ignore[attr-defined]
-        prev = chain_hash(prev, position, event)
-        assert stored_hash == prev
-    assert ledger.recorder.head("d-int") == (rows[-1][0], prev)  # type: ignore[attr-defined]
+    _, head = recompute_chain(ledger.mapper, rows, chain_hash, "d-int")
+    assert ledger.recorder.head("d-int") == (rows[-1][0], head)  # type: ignore[attr-defined]
 
 
 def test_concurrent_writers_never_fork_a_session(store_url: str) -> None:
@@ -120,10 +107,7 @@ def test_concurrent_writers_never_fork_a_session(store_url: str) -> None:
         # Count rows, not the head: PostgreSQL sequences skip ids of rolled-back appends.
         stored = apps[0].recorder.chained_events(None, 0, 10_000)  # type: ignore[attr-defined]
         assert len(stored) == 2 * len(sessions)
-        prev = GENESIS_HASH
-        for position, _, stored_hash, event in stored:  # the chain survived the race intact
-            prev = chain_hash(prev, position, apps[0].mapper.to_domain_event(event).envelope)  # type: ignore[attr-defined]
-            assert stored_hash == prev
+        recompute_chain(apps[0].mapper, stored, chain_hash)  # the chain survived the race intact
         for s in sessions:
             session = apps[1].get_session("d-int", s)
             assert session is not None and session.status == "matched"

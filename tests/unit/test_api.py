@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import FIGURES, envelope, role_keys, write_keys
 from fastapi.testclient import TestClient
 
 from tutorledger.api.app import create_app
@@ -37,11 +38,7 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _keys_file(path: Path) -> Path:
-    specs: list[dict[str, Any]] = []
-    for name, key in KEYS.items():
-        role = name.removesuffix("_limited")
-        districts = [LIMITED_DISTRICT] if name.endswith("_limited") else ["*"]
-        specs.append({"key": key, "role": role, "districts": districts})
+    specs = role_keys(KEYS, LIMITED_DISTRICT)
     # One entry given only by its digest, as production keys files are.
     specs.append(
         {
@@ -50,8 +47,7 @@ def _keys_file(path: Path) -> Path:
             "districts": ["*"],
         }
     )
-    path.write_text(json.dumps(specs))
-    return path
+    return write_keys(path, specs)
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +83,7 @@ def env(
     payload: dict[str, Any],
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    return {
-        "event_id": event_id or str(uuid.uuid4()),
-        "type": f"session.{kind}",
-        "schema_version": 1,
-        "district_id": district,
-        "session_id": session,
-        "occurred_at": at.isoformat(),
-        "payload": payload,
-    }
+    return envelope(district, session, kind, at.isoformat(), payload, event_id)
 
 
 def requested(
@@ -171,18 +159,6 @@ def participation(client: TestClient, key: str = "dashboard", **params: Any) -> 
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-FIGURES = (
-    "enrolled",
-    "students_served",
-    "reach_rate",
-    "sessions_requested",
-    "sessions_matched",
-    "sessions_completed",
-    "sessions_cancelled",
-    "sessions_per_served_student",
-)
 
 
 def figures(body: dict[str, Any]) -> dict[str, Any]:

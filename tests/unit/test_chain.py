@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import at_minute as raw
+from builders import recompute_chain
 
 from tutorledger.domain.envelope import parse_envelope
 from tutorledger.domain.ledger import Ledger
@@ -24,18 +25,6 @@ def recompute(prev: str, position: int, event: dict[str, Any]) -> str:
         {**event, "position": position}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
     return hashlib.sha256(prev.encode() + b"\n" + record.encode()).hexdigest()
-
-
-def raw(district: str, session: str, kind: str, minute: int, **payload: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "type": f"session.{kind}",
-        "schema_version": 1,
-        "district_id": district,
-        "session_id": session,
-        "occurred_at": f"2026-03-02T15:{minute:02d}:00+00:00",
-        "payload": payload,
-    }
 
 
 def requested(district: str, session: str, minute: int = 0, **extra: Any) -> dict[str, Any]:
@@ -122,16 +111,9 @@ def test_non_ascii_is_hashed_as_utf8_not_escaped() -> None:
 def verify_district(ledger: Ledger, district: str) -> tuple[int, list[int], str]:
     """Recompute a district's chain from genesis; returns (rows, positions, head hash)."""
     rows = ledger.recorder.chained_events(district, 0, 10_000)  # type: ignore[attr-defined]
-    prev, positions = GENESIS_HASH, []
-    for position, district_id, stored_hash, stored in rows:
-        assert district_id == district
-        event = ledger.mapper.to_domain_event(stored).envelope  # type: ignore[attr-defined]
-        assert event["district_id"] == district
-        prev = recompute(prev, position, event)
-        assert stored_hash == prev, f"chain broken at position {position}"
-        positions.append(position)
+    positions, head = recompute_chain(ledger.mapper, rows, recompute, district)
     assert positions == sorted(positions)
-    return len(rows), positions, prev
+    return len(rows), positions, head
 
 
 def test_stored_chain_heads_recompute_per_district(ledger: Ledger) -> None:

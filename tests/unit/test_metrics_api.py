@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import reference_metrics as ref
+from builders import write_keys
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,8 +38,7 @@ HEADERS = {"Authorization": f"Bearer {KEY}"}
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     tmp = tmp_path_factory.mktemp("metrics")
-    keys = tmp / "keys.json"
-    keys.write_text(json.dumps([{"key": KEY, "role": "admin", "districts": ["*"]}]))
+    keys = write_keys(tmp / "keys.json", [{"key": KEY, "role": "admin", "districts": ["*"]}])
     districts = tmp / "districts.json"
     districts.write_text(
         json.dumps({CHI: {"time_zone": "America/Chicago", "school_hours": CHICAGO_HOURS}})

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from builders import envelope
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -59,15 +60,8 @@ def render(
 ) -> dict[str, Any]:
     district, session_id = SESSIONS[session]
     instant = (T0 + timedelta(minutes=minute)).astimezone(ZONES[zone])
-    return {
-        "event_id": str(event_id),
-        "type": f"session.{kind}",
-        "schema_version": 1,
-        "district_id": district,
-        "session_id": session_id,
-        "occurred_at": instant.isoformat(),
-        "payload": payload_for(kind, variant),
-    }
+    payload = payload_for(kind, variant)
+    return envelope(district, session_id, kind, instant.isoformat(), payload, str(event_id))
 
 
 MALFORMATIONS = ["naive_time", "grade_string", "unknown_field", "unknown_type", "no_session"]
