@@ -61,14 +61,6 @@ class Store:
         self.run("UPDATE {events} SET state = ? WHERE {pos} = ?", state, position)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger.db"
-    dsn: str = request.getfixturevalue("pg_dsn")
-    return dsn
-
-
 @pytest.fixture
 def ledger(store_url: str) -> Iterator[Ledger]:
     app = open_ledger(Settings(event_store=store_url))

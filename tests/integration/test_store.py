@@ -16,14 +16,6 @@ from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import chain_hash, open_ledger
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger.db"
-    dsn: str = request.getfixturevalue("pg_dsn")
-    return dsn
-
-
 @pytest.fixture
 def ledger(store_url: str) -> Iterator[Ledger]:
     app = open_ledger(Settings(event_store=store_url))
