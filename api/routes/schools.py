@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from tutorledger.api.deps import Admin, Dashboard, RuntimeDep, check_district
 from tutorledger.api.schemas import School, SchoolList, SchoolRecorded, SchoolUpdate
 from tutorledger.domain.envelope import DISTRICT_PATTERN
-from tutorledger.domain.errors import InvalidRequest
 
 router = APIRouter(prefix="/v1/schools", tags=["schools"])
+IdPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.-]{1,64}")]
 
 LATEST_SCHOOLS_SQL = """
 SELECT school_id,
@@ -35,11 +34,13 @@ ORDER BY school_id
     summary="Record a school's name and enrolment (history kept)",
 )
 def put_school(
-    district_id: str, school_id: str, update: SchoolUpdate, runtime: RuntimeDep, principal: Admin
+    district_id: IdPath,
+    school_id: IdPath,
+    update: SchoolUpdate,
+    runtime: RuntimeDep,
+    principal: Admin,
 ) -> SchoolRecorded:
     check_district(principal, district_id)
-    if not re.match(DISTRICT_PATTERN, district_id) or not re.match(DISTRICT_PATTERN, school_id):
-        raise InvalidRequest("district_id and school_id must match [A-Za-z0-9_.-]{1,64}")
     position = runtime.ledger.put_school(
         district_id, school_id, update.name, update.enrollment, update.as_of
     )

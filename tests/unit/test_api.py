@@ -613,6 +613,15 @@ def test_put_school_invalid_is_422(client: TestClient, body: dict[str, Any]) -> 
     assert head_position(client) == before
 
 
+@pytest.mark.parametrize("school_id", ["sch 1", "sch@1", "x" * 65])
+def test_put_school_with_a_bad_school_id_is_422(client: TestClient, school_id: str) -> None:
+    before = head_position(client)
+    body = {"name": "x", "enrollment": {"5": 1}, "as_of": "2026-01-01"}
+    response = client.put(f"/v1/schools/bad-school-d/{school_id}", json=body, headers=ADMIN)
+    assert_error(response, 422)
+    assert head_position(client) == before
+
+
 # -- participation ---------------------------------------------------------------------------
 
 PD = "part-d"
