@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +18,6 @@ from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
 from tutorledger.projections.schema import migrate
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,18 +59,7 @@ class Runtime:
 
     def _follow(self) -> None:
         assert self.follower is not None
-        while not self._stop.is_set():
-            try:
-                with self._sync_lock:
-                    inserted = self.follower.step()
-                self.follower.last_error = None
-            except Exception as exc:  # ClickHouse or the store may come back; keep going
-                self.follower.last_error = str(exc)
-                log.exception("projection step failed; retrying")
-                self._stop.wait(1.0)
-                continue
-            if inserted < self.follower.batch_size:
-                self._stop.wait(self.follower.poll_seconds)
+        self.follower.run(self._stop, lock=self._sync_lock)
 
     def sync(self) -> int:
         """Projected position after catching up (embedded: read-your-writes)."""

@@ -8,6 +8,7 @@ ReplacingMergeTree key collapses, so nothing is lost or counted twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -70,16 +71,27 @@ class LedgerFollower:
             total += count
         return total
 
-    def run(self, stop: threading.Event) -> None:
-        """Follow the ledger until `stop` is set; errors are logged and retried."""
+    def run(
+        self,
+        stop: threading.Event,
+        lock: threading.Lock | None = None,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        """Follow the ledger until `stop` is set; errors are logged and retried.
+
+        `lock` is held around each step so a caller can run its own catch-up or pause the
+        follower (the API's read-your-writes sync and the rebuild swap).
+        """
+        guard = lock if lock is not None else contextlib.nullcontext()
         while not stop.is_set():
             try:
-                inserted = self.step()
+                with guard:
+                    inserted = self.step()
                 self.last_error = None
             except Exception as exc:  # keep following: the store or ClickHouse may come back
                 self.last_error = str(exc)
                 log.exception("projection step failed; retrying")
-                stop.wait(min(5.0, self.poll_seconds * 10))
+                stop.wait(retry_seconds)
                 continue
             if inserted < self.batch_size:
                 stop.wait(self.poll_seconds)
