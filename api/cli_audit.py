@@ -55,6 +55,26 @@ def fail(exc: TutorLedgerError) -> typer.Exit:
     return typer.Exit(2)
 
 
+@contextmanager
+def ledger_and_projections(settings: Any, hint: str | None = None) -> Iterator[tuple[Any, Any]]:
+    """The ledger and projection store, both closed after; an unusable store exits 2."""
+    from tutorledger.infra.clickhouse import open_projection_store
+    from tutorledger.infra.store import open_ledger
+
+    try:
+        store = open_projection_store(settings)
+    except TutorLedgerError as exc:
+        if hint:
+            console.print(hint)
+        raise fail(exc) from exc
+    ledger = open_ledger(settings)
+    try:
+        yield ledger, store
+    finally:
+        store.close()
+        ledger.close()
+
+
 @app.command()
 def verify(district: DistrictOpt = None, event_store: StoreOpt = None) -> None:
     """Recompute the hash chain(s) from the event store; exit 1 at the first bad position."""
@@ -101,25 +121,15 @@ def rebuild(
     """Rebuild the projections from the ledger into a fresh table and swap it in."""
     from tutorledger.consumers.rebuild import ledger_head
     from tutorledger.consumers.rebuild import rebuild as run_rebuild
-    from tutorledger.infra.clickhouse import open_projection_store
-    from tutorledger.infra.store import open_ledger
     from tutorledger.projections.schema import migrate
 
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
-    try:
-        store = open_projection_store(settings)
-    except TutorLedgerError as exc:
-        console.print("(while `serve` runs on chdb, use POST /v1/admin/rebuild instead)")
-        raise fail(exc) from exc
-    ledger = open_ledger(settings)
-    try:
+    hint = "(while `serve` runs on chdb, use POST /v1/admin/rebuild instead)"
+    with ledger_and_projections(settings, hint) as (ledger, store):
         migrate(store)
         with metered("rebuilding projections") as meter:
             meter.start(ledger_head(ledger))
             report = run_rebuild(ledger, store, batch_size=batch_size, on_progress=meter.advance)
-    finally:
-        store.close()
-        ledger.close()
     console.print(
         f"[green]rebuilt:[/] {report.events:,} events up to position {report.position} "
         f"in {report.seconds:.1f}s ({report.rate:,.0f} ev/s)"
@@ -153,16 +163,9 @@ def reconcile(
 ) -> None:
     """Compare per-district, per-day (UTC) event counts: ledger vs projections; exit 1 on drift."""
     from tutorledger.consumers.reconcile import reconcile as run_reconcile
-    from tutorledger.infra.clickhouse import open_projection_store
-    from tutorledger.infra.store import open_ledger
 
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
-    try:
-        store = open_projection_store(settings)
-    except TutorLedgerError as exc:
-        raise fail(exc) from exc
-    ledger = open_ledger(settings)
-    try:
+    with ledger_and_projections(settings) as (ledger, store):
         with metered("counting ledger events") as meter:
             report = run_reconcile(
                 ledger.recorder,
@@ -173,9 +176,6 @@ def reconcile(
                 on_start=meter.start,
                 on_progress=meter.advance,
             )
-    finally:
-        store.close()
-        ledger.close()
     if output is ReportFormat.json:
         typer.echo(json.dumps(report.as_dict()))
     else:
