@@ -6,6 +6,7 @@ from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.filters import Filters, filtered_sessions_sql
+from tutorledger.projections.schools import LATEST_ENROLLMENT_SQL
 
 PARTICIPATION_SQL = f"""
 SELECT
@@ -17,22 +18,9 @@ SELECT
 FROM ({filtered_sessions_sql()})
 """
 
-# Latest enrolment per school as of `date_to` (ties: the later ledger position), by grade.
-ENROLLED_SQL = """
-SELECT sum(n) FROM (
-    SELECT school_id,
-        argMax(enrollment_grades, k) AS grades,
-        argMax(enrollment_counts, k) AS counts
-    FROM (
-        SELECT school_id, enrollment_grades, enrollment_counts,
-            toUInt64(as_of) * 10000000000 + position AS k
-        FROM ledger_events FINAL
-        WHERE district_id = %(district_id)s AND type = 'school.updated'
-            AND position <= %(as_of)s AND as_of <= %(date_to)s
-            AND (%(school_id)s = '' OR school_id = %(school_id)s)
-    )
-    GROUP BY school_id
-)
+# Latest enrolment per school as of `date_to`, summed over the grade filter.
+ENROLLED_SQL = f"""
+SELECT sum(n) FROM ({LATEST_ENROLLMENT_SQL})
 ARRAY JOIN grades AS g, counts AS n
 WHERE %(grade)s = -1 OR g = %(grade)s
 """

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from tutorledger.api.deps import Admin, Dashboard, RuntimeDep, check_district
 from tutorledger.api.schemas import School, SchoolList, SchoolRecorded, SchoolUpdate
 from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.projections.schools import latest_schools
 
 router = APIRouter(prefix="/v1/schools", tags=["schools"])
 IdPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.-]{1,64}")]
-
-LATEST_SCHOOLS_SQL = """
-SELECT school_id,
-    argMax(school_name, k), toString(argMax(as_of, k)),
-    argMax(enrollment_grades, k), argMax(enrollment_counts, k), max(position)
-FROM (
-    SELECT school_id, school_name, as_of, enrollment_grades, enrollment_counts, position,
-        toUInt64(as_of) * 10000000000 + position AS k
-    FROM ledger_events FINAL
-    WHERE district_id = %(district_id)s AND type = 'school.updated'
-)
-GROUP BY school_id
-ORDER BY school_id
-"""
 
 
 @router.put(
@@ -53,7 +40,7 @@ def list_schools(
 ) -> SchoolList:
     check_district(principal, district_id)
     runtime.sync()
-    rows: list[Any] = runtime.projections.execute(LATEST_SCHOOLS_SQL, {"district_id": district_id})
+    rows = latest_schools(runtime.projections, district_id)
     return SchoolList(
         district_id=district_id,
         schools=[
