@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PKGS := domain infra projections consumers api bench
+PKGS := domain infra projections consumers api bench services
 TYPECHECK := build/typecheck
 
 .PHONY: run test lint unit integration e2e bench-small services venv clean
@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
@@ -25,7 +25,7 @@ run: venv
 
 ## services: install the real servers the integration tests use (PostgreSQL, ClickHouse, tansu)
 services: venv
-	$(BIN)/python -m tutorledger.infra.services install
+	$(BIN)/python -m tutorledger.services install
 
 ## lint: ruff (lint + format check) and mypy --strict over the installed package names
 lint: venv
