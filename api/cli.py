@@ -1,26 +1,29 @@
-"""The `tutorledger` command line: thin wrappers over the runtime, with progress on long work."""
+"""The `tutorledger` command line: thin wrappers over the runtime, with progress on long work.
+
+Serving, demo data, the production relay/projector and the benchmark are here; the auditor
+and operator commands (verify, replay, rebuild, reconcile) come from ``cli_audit``.
+"""
 
 from __future__ import annotations
 
 import json
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from tutorledger.api import cli_audit
+from tutorledger.api.cli_common import (
+    ClickhouseOpt,
+    StoreOpt,
+    chunks,
+    console,
+    load_settings,
+    progress,
+)
 from tutorledger.infra.settings import Settings
 
 app = typer.Typer(
@@ -29,43 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with CLI flags taking precedence."""
-    from tutorledger.infra.logging import configure
-
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    configure(settings.log_level)
-    return settings
-
-
-def progress() -> Progress:
-    """A progress bar with count, rate-derived ETA and elapsed time."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
-def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-StoreOpt = Annotated[
-    str | None, typer.Option("--event-store", help="Overrides TUTORLEDGER_EVENT_STORE")
-]
-ClickhouseOpt = Annotated[
-    str | None, typer.Option("--clickhouse", help="Overrides TUTORLEDGER_CLICKHOUSE")
-]
+app.add_typer(cli_audit.commands)
 
 
 @app.command()
@@ -291,7 +258,7 @@ def start_local_services(stack: Any, workdir: Path) -> tuple[str, str, str]:
     """PostgreSQL, tansu and ClickHouse on loopback for one benchmark run (stopped after)."""
     import uuid
 
-    from tutorledger.infra import services
+    from tutorledger import services
 
     pg = services.ensure_postgres()
     stack.callback(pg.stop)  # callbacks run last-in first-out: the drop comes before the stop
@@ -307,7 +274,3 @@ def start_local_services(stack: Any, workdir: Path) -> tuple[str, str, str]:
 
 def main() -> None:
     app()
-
-
-# verify / replay / rebuild / reconcile live in their own module; importing registers them.
-from tutorledger.api import cli_audit  # noqa: E402, F401

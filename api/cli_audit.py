@@ -1,4 +1,4 @@
-"""Auditor and operator commands: verify, replay, rebuild, reconcile (registered on `app`).
+"""Auditor and operator commands: verify, replay, rebuild, reconcile (merged into the CLI).
 
 Thin like the routes: each opens the stores from settings, calls the library function
 behind the matching endpoint, shows progress on stderr and writes its result on stdout.
@@ -17,42 +17,20 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from tutorledger.api.cli import ClickhouseOpt, StoreOpt, app, console, load_settings, progress
+from tutorledger.api.cli_common import (
+    ClickhouseOpt,
+    StoreOpt,
+    console,
+    fail,
+    load_settings,
+    metered,
+)
 from tutorledger.domain.errors import TutorLedgerError
 
+commands = typer.Typer()
 DistrictOpt = Annotated[str | None, typer.Option("--district", help="One district (default: all)")]
-
-
-class Meter:
-    """Feeds a rich progress bar from library callbacks: a total first, then increments."""
-
-    def __init__(self, bar: Progress, description: str) -> None:
-        self.bar = bar
-        self.task: TaskID = bar.add_task(description, total=None, rate="")
-
-    def start(self, total: int) -> None:
-        self.bar.update(self.task, total=total)
-
-    def advance(self, count: int) -> None:
-        self.bar.update(self.task, advance=count)
-        speed = self.bar.tasks[self.task].speed  # rich's moving average
-        if speed:
-            self.bar.update(self.task, rate=f"{speed:,.0f} ev/s")
-
-
-@contextmanager
-def metered(description: str) -> Iterator[Meter]:
-    with progress() as bar:
-        yield Meter(bar, description)
-
-
-def fail(exc: TutorLedgerError) -> typer.Exit:
-    """A store we cannot use is an operator problem (exit 2), not a failed check (exit 1)."""
-    console.print(f"[red]{exc.code}:[/] {exc.message}", soft_wrap=True)
-    return typer.Exit(2)
 
 
 @contextmanager
@@ -75,7 +53,7 @@ def ledger_and_projections(settings: Any, hint: str | None = None) -> Iterator[t
         ledger.close()
 
 
-@app.command()
+@commands.command()
 def verify(district: DistrictOpt = None, event_store: StoreOpt = None) -> None:
     """Recompute the hash chain(s) from the event store; exit 1 at the first bad position."""
     from tutorledger.infra.audit import verify_chain
@@ -112,7 +90,7 @@ def verify(district: DistrictOpt = None, event_store: StoreOpt = None) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
+@commands.command()
 def rebuild(
     batch_size: Annotated[int, typer.Option(min=1, help="Events per insert")] = 5000,
     event_store: StoreOpt = None,
@@ -151,7 +129,7 @@ class ReportFormat(StrEnum):
     json = "json"
 
 
-@app.command()
+@commands.command()
 def reconcile(
     district: DistrictOpt = None,
     as_of_position: Annotated[
@@ -237,7 +215,7 @@ def flatten(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
         yield prefix, value
 
 
-@app.command()
+@commands.command()
 def replay(
     as_of_position: Annotated[int, typer.Option(min=0, help="Ledger position to report as of")],
     district: DistrictOpt = None,

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tutorledger.infra import services
+from tutorledger import services
 
 T = TypeVar("T")
 

@@ -20,10 +20,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pipeline import kafka_settings, running_pipeline, wait_caught_up
 from reference import participation as reference_participation
 
+from tutorledger import services
 from tutorledger.api.app import create_app
 from tutorledger.bench.district import District, DistrictSpec, generate
 from tutorledger.consumers.kafka_projector import stream_position
-from tutorledger.infra import services
 from tutorledger.infra.clickhouse import open_projection_store
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger

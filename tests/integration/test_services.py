@@ -11,8 +11,8 @@ import pytest
 from clickhouse_driver import Client
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tutorledger.infra import services
-from tutorledger.infra.services_procs import spawn, wait_ready
+from tutorledger import services
+from tutorledger.services.procs import spawn, wait_ready
 
 
 def test_pg_dsn_is_a_fresh_writable_database(pg_dsn: str) -> None:

@@ -1,9 +1,7 @@
-"""Real PostgreSQL, Kafka-protocol (tansu) and ClickHouse servers for tests and developers.
+"""tansu (Kafka protocol) and ClickHouse servers on loopback, and the services command line.
 
-There is no Docker on these machines (DESIGN.md, "Real components"), so tests start real
-servers themselves on free loopback ports and stop them by pid afterwards. PostgreSQL is
-the shared system cluster instead (see ``services_pg``).
-CLI: ``python -m tutorledger.infra.services install|check|run``.
+Each server is a child process on free loopback ports, stopped by its pid afterwards;
+PostgreSQL is the shared system cluster instead (see ``postgres``).
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .services_pg import (
+from .postgres import (
     TEST_DB_PREFIX,
     PostgresServer,
     create_database,
@@ -31,7 +29,7 @@ from .services_pg import (
     ensure_postgres,
     postgres_status,
 )
-from .services_procs import (
+from .procs import (
     ServerProcess,
     ServiceError,
     free_port,
@@ -282,7 +280,7 @@ def _check() -> list[tuple[str, bool, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     """``install`` what is missing, ``check`` what is there, or ``run`` all three servers."""
-    parser = argparse.ArgumentParser(prog="python -m tutorledger.infra.services")
+    parser = argparse.ArgumentParser(prog="python -m tutorledger.services")
     parser.add_argument("command", choices=["install", "check", "run"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -317,7 +315,3 @@ def main(argv: list[str] | None = None) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         signal.sigwait(stop_signals)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

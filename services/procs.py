@@ -1,6 +1,6 @@
 """Process plumbing for the real test servers: free ports, child processes, readiness waits.
 
-Kept apart from ``services`` so the server-specific code there stays short. Every process
+Kept apart from ``servers`` so the server-specific code there stays short. Every process
 is stopped by the pid of the ``Popen`` we created, never by name, so servers started by
 someone else on the same machine are never touched.
 """

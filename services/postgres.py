@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from .services_procs import ServiceError, run
+from .procs import ServiceError, run
 
 log = logging.getLogger(__name__)
 

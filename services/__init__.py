@@ -1,0 +1,44 @@
+"""Real PostgreSQL, Kafka-protocol (tansu) and ClickHouse servers for tests, benchmarks and
+development on a machine without Docker.
+
+Development tooling, kept apart from the runtime adapters in ``infra``: production processes
+never import it. Tests and ``tutorledger bench --with-local-services`` start servers through
+it on free loopback ports and stop them by pid afterwards.
+Command line: ``python -m tutorledger.services install|check|run``.
+"""
+
+from .servers import (
+    TEST_DB_PREFIX,
+    ClickHouseServer,
+    PostgresServer,
+    ServiceError,
+    TansuBroker,
+    create_database,
+    create_topic,
+    drop_database,
+    ensure_clickhouse_installed,
+    ensure_postgres,
+    free_port,
+    main,
+    start_clickhouse,
+    start_tansu,
+    tansu_binary,
+)
+
+__all__ = [
+    "TEST_DB_PREFIX",
+    "ClickHouseServer",
+    "PostgresServer",
+    "ServiceError",
+    "TansuBroker",
+    "create_database",
+    "create_topic",
+    "drop_database",
+    "ensure_clickhouse_installed",
+    "ensure_postgres",
+    "free_port",
+    "main",
+    "start_clickhouse",
+    "start_tansu",
+    "tansu_binary",
+]
