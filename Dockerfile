@@ -2,7 +2,7 @@
 # tutorledger: one image for every process; the compose services pick the subcommand
 # (`serve`, `relay`, `project`, ...). Build: docker build -t tutorledger:0.1.0 .
 
-# --- build: install the project and its dependencies into a self-contained venv ---
+# --- build: install the project's wheel and its dependencies into a self-contained venv ---
 FROM python:3.11.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -10,8 +10,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
+# The release path the tests check (tests/e2e/installed.py): sdist, wheel from it, install.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --upgrade pip && pip install . && tutorledger --help >/dev/null
+    pip install --upgrade pip "build>=1.2,<2" \
+    && sh infra/docker/install-wheel.sh /src /tmp/dist /opt/venv/bin/python \
+    && tutorledger --help >/dev/null
 
 # --- runtime: slim base + venv, no compilers, non-root ---
 FROM python:3.11.11-slim-bookworm

@@ -8,7 +8,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import installed
 import pytest
 from builders import envelope as raw_envelope
 from builders import role_keys, write_keys
@@ -43,7 +43,6 @@ KEYS = {
 }
 LIMITED = "limited-d"
 T0 = datetime.fromisoformat("2026-03-02T16:05:00-05:00")
-CLI = Path(sys.executable).with_name("tutorledger")
 
 
 def auth(name: str) -> dict[str, str]:
@@ -269,7 +268,12 @@ def test_admin_rebuild_over_http_never_serves_a_half_built_table(settings: Setti
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CLI), *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        [str(installed.cli()), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 

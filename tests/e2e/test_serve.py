@@ -12,10 +12,7 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -23,99 +20,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import installed
 import pytest
 from builders import FIGURES, envelope, write_keys
+from served import Server, kill, start_server, stop
 
 from tutorledger.bench.district import District, DistrictSpec, generate
 
 pytestmark = pytest.mark.e2e
 
-CLI = Path(os.environ.get("TUTORLEDGER_CLI", "/tmp/venv/bin/tutorledger"))
-if not CLI.exists():  # fall back to the script beside the running interpreter
-    CLI = Path(sys.executable).with_name("tutorledger")
 TZ = ZoneInfo("America/New_York")
 ADMIN_KEY = "e2e-admin-key-000000000000"
 EMITTER_KEY = "e2e-emitter-key-0000000000"
 DASHBOARD_KEY = "e2e-dashboard-key-00000000"
 DISTRICT = "e2e-district"
 OTHER = "e2e-other"
-START_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_env(tmp: Path, keys_file: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORLEDGER_")}
-    env.update(
-        TUTORLEDGER_EVENT_STORE=f"sqlite:///{tmp}/ledger.db",
-        TUTORLEDGER_CLICKHOUSE=f"chdb://{tmp}/projections",
-        TUTORLEDGER_API_KEYS_FILE=str(keys_file),
-        TUTORLEDGER_VAR_DIR=str(tmp / "var"),
-        COLUMNS="200",
-        NO_COLOR="1",
-    )
-    return env
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-def start_server(tmp: Path, keys_file: Path, tag: str) -> Server:
-    port = free_port()
-    log_path = tmp / f"server-{tag}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp,
-            env=server_env(tmp, keys_file),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log_path)
-    deadline = time.monotonic() + START_TIMEOUT
-    try:
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(f"{server.base_url}/healthz", timeout=2).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not healthy in {START_TIMEOUT}s:\n{server.log()}")
-            time.sleep(0.2)
-    except BaseException:
-        kill(server)
-        raise
-
-
-def stop(server: Server, timeout: float = 30.0) -> int:
-    """SIGTERM by pid and wait; returns the exit code."""
-    if server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGTERM)
-    try:
-        return server.process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill(server)
-        raise AssertionError(f"server ignored SIGTERM for {timeout}s:\n{server.log()}") from None
-
-
-def kill(server: Server) -> None:
-    if server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=10)
 
 
 # -- the independent model -------------------------------------------------------------------
@@ -414,7 +333,7 @@ def test_server_refuses_requests_without_key_and_reports_health(tmp_path: Path) 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
     return subprocess.run(
-        [str(CLI), *args],
+        [str(installed.cli()), *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,0 +1,91 @@
+"""The package as users install it: built into artefacts, installed outside the checkout.
+
+End-to-end tests run the ``tutorledger`` script of a fresh virtual environment into which
+the *wheel* built from this checkout was installed by ``infra/docker/install-wheel.sh``
+(the Dockerfile's install step), never the editable tree the unit tests import. A second
+environment holds a plain, non-editable ``pip install`` of a fresh ``git clone``.
+Both live in temporary directories outside the checkout, built once per test session.
+``TUTORLEDGER_CLI=/path/to/tutorledger`` skips the build for a quick local run; CI never
+sets it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import venv
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL_WHEEL = REPO / "infra" / "docker" / "install-wheel.sh"
+
+
+@dataclass(frozen=True)
+class Install:
+    """One fresh virtual environment holding an installed tutorledger."""
+
+    root: Path
+
+    @property
+    def cli(self) -> Path:
+        return self.root / "venv" / "bin" / "tutorledger"
+
+    @property
+    def python(self) -> Path:
+        return self.root / "venv" / "bin" / "python"
+
+    @property
+    def dist(self) -> Path:
+        return self.root / "dist"
+
+
+def _scratch(prefix: str) -> Path:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
+def _run(
+    args: list[str | Path], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> None:
+    result = subprocess.run(
+        [str(a) for a in args], env=env, cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+def _fresh_venv(root: Path) -> Install:
+    venv.create(root / "venv", with_pip=True)
+    return Install(root)
+
+
+@functools.cache
+def from_wheel() -> Install:
+    """sdist → wheel → fresh venv, by the same script the Docker image runs."""
+    install = _fresh_venv(_scratch("tutorledger-wheel-"))
+    env = {**os.environ, "BUILD_PYTHON": sys.executable}
+    _run([INSTALL_WHEEL, REPO, install.dist, install.python], env=env, cwd=install.root)
+    return install
+
+
+@functools.cache
+def from_clone() -> Install:
+    """``git clone`` of this repository's HEAD, then a plain (non-editable) ``pip install``."""
+    root = _scratch("tutorledger-clone-")
+    _run(["git", "clone", "--quiet", "--no-hardlinks", REPO, root / "src"])
+    install = _fresh_venv(root)
+    _run([install.python, "-m", "pip", "install", "--disable-pip-version-check", root / "src"])
+    return install
+
+
+def cli() -> Path:
+    """The ``tutorledger`` script the end-to-end tests drive."""
+    override = os.environ.get("TUTORLEDGER_CLI")
+    return Path(override) if override else from_wheel().cli
