@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from waiting import GENEROUS, wait_until
 
 from tutorledger.consumers.kafka_projector import KafkaProjector, stream_position
 from tutorledger.consumers.relay import Relay
@@ -74,16 +75,12 @@ def running_pipeline(settings: Settings) -> Iterator[ProjectionStore]:
         ledger.close()
 
 
-def wait_caught_up(settings: Settings, store: ProjectionStore, timeout: float = 90.0) -> int:
+def wait_caught_up(settings: Settings, store: ProjectionStore, timeout: float = GENEROUS) -> int:
     """Wait until every partition's watermark reaches the ledger head; returns the head."""
     ledger = open_ledger(settings)
     try:
         head = int(ledger.recorder.max_notification_id() or 0)
     finally:
         ledger.close()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if stream_position(store) >= head:
-            return head
-        time.sleep(0.3)
-    raise AssertionError(f"pipeline did not reach {head}: at {stream_position(store)}")
+    wait_until(lambda: stream_position(store) >= head, f"the projections to reach {head}", timeout)
+    return head

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pipeline import kafka_settings, running_pipeline, wait_caught_up
 from reference import participation as reference_participation
+from waiting import wait_until
 
 from tutorledger import services
 from tutorledger.api.app import create_app
@@ -143,7 +144,7 @@ def test_kill_9_relay_and_projector_repeatedly(
     try:
         store = open_projection_store(settings)
         try:
-            head = wait_caught_up(settings, store, timeout=180)
+            head = wait_caught_up(settings, store)
         finally:
             store.close()
     finally:
@@ -175,7 +176,7 @@ def test_broker_and_clickhouse_outages_heal_by_themselves(
             os.kill(server.pid, signal.SIGSTOP)  # then ClickHouse hangs...
             time.sleep(4)
             os.kill(server.pid, signal.SIGCONT)  # ...and comes back
-            head = wait_caught_up(settings, store, timeout=180)
+            head = wait_caught_up(settings, store)
         stored = len({e["event_id"] for e in district.events}) + len(district.schools)
         assert exact_rows(settings) == (stored, stored)
         assert figures(settings, head) == pytest.approx(
@@ -210,11 +211,10 @@ def test_poison_messages_go_to_the_dead_letter_topic(
         producer.flush()
         producer.close()
         head = wait_caught_up(settings, store)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if int(store.execute("SELECT count() FROM dead_letters FINAL")[0][0]) == 3:
-                break
-            time.sleep(0.3)
+        wait_until(
+            lambda: int(store.execute("SELECT count() FROM dead_letters FINAL")[0][0]) >= 3,
+            "three dead-letter rows",
+        )
         reasons = [r[0] for r in store.execute("SELECT reason FROM dead_letters FINAL")]
         assert len(reasons) == 3, reasons
         assert any("schema_version" in r for r in reasons)
@@ -224,9 +224,12 @@ def test_poison_messages_go_to_the_dead_letter_topic(
     dlq.assign(parts)
     dlq.seek_to_beginning()
     dead: list[Any] = []
-    deadline = time.monotonic() + 60  # poll to a deadline: a loaded broker can be slow
-    while len(dead) < len(poison) and time.monotonic() < deadline:
-        dead += [m for batch in dlq.poll(timeout_ms=500).values() for m in batch]
+
+    def read_dead() -> bool:
+        dead.extend(m for batch in dlq.poll(timeout_ms=500).values() for m in batch)
+        return len(dead) >= len(poison)
+
+    wait_until(read_dead, "the poison messages on the dead-letter topic", interval=0)
     dead += [m for batch in dlq.poll(timeout_ms=1000).values() for m in batch]  # no extras
     dlq.close()
     assert sorted(m.value for m in dead) == sorted(poison)
@@ -234,6 +237,31 @@ def test_poison_messages_go_to_the_dead_letter_topic(
     expected = reference_participation(district.events[:400], district.schools, DISTRICT, TZ)
     assert exact_rows(settings)[1] == len({e["event_id"] for e in district.events[:400]}) + 3
     assert figures(settings, head) == pytest.approx(expected)
+
+
+def join_group(consumers: list[Any]) -> None:
+    """Poll every member from its own thread until each holds partitions.
+
+    Polling them in turn from one thread can keep a rebalance from ever settling on a
+    loaded machine (a member misses the join while the other one polls).
+    """
+    import threading
+
+    joined = threading.Event()
+
+    def keep_polling(consumer: Any) -> None:
+        while not joined.is_set():
+            consumer.poll(timeout_ms=200)
+
+    threads = [threading.Thread(target=keep_polling, args=(c,)) for c in consumers]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: all(c.assignment() for c in consumers), "both members' partitions")
+    finally:
+        joined.set()
+        for t in threads:
+            t.join()
 
 
 def test_two_projectors_in_one_group_share_partitions_exactly(
@@ -253,11 +281,7 @@ def test_two_projectors_in_one_group_share_partitions_exactly(
     stores = [open_projection_store(settings) for _ in range(2)]
     migrate(stores[0])
     consumers = [group_consumer(settings) for _ in range(2)]
-    deadline = time.monotonic() + 60
-    while not all(c.assignment() for c in consumers):  # both members joined: partitions split
-        assert time.monotonic() < deadline, "group never gave both members partitions"
-        for c in consumers:
-            c.poll(timeout_ms=200)
+    join_group(consumers)
     assert not set(consumers[0].assignment()) & set(consumers[1].assignment())
     dlq = make_producer(settings)
     projectors = [

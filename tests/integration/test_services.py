@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import psycopg
 import pytest
 from clickhouse_driver import Client
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from waiting import wait_until
 
 from tutorledger import services
 from tutorledger.services.procs import spawn, wait_ready
@@ -49,10 +49,13 @@ def test_tansu_round_trip_over_three_partitions(kafka_bootstrap: str) -> None:
         assert consumer.partitions_for_topic(topic) == {0, 1, 2}
         consumer.assign([TopicPartition(topic, p) for p in range(3)])
         received: dict[bytes, bytes] = {}
-        deadline = time.monotonic() + 20
-        while len(received) < len(sent) and time.monotonic() < deadline:
+
+        def receive() -> bool:
             for records in consumer.poll(timeout_ms=500).values():
                 received.update((r.key, r.value) for r in records)
+            return len(received) >= len(sent)
+
+        wait_until(receive, "every message sent", interval=0)
     finally:
         consumer.close()
     assert received == sent
