@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from eventsourcing.persistence import TrackingRecorder
 
@@ -18,6 +19,14 @@ from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
 from tutorledger.projections.schema import migrate
+
+
+class MetadataProbe(Protocol):
+    """What readiness needs of a Kafka client: the cluster's topics, and closing it."""
+
+    def topics(self) -> set[str]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -33,7 +42,7 @@ class Runtime:
     _thread: threading.Thread | None = None
     _sync_lock: threading.Lock = field(default_factory=threading.Lock)
     _tracking: TrackingRecorder | None = None
-    _probe: Any = None
+    _probe: MetadataProbe | None = None
 
     @classmethod
     def build(cls, settings: Settings, keys: KeyStore | None = None) -> Runtime:
@@ -90,8 +99,15 @@ class Runtime:
                 self._probe = make_probe(self.settings)
             return bool(self._probe.topics())
         except Exception:
-            self._probe = None
+            self._close_probe()
             return False
+
+    def _close_probe(self) -> None:
+        """Close the metadata client before dropping it: an open one keeps reconnecting."""
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            with contextlib.suppress(Exception):
+                probe.close()
 
     def following(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -112,5 +128,6 @@ class Runtime:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._close_probe()
         self.projections.close()
         self.ledger.close()
