@@ -1,4 +1,4 @@
-"""The event envelope of CONTRACT §1: what emitters send and what the stream carries."""
+"""The event envelope (docs/contract.md §1): what emitters send and what the stream carries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TutoringSession aggregate: the lifecycle rules of CONTRACT §1, checked before recording."""
+"""TutoringSession aggregate: the lifecycle rules (docs/contract.md §1), checked on record."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API keys from the JSON file named by TUTORLEDGER_API_KEYS_FILE (CONTRACT §2)."""
+"""API keys from the JSON file named by TUTORLEDGER_API_KEYS_FILE (docs/contract.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One settings object, read from the environment (CONTRACT §3) and passed down."""
+"""One settings object, read from the environment (docs/contract.md §3) and passed down."""
 
 from __future__ import annotations
 

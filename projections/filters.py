@@ -1,4 +1,4 @@
-"""Metric filters shared by every metric (CONTRACT §2), rendered to parameterised SQL."""
+"""Filters shared by every metric (docs/contract.md), rendered to parameterised SQL."""
 
 from __future__ import annotations
 

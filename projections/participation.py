@@ -27,7 +27,7 @@ WHERE %(grade)s = -1 OR g = %(grade)s
 
 
 def participation(store: ProjectionStore, filters: Filters) -> dict[str, Any]:
-    """CONTRACT §2 participation figures for the filters."""
+    """Participation figures (docs/contract.md) for the filters."""
     params = filters.params()
     served, requested, matched, completed, cancelled = store.execute(PARTICIPATION_SQL, params)[0]
     enrolled_rows = store.execute(ENROLLED_SQL, params)

@@ -1,4 +1,4 @@
-"""Independent pure-Python figures for every CONTRACT §2 metric, from accepted events.
+"""Independent pure-Python figures for every metric of docs/contract.md, from accepted events.
 
 Written from the definitions in the route descriptions, not from the SQL: sessions are folded
 in plain Python, local times come from zoneinfo, percentiles use exact fractions.

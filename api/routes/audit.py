@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
 class Verification(BaseModel):
-    """CONTRACT §2 verify result (DTO kept beside its only route)."""
+    """The verify result (DTO kept beside its only route)."""
 
     district_id: str
     ok: bool

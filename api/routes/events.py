@@ -43,7 +43,7 @@ def _events_of(body: dict[str, Any]) -> list[Any]:
     response_model_exclude_none=True,
     summary="Record one event or a batch",
     description=(
-        'Body: one envelope (CONTRACT §1) or `{"events": [...]}` with at most 1000. Each '
+        'Body: one envelope (see docs/contract.md) or `{"events": [...]}` with at most 1000. Each '
         "event stands or falls alone; results come back in request order. Re-sending an "
         "`event_id` with the same body is reported `duplicate` and stored once; with a "
         "different body it is rejected with `event_id_conflict`. Rejection codes: "

@@ -132,7 +132,7 @@ def metric_scope(
     output_format: FormatQ = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Scope:
-    """The filters every metric shares (CONTRACT §2), checked the same way everywhere."""
+    """The filters every metric shares (docs/contract.md), checked the same way everywhere."""
     check_district(principal, district_id)
     filters, head_hash = build_filters(
         runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position

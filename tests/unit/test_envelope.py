@@ -1,4 +1,4 @@
-"""Every validation rule of CONTRACT §1 (event envelope and payloads), one rule per test case."""
+"""Every validation rule of the envelope and payloads (docs/contract.md §1), one per case."""
 
 from __future__ import annotations
 

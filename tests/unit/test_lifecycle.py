@@ -1,4 +1,4 @@
-"""Lifecycle rules of CONTRACT §1, via `check_step` and via `Ledger.record_events` on SQLite."""
+"""Lifecycle rules (docs/contract.md §1), via `check_step` and `Ledger.record_events` on SQLite."""
 
 from __future__ import annotations
 

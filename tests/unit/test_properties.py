@@ -1,4 +1,4 @@
-"""Property tests: the ledger agrees with a tiny independent model of CONTRACT §1.
+"""Property tests: the ledger agrees with a tiny independent model of docs/contract.md §1.
 
 The model below is written from the contract text, not from `check_step`: a session is the
 list of steps accepted so far; a step may follow only the *last accepted* step; ids are
@@ -28,7 +28,7 @@ T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 SESSIONS = [("d-a", "s-1"), ("d-a", "s-2"), ("d-b", "s-1")]
 KINDS = ["requested", "matched", "completed", "surveyed", "cancelled"]
 ZONES = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
-# Which step must be the last accepted one for a step to be allowed (from CONTRACT §1).
+# Which step must be the last accepted one for a step to be allowed (from docs/contract.md §1).
 MAY_FOLLOW = {
     "matched": {"requested"},
     "completed": {"matched"},
