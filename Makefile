@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PKGS := domain infra projections consumers api bench services
+PKGS := $(patsubst %/__init__.py,%,$(wildcard */__init__.py))
 TYPECHECK := build/typecheck
 
 .PHONY: run test lint unit integration e2e bench-small services venv clean
