@@ -27,9 +27,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body, default=str)
 
 
+# Client libraries that log every connection and request at INFO: ours stay readable unless
+# DEBUG is asked for.
+CHATTY = ("kafka", "httpx", "httpcore")
+
+
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.DEBUG if level.upper() == "DEBUG" else "WARNING")
