@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from tutorledger.api import dashboard
 from tutorledger.api.errors import install_error_handlers
 from tutorledger.api.routes import admin, audit, events, health, metrics, schools, sessions
 from tutorledger.api.runtime import Runtime
@@ -50,4 +51,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (events, sessions, schools, metrics, audit, admin, health):
         app.include_router(module.router)
+    dashboard.install(app, settings)
     return app

@@ -268,9 +268,6 @@ def replay(
 
 
 def _districts(runtime: Any, as_of_position: int) -> list[str]:
-    rows = runtime.projections.execute(
-        "SELECT DISTINCT district_id FROM ledger_events WHERE position <= %(p)s "
-        "ORDER BY district_id",
-        {"p": as_of_position},
-    )
-    return [str(r[0]) for r in rows]
+    from tutorledger.projections.districts import known_districts
+
+    return known_districts(runtime.projections, as_of_position)

@@ -72,11 +72,19 @@ class KeyStore:
         return cls(specs)
 
     def authenticate(self, token: str) -> Principal | None:
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        return self.by_digest(key_digest(token))
+
+    def by_digest(self, digest: str) -> Principal | None:
+        """The principal of a key known only by its sha256 (a dashboard session holds that)."""
         for known, principal in self._by_digest.items():
             if hmac.compare_digest(known, digest):
                 return principal
         return None
+
+
+def key_digest(token: str) -> str:
+    """Hex sha256 of a key: how the keys file and dashboard sessions name it."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def write_admin_keys_file(path: Path) -> str:

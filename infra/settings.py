@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tutorledger.domain.district import DistrictProfile, check_zone, parse_profiles
@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     projector_batch_size: int = Field(default=5000, ge=1)
     projector_poll_seconds: float = Field(default=0.2, gt=0)
     log_level: str = Field(default="INFO")
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs dashboard sign-in cookies; unset: a random secret per process "
+        "(sessions end at restart). Set the same value on every API replica.",
+    )
     _districts: dict[str, DistrictProfile] = PrivateAttr(default_factory=dict)
 
     @field_validator("event_store")

@@ -1,0 +1,127 @@
+"""Rendering helpers: the view's query (filters kept in the URL), templates, number formats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tutorledger.api.dashboard.session import Signer
+from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.domain.errors import InvalidRequest, TutorLedgerError
+
+HERE = Path(__file__).parent
+ID_PATTERN = DISTRICT_PATTERN
+SUBJECT_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+# The pages load only our own files: no inline script or style, nothing from elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class ViewQuery(BaseModel):
+    """The filters every metric takes, read from the page URL (blank form fields = unset)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    school_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    subject: str | None = Field(default=None, pattern=SUBJECT_PATTERN)
+    grade: int | None = Field(default=None, ge=0, le=12)
+    date_from: date | None = Field(default=None, alias="from")
+    date_to: date | None = Field(default=None, alias="to")
+    as_of_position: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v not in ("", None)}
+        return data
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        """URL parameters of this view with some replaced (None drops one)."""
+        values = self.model_dump(by_alias=True) | changes
+        return {k: str(v) for k, v in values.items() if v is not None}
+
+    def query(self, **changes: Any) -> str:
+        params = self.params(**changes)
+        return "?" + urlencode(params) if params else ""
+
+
+def parse_view(request: Request) -> ViewQuery:
+    try:
+        return ViewQuery.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        details = [
+            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        raise InvalidRequest("a filter in the address is not valid", details) from None
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def num(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+
+
+def secs(value: float | None) -> str:
+    """Durations as people read them: 95 s → '1 min 35 s'."""
+    if value is None:
+        return "—"
+    whole = round(value)
+    minutes, seconds = divmod(whole, 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def grade_name(grade: int | None) -> str:
+    return "All grades" if grade is None else "K" if grade == 0 else f"Grade {grade}"
+
+
+@dataclass(frozen=True)
+class Pages:
+    """What the dashboard routes share: the session signer and the templates."""
+
+    signer: Signer
+    templates: Jinja2Templates
+
+    @classmethod
+    def build(cls, signer: Signer) -> Pages:
+        templates = Jinja2Templates(directory=str(HERE / "templates"))
+        templates.env.trim_blocks = templates.env.lstrip_blocks = True
+        templates.env.filters.update(pct=pct, num=num, secs=secs, grade_name=grade_name)
+        return cls(signer, templates)
+
+    def render(
+        self, request: Request, name: str, context: dict[str, Any], status: int = 200
+    ) -> HTMLResponse:
+        response = self.templates.TemplateResponse(request, name, context, status_code=status)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    def error(self, request: Request, exc: TutorLedgerError, **context: Any) -> HTMLResponse:
+        """A page naming the machine code and message; it carries no figure."""
+        body = {"code": exc.code, "message": exc.message, "details": exc.details, **context}
+        return self.render(request, "error.html", body, status=exc.status)
+
+
+def state(request: Request) -> Pages:
+    pages: Pages = request.app.state.dashboard
+    return pages

@@ -1,0 +1,215 @@
+"""The dashboard's pages: sign-in, district picker, district view, drill-down, CSV downloads.
+
+HTML for people beside the JSON API for programs; both read the same metric builders. A page
+without a valid session shows no figure: it sends the browser to the sign-in form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel
+
+from tutorledger.api import csv_response as csv
+from tutorledger.api.dashboard import views
+from tutorledger.api.dashboard.grids import (
+    HOTSPOT_LIFT,
+    HOTSPOT_MIN_REQUESTS,
+    LIFT_LEGEND,
+    demand_grid,
+    timing_grid,
+)
+from tutorledger.api.dashboard.pages import DISTRICT_PATTERN, ViewQuery, parse_view, state
+from tutorledger.api.dashboard.session import (
+    clear_cookie,
+    principal_of,
+    safe_next,
+    same_origin,
+    set_cookie,
+    sign_in,
+)
+from tutorledger.api.deps import RuntimeDep, check_district
+from tutorledger.api.routes.metrics import Scope, build_filters
+from tutorledger.api.runtime import Runtime
+from tutorledger.domain.errors import Forbidden, InvalidRequest, TutorLedgerError
+from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.infra.keys import Principal
+from tutorledger.projections.districts import known_districts
+
+router = APIRouter(include_in_schema=False)
+DistrictPath = Annotated[str, Path(pattern=DISTRICT_PATTERN)]
+MAX_SIGNIN_BODY = 4096
+
+
+def signed_in(request: Request, runtime: Runtime) -> Principal | None:
+    return principal_of(request, state(request).signer, runtime.keys)
+
+
+def to_sign_in(request: Request) -> RedirectResponse:
+    """No session: back to the sign-in form, remembering the page (its filters included)."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/?next={quote(target, safe='')}", status_code=303)
+
+
+@router.get("/")
+def home(request: Request, runtime: RuntimeDep, next: str | None = None) -> Response:
+    principal = signed_in(request, runtime)
+    pages = state(request)
+    if principal is None:
+        return pages.render(request, "signin.html", {"next": safe_next(next)})
+    if "*" in principal.districts:
+        runtime.sync()
+        districts = known_districts(runtime.projections)
+    else:
+        districts = sorted(principal.districts)
+    return pages.render(request, "picker.html", {"districts": districts, "role": principal.role})
+
+
+@router.post("/signin")
+async def signin(request: Request, runtime: RuntimeDep) -> Response:
+    pages = state(request)
+    body = await request.body()
+    form = parse_qs(body.decode(errors="replace")) if len(body) <= MAX_SIGNIN_BODY else {}
+    target = safe_next(form.get("next", [""])[0])
+    try:
+        if not same_origin(request):
+            raise Forbidden("sign-in must come from this site's own form")
+        digest, _ = sign_in(runtime.keys, form.get("key", [""])[0])
+    except TutorLedgerError as exc:
+        context = {"next": target, "error": exc.message, "code": exc.code}
+        return pages.render(request, "signin.html", context, status=exc.status)
+    response = RedirectResponse(target, status_code=303)
+    set_cookie(response, request, pages.signer.issue(digest))
+    return response
+
+
+@router.post("/signout")
+def signout(request: Request) -> Response:
+    response = RedirectResponse("/", status_code=303)
+    if same_origin(request):
+        clear_cookie(response)
+    return response
+
+
+def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQuery) -> Scope:
+    """The page's one position and chain head, with the same checks the metrics API makes."""
+    check_district(principal, district_id)
+    filters, head = build_filters(
+        runtime, district_id, q.school_id, q.subject, q.grade, q.date_from, q.date_to,
+        q.as_of_position,
+    )  # fmt: skip
+    return Scope(filters, head, runtime.settings.district(district_id), csv=False)
+
+
+def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery) -> dict[str, Any]:
+    """What every figure page shows besides its figures: filters, freshness, reproduce link."""
+    fresh = views.freshness(runtime, scope, q.as_of_position)
+    reproduce = str(request.url.replace(query=q.query(as_of_position=fresh.as_of_position)[1:]))
+    store = runtime.projections
+    return {
+        "district_id": scope.filters.district_id,
+        "q": q,
+        "fresh": fresh,
+        "reproduce_url": reproduce,
+        "all_schools": views.schools(store, views.narrowed(scope, school_id=None)),
+        "subjects": subject_options(store, scope),
+        "time_zone": scope.filters.tz,
+    }
+
+
+def subject_options(store: ProjectionStore, scope: Scope) -> list[str]:
+    wide = views.narrowed(scope, subject=None)
+    found = views.answer(store, wide, views.demand_body, ("subject",)).model_dump()["rows"]
+    return sorted(str(r["subject"]) for r in found)
+
+
+@router.get("/dashboard/{district_id}")
+def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
+    principal = signed_in(request, runtime)
+    if principal is None:
+        return to_sign_in(request)
+    pages = state(request)
+    try:
+        q = parse_view(request)
+        scope = resolve(runtime, principal, district_id, q)
+        figures = views.district_view(runtime.projections, scope)
+        context = page_context(request, runtime, scope, q)
+    except TutorLedgerError as exc:
+        return pages.error(request, exc, district_id=district_id)
+    demand_rows = figures["demand"].model_dump()["rows"]  # type: ignore[union-attr]
+    timing_rows = figures["timing"].model_dump()["rows"]  # type: ignore[union-attr]
+    context |= {
+        "f": figures,
+        "grid": demand_grid(demand_rows),
+        "hours": timing_grid(timing_rows),
+        "lift_legend": LIFT_LEGEND,
+        "hotspot_rule": {"lift": HOTSPOT_LIFT, "requests": HOTSPOT_MIN_REQUESTS},
+    }
+    return pages.render(request, "district.html", context)
+
+
+@router.get("/dashboard/{district_id}/drill")
+def drill_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
+    principal = signed_in(request, runtime)
+    if principal is None:
+        return to_sign_in(request)
+    pages = state(request)
+    try:
+        q = parse_view(request)
+        if q.school_id is None or q.subject is None:
+            raise InvalidRequest("a drill-down needs a school_id and a subject")
+        scope = resolve(runtime, principal, district_id, q)
+        figures = views.drill_view(runtime.projections, scope)
+        context = page_context(request, runtime, scope, q)
+    except TutorLedgerError as exc:
+        return pages.error(request, exc, district_id=district_id)
+    return pages.render(request, "drill.html", context | {"f": figures})
+
+
+Table = Callable[[ProjectionStore, Scope], BaseModel]
+
+
+def _reach_trend(store: ProjectionStore, scope: Scope) -> BaseModel:
+    weeks = views.answer(store, scope, views.engagement_body)
+    return views.reach_trend(store, scope, list(getattr(weeks, "rows", [])))
+
+
+CSV_TABLES: dict[str, Table] = {
+    "participation": lambda s, sc: views.answer(s, sc, views.participation_body),
+    "reach-by-school": lambda s, sc: views.reach_by_school(s, sc, views.schools(s, sc)),
+    "reach-trend": _reach_trend,
+    "engagement": lambda s, sc: views.answer(s, sc, views.engagement_body),
+    "demand": lambda s, sc: views.answer(s, sc, views.demand_body),
+    "wait-times": lambda s, sc: views.answer(s, sc, views.wait_times_body, views.SCHOOL),
+    "wait-times-all": lambda s, sc: views.answer(s, sc, views.wait_times_body),
+    "satisfaction": lambda s, sc: views.answer(s, sc, views.satisfaction_body),
+    "satisfaction-by-school": lambda s, sc: views.answer(
+        s, sc, views.satisfaction_body, views.SCHOOL
+    ),
+    "timing": lambda s, sc: views.answer(s, sc, views.timing_body),
+    "drill-grades": views.drill_grades,
+}
+
+
+@router.get("/dashboard/{district_id}/csv/{table}")
+def csv_download(
+    request: Request, runtime: RuntimeDep, district_id: DistrictPath, table: str
+) -> Response:
+    """The table beside which the link sits, as CSV: the API's CSV for the same filters."""
+    principal = signed_in(request, runtime)
+    if principal is None:
+        return to_sign_in(request)
+    pages = state(request)
+    try:
+        build = CSV_TABLES.get(table)
+        if build is None:
+            raise InvalidRequest(f"no table named '{table}'", {"tables": sorted(CSV_TABLES)})
+        scope = resolve(runtime, principal, district_id, parse_view(request))
+        model = build(runtime.projections, scope)
+    except TutorLedgerError as exc:
+        return pages.error(request, exc, district_id=district_id)
+    return csv.csv_response(model, table)

@@ -1,0 +1,164 @@
+"""The figures behind each dashboard page, all from the metrics routes' own builders.
+
+A page resolves its filters once (one ledger position, one chain head) and asks every
+builder at that position, so every table on a page describes the same ledger state and the
+page's figures are the API's answers to the same filters by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from tutorledger.api.dashboard.tables import (
+    DrillGrades,
+    GradeRow,
+    ReachBySchool,
+    ReachRow,
+    ReachTrend,
+    TrendRow,
+)
+from tutorledger.api.routes.metrics import (
+    Scope,
+    demand_body,
+    engagement_body,
+    participation_body,
+    satisfaction_body,
+    timing_body,
+    wait_times_body,
+)
+from tutorledger.api.runtime import Runtime
+from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.schools import latest_schools
+
+Builder = Callable[..., BaseModel]
+SCHOOL: tuple[str, ...] = ("school_id",)
+GRADES = range(13)
+DEMAND_FIELDS = ("requests", "completed", "students", "share", "lift")
+
+
+def answer(
+    store: ProjectionStore, scope: Scope, builder: Builder, keys: tuple[str, ...] | None = None
+) -> BaseModel:
+    """One metric answer, exactly as its route builds it (the one place pages ask for figures);
+    `keys` is the route's `group_by`, None for its default."""
+    return builder(store, scope) if keys is None else builder(store, scope, keys)
+
+
+def narrowed(scope: Scope, **changes: Any) -> Scope:
+    """The same position and head, with some filters replaced."""
+    return replace(scope, filters=replace(scope.filters, **changes))
+
+
+@dataclass(frozen=True)
+class School:
+    school_id: str
+    name: str | None
+
+
+def schools(store: ProjectionStore, scope: Scope) -> list[School]:
+    """The district's schools (the schools list's own query), or the one the view filters on."""
+    rows = latest_schools(store, scope.filters.district_id)
+    found = [School(str(r[0]), str(r[1]) if r[1] else None) for r in rows]
+    wanted = scope.filters.school_id
+    if wanted is None:
+        return found
+    return [s for s in found if s.school_id == wanted] or [School(wanted, None)]
+
+
+def reach_by_school(store: ProjectionStore, scope: Scope, listed: list[School]) -> ReachBySchool:
+    rows = []
+    for school in listed:
+        p = answer(store, narrowed(scope, school_id=school.school_id), participation_body)
+        rows.append(ReachRow(school_id=school.school_id, name=school.name, **_pick(p, ReachRow)))
+    return ReachBySchool(**scope.envelope(), rows=rows)
+
+
+def reach_trend(store: ProjectionStore, scope: Scope, weeks: list[Any]) -> ReachTrend:
+    """Cumulative reach at the end of each week of the view: participation with `to` moved."""
+    rows = []
+    last = scope.filters.date_to
+    for week in weeks:
+        through = week.week_start + timedelta(days=6)
+        through = min(through, last) if last else through
+        p = answer(store, narrowed(scope, date_to=through), participation_body)
+        rows.append(
+            TrendRow(week=week.week, week_start=week.week_start, through=through,
+                     **_pick(p, TrendRow))
+        )  # fmt: skip
+    return ReachTrend(**scope.envelope(), rows=rows)
+
+
+def _pick(model: BaseModel, row: type[BaseModel]) -> dict[str, Any]:
+    body = model.model_dump()
+    return {k: body[k] for k in row.model_fields if k in body and k not in ("school_id", "week")}
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current a page is, and what reproduces it."""
+
+    as_of_position: int
+    head_hash: str | None
+    ledger_head: int
+    projected_position: int
+    historical: bool
+
+    @property
+    def projection_lag(self) -> int:
+        return max(self.ledger_head - self.projected_position, 0)
+
+
+def freshness(runtime: Runtime, scope: Scope, asked: int | None) -> Freshness:
+    projected = runtime.projected_position()
+    return Freshness(
+        as_of_position=scope.filters.as_of_position,
+        head_hash=scope.head_hash,
+        ledger_head=runtime.ledger_head(),
+        projected_position=projected,
+        historical=asked is not None and asked < projected,
+    )
+
+
+def district_view(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel | list[School]]:
+    """Every figure of the district page, at the scope's one position."""
+    listed = schools(store, scope)
+    engagement = answer(store, scope, engagement_body)
+    return {
+        "schools": listed,
+        "participation": answer(store, scope, participation_body),
+        "reach_by_school": reach_by_school(store, scope, listed),
+        "reach_trend": reach_trend(store, scope, list(getattr(engagement, "rows", []))),
+        "engagement": engagement,
+        "demand": answer(store, scope, demand_body),
+        "wait_times": answer(store, scope, wait_times_body, SCHOOL),
+        "satisfaction": answer(store, scope, satisfaction_body),
+        "satisfaction_by_school": answer(store, scope, satisfaction_body, SCHOOL),
+        "timing": answer(store, scope, timing_body),
+    }
+
+
+def drill_grades(store: ProjectionStore, scope: Scope) -> DrillGrades:
+    """Demand of the drilled school and subject at each grade (one demand answer per grade)."""
+    rows = []
+    for grade in GRADES:
+        found = answer(store, narrowed(scope, grade=grade), demand_body, ())
+        (row,) = found.model_dump()["rows"] or [None]
+        rows.append(GradeRow(grade=grade, **{k: (row or {}).get(k) for k in DEMAND_FIELDS}))
+    return DrillGrades(**scope.envelope(), rows=rows)
+
+
+def drill_view(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel]:
+    """The drill-down of one school × subject cell: by grade and by week, with its waits."""
+    return {
+        "grades": drill_grades(store, scope),
+        "engagement": answer(store, scope, engagement_body),
+        "participation": answer(store, scope, participation_body),
+        "demand": answer(store, scope, demand_body),
+        "wait_times": answer(store, scope, wait_times_body),
+        "satisfaction": answer(store, scope, satisfaction_body),
+    }
