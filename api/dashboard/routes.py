@@ -160,8 +160,6 @@ def drill_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath)
     pages = state(request)
     try:
         q = parse_view(request)
-        if q.school_id is None or q.subject is None:
-            raise InvalidRequest("a drill-down needs a school_id and a subject")
         scope = resolve(runtime, principal, district_id, q)
         figures = views.drill_view(runtime.projections, scope)
         context = page_context(request, runtime, scope, q)

@@ -45,7 +45,7 @@ class ReachTrend(MetricResponse):
 
 
 class GradeRow(BaseModel):
-    """GET /v1/metrics/demand?group_by=&grade=<grade> for the drilled school and subject."""
+    """GET /v1/metrics/demand?grade=<grade> for the drilled school and subject (its one row)."""
 
     grade: int
     requests: int | None

@@ -32,6 +32,7 @@ from tutorledger.api.routes.metrics import (
     wait_times_body,
 )
 from tutorledger.api.runtime import Runtime
+from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.schools import latest_schools
 
@@ -143,10 +144,13 @@ def district_view(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel |
 
 
 def drill_grades(store: ProjectionStore, scope: Scope) -> DrillGrades:
-    """Demand of the drilled school and subject at each grade (one demand answer per grade)."""
+    """Demand of the drilled school and subject at each grade: the demand answer for each grade
+    (its one row, as GET /v1/metrics/demand?school_id=&subject=&grade= answers it)."""
+    if scope.filters.school_id is None or scope.filters.subject is None:
+        raise InvalidRequest("a drill-down needs a school_id and a subject")
     rows = []
     for grade in GRADES:
-        found = answer(store, narrowed(scope, grade=grade), demand_body, ())
+        found = answer(store, narrowed(scope, grade=grade), demand_body)
         (row,) = found.model_dump()["rows"] or [None]
         rows.append(GradeRow(grade=grade, **{k: (row or {}).get(k) for k in DEMAND_FIELDS}))
     return DrillGrades(**scope.envelope(), rows=rows)
