@@ -68,6 +68,11 @@ def ensure_local_keys(settings: Settings, host: str, port: int) -> Path:
     console.print(f"[bold]No TUTORLEDGER_API_KEYS_FILE set:[/] using {keys_file}", soft_wrap=True)
     console.print(f"Admin key (also in {key_file}): [bold]{key}[/]", soft_wrap=True)
     console.print(
+        f"Dashboard: [bold]http://{host}:{port}/[/] (sign in with the admin key)",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(
         f"Try: curl -H 'Authorization: Bearer {key}' "
         f"'http://{host}:{port}/v1/metrics/participation?district_id=demo-district'",
         soft_wrap=True,

@@ -23,7 +23,7 @@ from tutorledger.api.dashboard.grids import (
     demand_grid,
     timing_grid,
 )
-from tutorledger.api.dashboard.pages import DISTRICT_PATTERN, ViewQuery, parse_view, state
+from tutorledger.api.dashboard.pages import ViewQuery, parse_view, state
 from tutorledger.api.dashboard.session import (
     clear_cookie,
     principal_of,
@@ -33,8 +33,10 @@ from tutorledger.api.dashboard.session import (
     sign_in,
 )
 from tutorledger.api.deps import RuntimeDep, check_district
+from tutorledger.api.routes import metrics as m
 from tutorledger.api.routes.metrics import Scope, build_filters
 from tutorledger.api.runtime import Runtime
+from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import Forbidden, InvalidRequest, TutorLedgerError
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.keys import Principal
@@ -123,7 +125,7 @@ def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery)
 
 def subject_options(store: ProjectionStore, scope: Scope) -> list[str]:
     wide = views.narrowed(scope, subject=None)
-    found = views.answer(store, wide, views.demand_body, ("subject",)).model_dump()["rows"]
+    found = views.answer(store, wide, m.demand_body, ("subject",)).model_dump()["rows"]
     return sorted(str(r["subject"]) for r in found)
 
 
@@ -172,23 +174,21 @@ Table = Callable[[ProjectionStore, Scope], BaseModel]
 
 
 def _reach_trend(store: ProjectionStore, scope: Scope) -> BaseModel:
-    weeks = views.answer(store, scope, views.engagement_body)
+    weeks = views.answer(store, scope, m.engagement_body)
     return views.reach_trend(store, scope, list(getattr(weeks, "rows", [])))
 
 
 CSV_TABLES: dict[str, Table] = {
-    "participation": lambda s, sc: views.answer(s, sc, views.participation_body),
+    "participation": lambda s, sc: views.answer(s, sc, m.participation_body),
     "reach-by-school": lambda s, sc: views.reach_by_school(s, sc, views.schools(s, sc)),
     "reach-trend": _reach_trend,
-    "engagement": lambda s, sc: views.answer(s, sc, views.engagement_body),
-    "demand": lambda s, sc: views.answer(s, sc, views.demand_body),
-    "wait-times": lambda s, sc: views.answer(s, sc, views.wait_times_body, views.SCHOOL),
-    "wait-times-all": lambda s, sc: views.answer(s, sc, views.wait_times_body),
-    "satisfaction": lambda s, sc: views.answer(s, sc, views.satisfaction_body),
-    "satisfaction-by-school": lambda s, sc: views.answer(
-        s, sc, views.satisfaction_body, views.SCHOOL
-    ),
-    "timing": lambda s, sc: views.answer(s, sc, views.timing_body),
+    "engagement": lambda s, sc: views.answer(s, sc, m.engagement_body),
+    "demand": lambda s, sc: views.answer(s, sc, m.demand_body),
+    "wait-times": lambda s, sc: views.answer(s, sc, m.wait_times_body, views.SCHOOL),
+    "wait-times-all": lambda s, sc: views.answer(s, sc, m.wait_times_body),
+    "satisfaction": lambda s, sc: views.answer(s, sc, m.satisfaction_body),
+    "satisfaction-by-school": lambda s, sc: views.answer(s, sc, m.satisfaction_body, views.SCHOOL),
+    "timing": lambda s, sc: views.answer(s, sc, m.timing_body),
     "drill-grades": views.drill_grades,
 }
 

@@ -28,6 +28,7 @@ class Signer:
     """Signs and checks session cookies with one secret (per process unless configured)."""
 
     serializer: URLSafeTimedSerializer
+    max_age: int = MAX_AGE_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Signer:
@@ -41,7 +42,7 @@ class Signer:
     def digest(self, token: str) -> str | None:
         """The key digest a cookie names, or None when it is forged, garbled or too old."""
         try:
-            data = self.serializer.loads(token, max_age=MAX_AGE_SECONDS)
+            data = self.serializer.loads(token, max_age=self.max_age)
         except BadSignature:
             return None
         value = data.get("k") if isinstance(data, dict) else None
