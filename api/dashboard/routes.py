@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from tutorledger.api import csv_response as csv
@@ -42,7 +42,7 @@ from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.keys import Principal
 from tutorledger.projections.districts import known_districts
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(tags=["dashboard"], default_response_class=HTMLResponse)
 DistrictPath = Annotated[str, Path(pattern=DISTRICT_PATTERN)]
 MAX_SIGNIN_BODY = 4096
 
@@ -57,7 +57,7 @@ def to_sign_in(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/?next={quote(target, safe='')}", status_code=303)
 
 
-@router.get("/")
+@router.get("/", summary="Sign-in form, or the districts the signed-in key may read")
 def home(request: Request, runtime: RuntimeDep, next: str | None = None) -> Response:
     principal = signed_in(request, runtime)
     pages = state(request)
@@ -71,7 +71,7 @@ def home(request: Request, runtime: RuntimeDep, next: str | None = None) -> Resp
     return pages.render(request, "picker.html", {"districts": districts, "role": principal.role})
 
 
-@router.post("/signin")
+@router.post("/signin", summary="Form post of an API key; sets the signed session cookie")
 async def signin(request: Request, runtime: RuntimeDep) -> Response:
     pages = state(request)
     body = await request.body()
@@ -89,7 +89,7 @@ async def signin(request: Request, runtime: RuntimeDep) -> Response:
     return response
 
 
-@router.post("/signout")
+@router.post("/signout", summary="Ends the dashboard session")
 def signout(request: Request) -> Response:
     response = RedirectResponse("/", status_code=303)
     if same_origin(request):
@@ -129,7 +129,7 @@ def subject_options(store: ProjectionStore, scope: Scope) -> list[str]:
     return sorted(str(r["subject"]) for r in found)
 
 
-@router.get("/dashboard/{district_id}")
+@router.get("/dashboard/{district_id}", summary="District view (HTML); filters in the URL")
 def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
     principal = signed_in(request, runtime)
     if principal is None:
@@ -154,7 +154,7 @@ def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictPa
     return pages.render(request, "district.html", context)
 
 
-@router.get("/dashboard/{district_id}/drill")
+@router.get("/dashboard/{district_id}/drill", summary="One school × subject by grade and week")
 def drill_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
     principal = signed_in(request, runtime)
     if principal is None:
@@ -193,7 +193,7 @@ CSV_TABLES: dict[str, Table] = {
 }
 
 
-@router.get("/dashboard/{district_id}/csv/{table}")
+@router.get("/dashboard/{district_id}/csv/{table}", summary="A dashboard table as CSV")
 def csv_download(
     request: Request, runtime: RuntimeDep, district_id: DistrictPath, table: str
 ) -> Response:

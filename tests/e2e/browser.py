@@ -17,7 +17,7 @@ from typing import Any
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from tutorledger.infra import services
+from tutorledger.services import servers
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = (
@@ -36,8 +36,8 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 def ensure_chromium() -> str:
     """Debian's chromium and chromedriver, apt-installed when missing (as other servers are)."""
-    services.apt_install("chromium", ["chromium", "chromium-driver"])
-    return services.apt_install("chromedriver", ["chromium", "chromium-driver"])
+    servers.apt_install("chromium", ["chromium", "chromium-driver"])
+    return servers.apt_install("chromedriver", ["chromium", "chromium-driver"])
 
 
 def start_chrome(driver_path: str, downloads: Path) -> webdriver.Chrome:

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import installed
 import pytest
 from browser import (
     SCREENSHOTS,
@@ -40,7 +41,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from test_serve import CLI, server_env, start_server, stop
+from served import server_env, start_server, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +87,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             {"key": KEYS["emitter"], "role": "emitter", "districts": [DISTRICT]},
         ],
     )
-    demo = [str(CLI), "demo", "--students", "400", "--schools", "5", "--days", "21"]
+    demo = [str(installed.cli()), "demo", "--students", "400", "--schools", "5", "--days", "21"]
     subprocess.run(
         [*demo, "--district", DISTRICT], cwd=tmp, env=server_env(tmp, keys), check=True,
         capture_output=True, timeout=600,
