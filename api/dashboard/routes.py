@@ -142,8 +142,8 @@ def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictPa
         context = page_context(request, runtime, scope, q)
     except TutorLedgerError as exc:
         return pages.error(request, exc, district_id=district_id)
-    demand_rows = figures["demand"].model_dump()["rows"]  # type: ignore[union-attr]
-    timing_rows = figures["timing"].model_dump()["rows"]  # type: ignore[union-attr]
+    demand_rows = figures.demand.model_dump()["rows"]
+    timing_rows = figures.timing.model_dump()["rows"]
     context |= {
         "f": figures,
         "grid": demand_grid(demand_rows),

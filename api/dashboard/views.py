@@ -125,22 +125,37 @@ def freshness(runtime: Runtime, scope: Scope, asked: int | None) -> Freshness:
     )
 
 
-def district_view(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel | list[School]]:
-    """Every figure of the district page, at the scope's one position."""
+@dataclass(frozen=True)
+class DistrictFigures:
+    """Every figure of the district page, at one position."""
+
+    schools: list[School]
+    participation: BaseModel
+    reach_by_school: ReachBySchool
+    reach_trend: ReachTrend
+    engagement: BaseModel
+    demand: BaseModel
+    wait_times: BaseModel
+    satisfaction: BaseModel
+    satisfaction_by_school: BaseModel
+    timing: BaseModel
+
+
+def district_view(store: ProjectionStore, scope: Scope) -> DistrictFigures:
     listed = schools(store, scope)
     engagement = answer(store, scope, engagement_body)
-    return {
-        "schools": listed,
-        "participation": answer(store, scope, participation_body),
-        "reach_by_school": reach_by_school(store, scope, listed),
-        "reach_trend": reach_trend(store, scope, list(getattr(engagement, "rows", []))),
-        "engagement": engagement,
-        "demand": answer(store, scope, demand_body),
-        "wait_times": answer(store, scope, wait_times_body, SCHOOL),
-        "satisfaction": answer(store, scope, satisfaction_body),
-        "satisfaction_by_school": answer(store, scope, satisfaction_body, SCHOOL),
-        "timing": answer(store, scope, timing_body),
-    }
+    return DistrictFigures(
+        schools=listed,
+        participation=answer(store, scope, participation_body),
+        reach_by_school=reach_by_school(store, scope, listed),
+        reach_trend=reach_trend(store, scope, list(getattr(engagement, "rows", []))),
+        engagement=engagement,
+        demand=answer(store, scope, demand_body),
+        wait_times=answer(store, scope, wait_times_body, SCHOOL),
+        satisfaction=answer(store, scope, satisfaction_body),
+        satisfaction_by_school=answer(store, scope, satisfaction_body, SCHOOL),
+        timing=answer(store, scope, timing_body),
+    )
 
 
 def drill_grades(store: ProjectionStore, scope: Scope) -> DrillGrades:
