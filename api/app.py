@@ -8,9 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tutorledger.api import dashboard
+from tutorledger.api.body_guard import BodyGuard
 from tutorledger.api.errors import install_error_handlers
+from tutorledger.api.openapi import install_openapi
 from tutorledger.api.routes import admin, audit, events, health, metrics, schools, sessions
 from tutorledger.api.runtime import Runtime
+from tutorledger.api.security_headers import SecurityHeaders
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
 
@@ -52,4 +55,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     for module in (events, sessions, schools, metrics, audit, admin, health):
         app.include_router(module.router)
     dashboard.install(app, settings)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so every answer gets them
+    install_openapi(app)
     return app

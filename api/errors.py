@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,16 +12,33 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tutorledger.domain.errors import TutorLedgerError
+from tutorledger.infra.outages import OUTAGE_ERRORS, RETRY_AFTER_SECONDS
 
 log = logging.getLogger(__name__)
+HTTP_CODES = {
+    400: "malformed_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    extra = dict(headers or {})
+    if status == 401:
+        extra["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        extra.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+    return JSONResponse({"error": body}, status_code=status, headers=extra or None)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -40,8 +58,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        # Keep the exception's headers: a 405 must say which methods are Allow-ed.
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    async def _outage(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency unavailable", extra={"error_type": type(exc).__name__})
+        return error_response(503, "unavailable", "a server this needs is down; retry later")
+
+    for outage in OUTAGE_ERRORS:
+        app.add_exception_handler(outage, _outage)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, __: Exception) -> JSONResponse:

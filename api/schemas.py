@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from tutorledger.api.bounds import DATE_MAX, DATE_MIN, BoundedDate, whole_number
+from tutorledger.domain.envelope import TEXT_PATTERN
+from tutorledger.domain.school import MAX_ENROLLMENT
 
 
 class ErrorBody(BaseModel):
-    code: str
+    code: str = Field(description="Machine-readable code, e.g. invalid_request, forbidden")
     message: str
     details: Any | None = None
 
@@ -19,7 +29,10 @@ class ErrorResponse(BaseModel):
 
 
 class EventResult(BaseModel):
-    event_id: str | None
+    event_id: str | None = Field(
+        default=None,
+        description="The submitted event_id; absent when the event had no readable string id",
+    )
     status: Literal["accepted", "duplicate", "rejected"]
     position: int | None = None
     error: ErrorBody | None = None
@@ -30,22 +43,21 @@ class EventsResponse(BaseModel):
     position: int = Field(description="Ledger position covering every accepted event")
 
 
+GradeKey = Annotated[str, StringConstraints(pattern=r"^([0-9]|1[0-2])$")]
+Enrolled = Annotated[int, Field(ge=0, le=MAX_ENROLLMENT), BeforeValidator(whole_number)]
+
+
 class SchoolUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    enrollment: dict[str, int] = Field(description='Students by grade: {"0": 80, "1": 95}')
-    as_of: date
-
-    @field_validator("enrollment")
-    @classmethod
-    def _grades(cls, value: dict[str, int]) -> dict[str, int]:
-        for grade, count in value.items():
-            if not grade.isdigit() or not 0 <= int(grade) <= 12:
-                raise ValueError(f"grade {grade!r} must be 0-12")
-            if count < 0:
-                raise ValueError(f"enrollment for grade {grade} must be >= 0")
-        return {str(int(g)): c for g, c in value.items()}
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
+    enrollment: dict[GradeKey, Enrolled] = Field(
+        description='Students by grade 0-12: {"0": 80, "1": 95}',
+        json_schema_extra={"additionalProperties": False},
+    )
+    as_of: BoundedDate = Field(
+        description=f"Date the figures are valid from ({DATE_MIN} … {DATE_MAX})"
+    )
 
 
 class SchoolRecorded(BaseModel):

@@ -35,6 +35,19 @@ def _lower(value: Any) -> Any:
 
 
 Subject = Annotated[str, BeforeValidator(_lower), Field(pattern=r"^[a-z0-9-]{1,64}$")]
+# Free text a person wrote: any character but C0/C1 controls (tab and newlines allowed).
+# NUL in particular cannot be stored by PostgreSQL, and the rest only serve to hide text.
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+
+
+def text(max_length: int) -> Any:
+    return Field(max_length=max_length, pattern=TEXT_PATTERN)
+
+
+# Instants must fit ClickHouse's DateTime and precede any sane clock skew; the bounds are
+# fixed (no clock read), so re-validating a stored event always gives the same answer.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class EventType(StrEnum):
@@ -54,7 +67,7 @@ class RequestedPayload(_Strict):
     student_id: PersonId
     grade: Annotated[int, Field(ge=0, le=12, strict=True)]
     subject: Subject
-    topic: Annotated[str, Field(max_length=200)] | None = None
+    topic: Annotated[str, text(200)] | None = None
     requested_tutor_id: PersonId | None = None
 
 
@@ -69,7 +82,7 @@ class CompletedPayload(_Strict):
 class SurveyedPayload(_Strict):
     helped: Annotated[bool, Field(strict=True)]
     rating: Annotated[int, Field(ge=1, le=5, strict=True)]
-    comment: Annotated[str, Field(max_length=2000)] | None = None
+    comment: Annotated[str, text(2000)] | None = None
 
 
 class CancelledPayload(_Strict):
@@ -103,6 +116,8 @@ class _Envelope(_Strict):
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
         """Store instants in UTC; local views use the district's zone, not the sender's."""
+        if not EARLIEST <= value < LATEST:
+            raise ValueError(f"occurred_at must be from {EARLIEST:%Y} up to {LATEST:%Y} (UTC)")
         return value.astimezone(UTC)
 
     def canonical(self) -> dict[str, Any]:

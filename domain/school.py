@@ -9,10 +9,11 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from tutorledger.domain.envelope import DistrictId, SchoolId
+from tutorledger.domain.envelope import TEXT_PATTERN, DistrictId, SchoolId
 
 SCHOOL_NAMESPACE = UUID("5b0d7c2e-1f4a-4c8e-a6d9-3e2f4b1a9c70")
 SCHOOL_EVENT_TYPE = "school.updated"
+MAX_ENROLLMENT = 10_000_000  # students in one grade of one school; projections hold UInt32
 
 
 def school_key(district_id: str, school_id: str) -> UUID:
@@ -51,8 +52,8 @@ class _Frozen(BaseModel):
 
 
 class SchoolPayload(_Frozen):
-    name: str = Field(min_length=1, max_length=200)
-    enrollment: dict[str, Annotated[int, Field(ge=0)]]
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
+    enrollment: dict[str, Annotated[int, Field(ge=0, le=MAX_ENROLLMENT)]]
     as_of: date
 
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         description="Signs dashboard sign-in cookies; unset: a random secret per process "
         "(sessions end at restart). Set the same value on every API replica.",
     )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Request bodies above this answer 413"
+    )
     _districts: dict[str, DistrictProfile] = PrivateAttr(default_factory=dict)
 
     @field_validator("event_store")

@@ -27,6 +27,7 @@ class Rebuilt(BaseModel):
 @router.post(
     "/rebuild",
     response_model=Rebuilt,
+    responses={409: {"description": "A rebuild is already running (`rebuild_in_progress`)"}},
     summary="Rebuild all projections from the ledger",
     description=(
         "Replays the whole ledger into a fresh table and swaps it in with one RENAME; "

@@ -24,6 +24,22 @@ _EXAMPLE = {
 }
 
 
+# What the route accepts, exactly: a batch object holding only `events` (at most MAX_BATCH
+# items), or any other object, taken as one envelope. Envelopes are judged one by one
+# (schema in the description), so a bad one is a `rejected` result, not a bad request.
+BODY_SCHEMA = {
+    "anyOf": [
+        {
+            "type": "object",
+            "required": ["events"],
+            "properties": {"events": {"type": "array", "maxItems": MAX_BATCH, "items": {}}},
+            "additionalProperties": False,
+        },
+        {"type": "object", "not": {"required": ["events"]}},
+    ]
+}
+
+
 def _events_of(body: dict[str, Any]) -> list[Any]:
     if "events" in body:
         if set(body) != {"events"}:
@@ -41,6 +57,7 @@ def _events_of(body: dict[str, Any]) -> list[Any]:
     "",
     response_model=EventsResponse,
     response_model_exclude_none=True,
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": BODY_SCHEMA}}}},
     summary="Record one event or a batch",
     description=(
         'Body: one envelope (see docs/contract.md) or `{"events": [...]}` with at most 1000. Each '

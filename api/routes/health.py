@@ -7,11 +7,23 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from pydantic import BaseModel, Field
 
 from tutorledger.api.deps import RuntimeDep
 from tutorledger.api.runtime import Runtime
 
 router = APIRouter(tags=["health"])
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, Any] = Field(
+        description="event_store, projections, stream (and relay in Kafka mode), each with "
+        "`ok`; `projection_lag` (and `relay_lag`): ledger events not yet in the figures"
+    )
+
+
+READINESS = {"model": Readiness}
 
 
 @router.get("/healthz", summary="The process is up")
@@ -60,7 +72,11 @@ def _safe(read: Any) -> Any:
         return None
 
 
-@router.get("/readyz", summary="Store, stream and projections reachable; projection lag")
+@router.get(
+    "/readyz",
+    summary="Store, stream and projections reachable; projection lag",
+    responses={200: READINESS, 503: READINESS | {"description": "Something is not reachable"}},
+)
 def readyz(runtime: RuntimeDep) -> JSONResponse:
     body = readiness(runtime)
     return JSONResponse(body, status_code=200 if body["ready"] else 503)

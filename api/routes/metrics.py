@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from tutorledger.api import metric_schemas as ms
+from tutorledger.api.bounds import GROUP_BY_PATTERN, BoundedDate, query_date
 from tutorledger.api.csv_response import CSV_MEDIA_TYPE, csv_response, wants_csv
 from tutorledger.api.deps import Dashboard, RuntimeDep, check_district
 from tutorledger.api.metric_docs import DOCS
@@ -39,7 +40,9 @@ DistrictQ = Annotated[str, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 SchoolQ = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 SubjectQ = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 GradeQ = Annotated[int | None, Query(ge=0, le=12, description="0 = kindergarten … 12")]
-DateQ = Annotated[date | None, Query(description="Inclusive local date in the district's zone")]
+_DAY = "Inclusive local date in the district's zone; `from` must not be after `to`"
+FromQ = Annotated[BoundedDate | None, query_date("from", _DAY)]
+ToQ = Annotated[BoundedDate | None, query_date("to", _DAY)]
 AsOfQ = Annotated[
     int | None,
     Query(ge=0, description="Compute from ledger positions <= this: the report as it was then"),
@@ -48,7 +51,9 @@ FormatQ = Annotated[
     Literal["json", "csv"] | None,
     Query(alias="format", description="csv: the same rows as CSV (also `Accept: text/csv`)"),
 ]
-GroupByQ = Annotated[str | None, Query(description=f"Group rows by {GROUP_BY_HELP}")]
+GroupByQ = Annotated[
+    str | None, Query(pattern=GROUP_BY_PATTERN, description=f"Group rows by {GROUP_BY_HELP}")
+]
 Keys = tuple[str, ...]
 DEMAND_KEYS: Keys = ("school_id", "subject")
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -126,8 +131,8 @@ def metric_scope(
     school_id: SchoolQ = None,
     subject: SubjectQ = None,
     grade: GradeQ = None,
-    date_from: Annotated[DateQ, Query(alias="from")] = None,
-    date_to: Annotated[DateQ, Query(alias="to")] = None,
+    date_from: FromQ = None,
+    date_to: ToQ = None,
     as_of_position: AsOfQ = None,
     output_format: FormatQ = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,

@@ -36,7 +36,9 @@ def put_school(
 
 @router.get("", response_model=SchoolList, summary="Schools with their latest enrolment")
 def list_schools(
-    runtime: RuntimeDep, principal: Dashboard, district_id: str = Query(...)
+    runtime: RuntimeDep,
+    principal: Dashboard,
+    district_id: Annotated[str, Query(pattern=DISTRICT_PATTERN)],
 ) -> SchoolList:
     check_district(principal, district_id)
     runtime.sync()

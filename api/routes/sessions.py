@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from tutorledger.api.deps import Auditor, RuntimeDep, check_district
 from tutorledger.api.schemas import HistoryItem, SessionHistory, SessionView, Survey
 from tutorledger.consumers.projector import decode
-from tutorledger.domain.envelope import EventType
+from tutorledger.domain.envelope import DISTRICT_PATTERN, SESSION_PATTERN, EventType
 from tutorledger.domain.errors import NotFound
 from tutorledger.domain.session import session_key
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+DistrictPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.-]{1,64}")]
+SessionPath = Annotated[str, Path(pattern=SESSION_PATTERN, description="[A-Za-z0-9_.:-]{1,128}")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such session"}}
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -25,9 +28,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-@router.get("/{district_id}/{session_id}", response_model=SessionView)
+@router.get("/{district_id}/{session_id}", response_model=SessionView, responses=NOT_FOUND)
 def get_session(
-    district_id: str, session_id: str, runtime: RuntimeDep, principal: Auditor
+    district_id: DistrictPath, session_id: SessionPath, runtime: RuntimeDep, principal: Auditor
 ) -> SessionView:
     check_district(principal, district_id)
     session = runtime.ledger.get_session(district_id, session_id)
@@ -60,9 +63,11 @@ def get_session(
     )
 
 
-@router.get("/{district_id}/{session_id}/events", response_model=SessionHistory)
+@router.get(
+    "/{district_id}/{session_id}/events", response_model=SessionHistory, responses=NOT_FOUND
+)
 def get_session_events(
-    district_id: str, session_id: str, runtime: RuntimeDep, principal: Auditor
+    district_id: DistrictPath, session_id: SessionPath, runtime: RuntimeDep, principal: Auditor
 ) -> SessionHistory:
     check_district(principal, district_id)
     recorder: Any = runtime.ledger.recorder

@@ -1,0 +1,52 @@
+"""Parameter constraints stated in the OpenAPI, so a client can tell a valid request in advance.
+
+Dates must fit ClickHouse's `Date` (1970-01-01 … 2105-12-31): the range is written as a
+pattern beside `format: date`, and checked again after parsing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import Query
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
+
+DATE_MIN, DATE_MAX = date(1970, 1, 1), date(2105, 12, 31)
+DATE_PATTERN = r"^(19[7-9][0-9]|20[0-9]{2}|210[0-5])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+GROUP_BY_PATTERN = r"^(school|subject|school,subject|subject,school)$"
+
+
+def date_text(value: Any) -> Any:
+    """Only `YYYY-MM-DD` text is a date here: a number would be read as days since 1970."""
+    if not isinstance(value, str | date):
+        raise ValueError("a date must be given as YYYY-MM-DD")
+    return value
+
+
+def whole_number(value: Any) -> Any:
+    """JSON Schema's integer: 3 or 3.0, never true or "3"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
+def in_date_range(value: date | None) -> date | None:
+    if value is not None and not DATE_MIN <= value <= DATE_MAX:
+        raise ValueError(f"date must be between {DATE_MIN} and {DATE_MAX}")
+    return value
+
+
+def query_date(alias: str, description: str) -> Any:
+    """A `from`/`to`-style query parameter (use with `BoundedDate | None`)."""
+    return Query(alias=alias, description=f"{description} ({DATE_MIN} … {DATE_MAX})")
+
+
+BoundedDate = Annotated[
+    date,
+    BeforeValidator(date_text),
+    AfterValidator(in_date_range),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
+]
