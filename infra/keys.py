@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+log = logging.getLogger(__name__)
 Role = Literal["emitter", "dashboard", "auditor", "admin"]
 Capability = Literal["emit", "read_metrics", "read_sessions", "admin"]
 
@@ -65,26 +67,42 @@ class KeyStore:
 
     def __init__(self, specs: list[KeySpec]) -> None:
         self._by_digest = {s.digest(): Principal(s.role, frozenset(s.districts)) for s in specs}
+        self._plain = sum(1 for s in specs if s.key is not None)
 
     @classmethod
     def from_file(cls, path: Path) -> KeyStore:
         specs = TypeAdapter(list[KeySpec]).validate_json(path.read_bytes())
-        return cls(specs)
+        store = cls(specs)
+        if store.plain_keys:
+            log.warning(
+                "API keys file holds plain keys; store key_sha256 instead",
+                extra={"keys_file": str(path), "plain_keys": store.plain_keys},
+            )
+        return store
+
+    @property
+    def plain_keys(self) -> int:
+        """Entries given as plain `key`, not `key_sha256` (a leaked file then leaks keys)."""
+        return self._plain
 
     def authenticate(self, token: str) -> Principal | None:
         return self.by_digest(key_digest(token))
 
     def by_digest(self, digest: str) -> Principal | None:
-        """The principal of a key known only by its sha256 (a dashboard session holds that)."""
+        """The principal of a key known by its sha256 (a dashboard session holds that).
+
+        Compared with every known digest in constant time, without stopping at a match, so
+        the time taken says nothing about which key (if any) matched."""
+        found: Principal | None = None
         for known, principal in self._by_digest.items():
             if hmac.compare_digest(known, digest):
-                return principal
-        return None
+                found = principal
+        return found
 
 
 def key_digest(token: str) -> str:
     """Hex sha256 of a key: how the keys file and dashboard sessions name it."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def write_admin_keys_file(path: Path) -> str:
