@@ -79,11 +79,13 @@ def spawn(
     env: Mapping[str, str],
     log_path: Path,
     cwd: Path | None = None,
+    cli: Path | None = None,
 ) -> Proc:
+    """`tutorledger ARGS` (this venv's script unless `cli` names an installed one)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [str(CLI), *args],
+            [str(cli or CLI), *args],
             cwd=cwd or log_path.parent,
             env=clean_env(env),
             stdout=log,
@@ -101,13 +103,14 @@ def serve(
     port: int | None = None,
     workers: int = 1,
     timeout: float = START_TIMEOUT,
+    cli: Path | None = None,
 ) -> Proc:
     """`tutorledger serve` on a free loopback port, returned once /healthz answers."""
     port = port or free_port()
     args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:
         args += ["--workers", str(workers)]
-    proc = spawn("api", args, env, log_path)
+    proc = spawn("api", args, env, log_path, cli=cli)
     proc.base_url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(proc, timeout)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import installed
 import live
 import pytest
 from builders import at_minute, write_keys
@@ -47,7 +48,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         ],
     )
     env = live.embedded_env(tmp, keys, TUTORLEDGER_MAX_BODY_BYTES=str(MAX_BODY))
-    server = live.serve(env, tmp / "serve.log")
+    server = live.serve(env, tmp / "serve.log", cli=installed.cli())
     try:
         with httpx.Client(base_url=server.base_url, timeout=60) as client:
             client.headers["Authorization"] = f"Bearer {ADMIN}"

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import installed
 import live
 import pytest
 from builders import at_minute, write_keys
@@ -44,7 +45,9 @@ def seed(base_url: str) -> None:
 def test_schemathesis_all_checks_all_phases(tmp_path: Path) -> None:
     keys = write_keys(tmp_path / "keys.json", [{"key": ADMIN_KEY, "role": "admin",
                                                  "districts": ["*"]}])  # fmt: skip
-    server = live.serve(live.embedded_env(tmp_path, keys), tmp_path / "serve.log")
+    server = live.serve(
+        live.embedded_env(tmp_path, keys), tmp_path / "serve.log", cli=installed.cli()
+    )
     try:
         seed(server.base_url)
         command = [

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import installed
 import live
 import pytest
 from builders import at_minute, write_keys
@@ -73,7 +74,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     ]  # fmt: skip
     keys = write_keys(tmp / "keys.json", specs)
     env = live.embedded_env(tmp, keys, TUTORLEDGER_LOG_LEVEL="DEBUG")
-    server = live.serve(env, tmp / "serve.log")
+    server = live.serve(env, tmp / "serve.log", cli=installed.cli())
     try:
         with httpx.Client(base_url=server.base_url, timeout=120) as client:
             events = [at_minute(D1, "s-1", "requested", 1, school_id="s1", student_id="st-1",
