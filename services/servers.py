@@ -225,17 +225,22 @@ def _probe_clickhouse(host: str, port: int) -> None:
         client.disconnect()
 
 
-def start_clickhouse(data_dir: Path | None = None, timeout: float = 60.0) -> ClickHouseServer:
+def start_clickhouse(
+    data_dir: Path | None = None,
+    timeout: float = 60.0,
+    ports: tuple[int, int, int] | None = None,
+) -> ClickHouseServer:
     """Start clickhouse-server on free loopback ports with a private data dir.
 
     Every listener in the stock config is moved to a free port (interserver 9009 too), so
-    several servers can run side by side; 18.16 runs fine as root.
+    several servers can run side by side; 18.16 runs fine as root. Given `ports` (tcp, http,
+    interserver) and the same `data_dir`, a restart comes back where clients expect it.
     """
     binary = ensure_clickhouse_installed()
     owns = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="tutorledger-ch-")) if data_dir is None else data_dir
     root.mkdir(parents=True, exist_ok=True)
-    tcp, http, interserver = free_ports(3)
+    tcp, http, interserver = ports or free_ports(3)
     cmd = [
         binary,
         f"--config-file={CLICKHOUSE_CONFIG}",
