@@ -45,6 +45,7 @@ SECONDS = float(os.environ.get("TUTORLEDGER_SOAK_SECONDS", "60"))
 FAULTS = max(10, int(SECONDS / 7))
 RATE = 25.0  # events per second, all emitters together
 EMITTERS, BATCH = 3, 5
+LOST_ANSWERS = 0.05  # share of answered batches sent again as if the answer had been lost
 DISTRICT = "d-faults"
 TZ = "America/New_York"
 KEY = "faults-admin-key-000000000"
@@ -62,6 +63,7 @@ class Book:
     retried: set[str] = field(default_factory=set)
     errors: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    resent_statuses: Counter[str] = field(default_factory=Counter)
 
     def record(self, batch: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
         with self.lock:
@@ -106,11 +108,29 @@ def send_all(base_url: str, queue: list[dict[str, Any]], book: Book, stop: threa
                     continue
                 if response.status_code == 200:
                     book.record(batch, response.json()["results"])
+                    if random.random() < LOST_ANSWERS:
+                        resend_as_if_lost(client, batch, book)
                     break
                 book.errors[f"http_{response.status_code}"] += 1
                 assert response.status_code >= 500, response.text
                 time.sleep(0.5)
             time.sleep(max(0.0, interval - (time.monotonic() - began)))
+
+
+def resend_as_if_lost(client: httpx.Client, batch: list[dict[str, Any]], book: Book) -> None:
+    """What a client does when an answer never came: send the same batch again."""
+    while True:
+        try:
+            response = client.post("/v1/events", json={"events": batch})
+        except httpx.TransportError:
+            time.sleep(0.5)
+            continue
+        if response.status_code == 200:
+            break
+        time.sleep(0.5)
+    with book.lock:
+        for result in response.json()["results"]:
+            book.resent_statuses[result["status"]] += 1
 
 
 def inject(kind: str, stack: dict[str, Any]) -> None:
@@ -187,7 +207,7 @@ def test_nothing_lost_or_doubled_under_faults(stack: dict[str, Any], tmp_path: P
         for kind in plan:
             time.sleep(rng.uniform(0.3, 1.7) * SECONDS / (FAULTS + 1))
             with book.lock:
-                in_flight = sum(book.sends.values()) - len(book.status)
+                in_flight = len(book.sends.keys() - book.status.keys())
             injected.append((round(time.monotonic() - started, 1), kind, in_flight))
             inject(kind, stack)
         for t in threads:
@@ -212,6 +232,7 @@ def test_nothing_lost_or_doubled_under_faults(stack: dict[str, Any], tmp_path: P
     assert report["lost"] == 0 and report["doubled"] == 0, report
     assert report["projected_rows"] == report["projected_positions"] == report["events_stored"]
     assert report["retried_not_duplicate_or_accepted"] == 0, report
+    assert set(report["resent_after_answer"]) == {"duplicate"}, report
 
 
 def close(a: Any, b: Any) -> bool:
@@ -276,5 +297,6 @@ def compare(client: httpx.Client, book: Book, clickhouse_url: str) -> dict[str, 
         "retried_events": len(book.retried),
         "retried_statuses": dict(statuses),
         "retried_not_duplicate_or_accepted": retried_bad,
+        "resent_after_answer": dict(book.resent_statuses),
         "chain_ok": verify["ok"],
     }
