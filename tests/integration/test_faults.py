@@ -294,7 +294,7 @@ def compare(client: httpx.Client, book: Book, clickhouse_url: str) -> dict[str, 
     statuses = Counter(book.status[e] for e in book.retried if e in book.status)
     rows, positions = projected_rows(clickhouse_url)
     assert not book.failures, book.failures
-    assert all(same.values()), same
+    assert all(same.values()), (same, stored, rows, positions, got, expected)
     return {
         "projected_rows": rows,
         "projected_positions": positions,
