@@ -44,19 +44,17 @@ from tutorledger.projections.districts import known_districts
 
 # Pages answer errors as HTML pages (not the API's JSON error body); sign-in is by cookie,
 # so a missing session is a 303 to the form, and a refused key a 401/403 page.
+HTML_PAGE: dict[str, Any] = {"text/html": {}}
 PAGE_STATUSES: dict[int | str, dict[str, Any]] = {
-    303: {"description": "Not signed in: to the sign-in form (after sign-in: to the page)"}
-} | {
-    status: {"description": text, "content": {"text/html": {}}}
-    for status, text in (
-        (400, "The request could not be read"),
-        (401, "Unknown or missing key"),
-        (403, "The key may not read this district, or the form came from another site"),
-        (404, "No such page or table"),
-        (422, "A filter failed validation"),
-        (503, "The event store or ClickHouse is down; retry"),
-    )
-}
+    303: {"description": "Not signed in: to the sign-in form (after sign-in: to the page)"},
+    400: {"description": "The request could not be read", "content": HTML_PAGE},
+    401: {"description": "Unknown or missing key", "content": HTML_PAGE},
+    403: {"description": "The key may not read this district, or the form came from elsewhere",
+          "content": HTML_PAGE},
+    404: {"description": "No such page or table", "content": HTML_PAGE},
+    422: {"description": "A filter failed validation", "content": HTML_PAGE},
+    503: {"description": "The event store or ClickHouse is down; retry", "content": HTML_PAGE},
+}  # fmt: skip
 router = APIRouter(tags=["dashboard"], default_response_class=HTMLResponse, responses=PAGE_STATUSES)
 DistrictPath = Annotated[str, Path(pattern=DISTRICT_PATTERN)]
 MAX_SIGNIN_BODY = 4096
