@@ -214,6 +214,43 @@ class Ledger(Application[UUID]):
         self, district_id: str, school_id: str, name: str, enrollment: dict[str, int], as_of: date
     ) -> int:
         """Record a school's name and enrolment; returns the ledger position."""
+        return self.put_schools(district_id, [(school_id, name, enrollment)], as_of)[school_id]
+
+    def put_schools(
+        self, district_id: str, updates: Sequence[tuple[str, str, dict[str, int]]], as_of: date
+    ) -> dict[str, int]:
+        """Record (school_id, name, enrolment) of several schools in one transaction: a roster
+        is recorded whole or not at all. Returns each school's ledger position."""
+        if not updates:
+            return {}
+        recorded_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        with self._write_lock:
+            for attempt in range(MAX_ATTEMPTS):
+                pairs = [
+                    self._school_update(district_id, *update, as_of, recorded_at)
+                    for update in updates
+                ]
+                try:
+                    recordings = self.save(
+                        *(s for s, _ in pairs), ledger_entries=[e for _, e in pairs]
+                    )
+                except IntegrityError:
+                    if attempt == MAX_ATTEMPTS - 1:
+                        raise Unavailable("could not record school after write conflicts") from None
+                    continue
+                by_key = {r.domain_event.originator_id: r.notification.id for r in recordings}
+                return {s.school_id: by_key[s.id] for s, _ in pairs}
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _school_update(
+        self,
+        district_id: str,
+        school_id: str,
+        name: str,
+        enrollment: dict[str, int],
+        as_of: date,
+        recorded_at: str,
+    ) -> tuple[School, LedgerEntry]:
         event_id = uuid4()
         canonical: dict[str, Any] = {
             "event_id": str(event_id),
@@ -221,32 +258,17 @@ class Ledger(Application[UUID]):
             "schema_version": 1,
             "district_id": district_id,
             "school_id": school_id,
-            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "occurred_at": recorded_at,
             "payload": {"name": name, "enrollment": enrollment, "as_of": as_of.isoformat()},
         }
         key = school_key(district_id, school_id)
-        with self._write_lock:
-            for attempt in range(MAX_ATTEMPTS):
-                try:
-                    school: School = self.repository.get(key)
-                    school.update(canonical)
-                except AggregateNotFoundError:
-                    school = School(envelope=canonical)
-                entry = LedgerEntry(
-                    key,
-                    school.version,
-                    event_id,
-                    district_id,
-                    canonical,
-                    body_digest(canonical),
-                )
-                try:
-                    recordings = self.save(school, ledger_entries=[entry])
-                    return recordings[-1].notification.id
-                except IntegrityError:
-                    if attempt == MAX_ATTEMPTS - 1:
-                        raise Unavailable("could not record school after write conflicts") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            school: School = self.repository.get(key)
+            school.update(canonical)
+        except AggregateNotFoundError:
+            school = School(envelope=canonical)
+        digest = body_digest(canonical)
+        return school, LedgerEntry(key, school.version, event_id, district_id, canonical, digest)
 
     def get_session(self, district_id: str, session_id: str) -> TutoringSession | None:
         try:
