@@ -11,7 +11,16 @@ from tutorledger.api import dashboard
 from tutorledger.api.body_guard import BodyGuard
 from tutorledger.api.errors import install_error_handlers
 from tutorledger.api.openapi import install_openapi
-from tutorledger.api.routes import admin, audit, events, health, metrics, schools, sessions
+from tutorledger.api.routes import (
+    admin,
+    audit,
+    events,
+    health,
+    metrics,
+    roster,
+    schools,
+    sessions,
+)
 from tutorledger.api.runtime import Runtime
 from tutorledger.api.security_headers import SecurityHeaders
 from tutorledger.infra.keys import KeyStore
@@ -52,7 +61,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (events, sessions, schools, metrics, audit, admin, health):
+    for module in (events, sessions, schools, metrics, audit, admin, roster, health):
         app.include_router(module.router)
     dashboard.install(app, settings)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)

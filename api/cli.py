@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from tutorledger.api import cli_audit
+from tutorledger.api import cli_audit, cli_import
 from tutorledger.api.cli_common import (
     ClickhouseOpt,
     StoreOpt,
@@ -33,6 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(cli_audit.commands)
+app.add_typer(cli_import.commands)
 
 
 @app.command()
