@@ -24,7 +24,7 @@ OUTCOMES = {"resolved": "Resolved", "partial": "Partially resolved", "unresolved
 
 def _local(occurred_at: str, zone: ZoneInfo) -> str:
     at = datetime.fromisoformat(occurred_at).astimezone(zone).replace(tzinfo=None)
-    return at.isoformat(sep=" ", timespec="milliseconds")
+    return at.isoformat(sep=" ")
 
 
 def session_rows(events: Iterable[dict[str, Any]], time_zone: str) -> list[dict[str, str]]:

@@ -36,9 +36,13 @@ class Bundle:
 
     def files(self) -> dict[str, str]:
         out = {}
-        for name, header, rows in (("orgs.csv", ORGS, self.orgs), ("users.csv", USERS, self.users),
-                                   ("enrollments.csv", ENROLLMENTS, self.enrollments),
-                                   ("demographics.csv", DEMOGRAPHICS, self.demographics)):  # fmt: skip
+        tables = (
+            ("orgs.csv", ORGS, self.orgs),
+            ("users.csv", USERS, self.users),
+            ("enrollments.csv", ENROLLMENTS, self.enrollments),
+            ("demographics.csv", DEMOGRAPHICS, self.demographics),
+        )
+        for name, header, rows in tables:
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n", restval="")
             writer.writeheader()
@@ -96,8 +100,10 @@ def generated_bundle(per_school: dict[str, int], teachers: int = 3) -> Bundle:
     n = 0
     for school, count in per_school.items():
         org = school
-        bundle.orgs.append({"sourcedId": org, "name": f"{school.upper()} School", "type": "school",
-                            "identifier": f"code-{school}", "parentSourcedId": "org-district"})  # fmt: skip
+        bundle.orgs.append(
+            {"sourcedId": org, "name": f"{school.upper()} School", "type": "school",
+             "identifier": f"code-{school}", "parentSourcedId": "org-district"}
+        )  # fmt: skip
         for i in range(count + 1):
             n += 1
             grade = "PK" if i == count else grades[i % len(grades)]
@@ -109,8 +115,8 @@ def generated_bundle(per_school: dict[str, int], teachers: int = 3) -> Bundle:
                 bundle.enrollments.append(_enrolment(f"e{n}-{k}", org, user["sourcedId"]))
         for t in range(teachers):
             tid = f"tch-{school}-{t}"
-            bundle.users.append({"sourcedId": tid, "enabledUser": "true", "orgSourcedIds": org,
-                                 "role": "teacher", "givenName": "Teach", "familyName": "Er"})  # fmt: skip
+            teacher = {"sourcedId": tid, "orgSourcedIds": org, "role": "teacher"}
+            bundle.users.append(teacher | {"givenName": "Teach", "familyName": "Er"})
             bundle.enrollments.append(_enrolment(f"t-{tid}", org, tid, role="teacher"))
     first, second = list(per_school)[:2]
     bundle.users.append(student(99999, "07", f"{first},{second}") | {"sourcedId": MOVER})

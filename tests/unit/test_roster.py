@@ -125,12 +125,21 @@ def bad_bundle() -> tuple[Bundle, list[tuple[str, int]]]:
     bundle.raw_lines["users.csv"] = ["stu-guid-short,,,true,a,student"]
     bundle.users.append(student(70001, "14x", "a"))
     bundle.enrollments.append(
-        {"sourcedId": "e-x", "schoolSourcedId": "org-nowhere", "userSourcedId": MOVER,
-         "role": "student"}  # fmt: skip
+        {
+            "sourcedId": "e-x",
+            "schoolSourcedId": "org-nowhere",
+            "userSourcedId": MOVER,
+            "role": "student",
+        }  # fmt: skip
     )
     bundle.enrollments.append(
-        {"sourcedId": "e-y", "schoolSourcedId": "a", "userSourcedId": MOVER,
-         "role": "student", "beginDate": "2026-13-01"}  # fmt: skip
+        {
+            "sourcedId": "e-y",
+            "schoolSourcedId": "a",
+            "userSourcedId": MOVER,
+            "role": "student",
+            "beginDate": "2026-13-01",
+        }  # fmt: skip
     )
     enrol_end = len(bundle.enrollments) + 1
     expected = [
