@@ -65,7 +65,9 @@ def read_bundle(source: Path | bytes) -> dict[str, bytes]:
 
 
 def _invalid(file: str, problem: str) -> InvalidRoster:
-    return InvalidRoster("roster rejected; nothing recorded", [RosterProblem(file, 0, problem)])
+    return InvalidRoster(
+        "roster rejected; nothing recorded", [RosterProblem(file, 0, problem).as_dict()]
+    )
 
 
 class _Checker:

@@ -107,8 +107,9 @@ def batches(
     """The source's events from `offset` on, in batches cut between rows."""
     batch = Batch(offset=offset, line=line)
     for start, row, end_offset, end_line in read_records(path, converter.mapping, offset, line):
+        events: list[dict[str, Any]] = []
         if isinstance(row, str):
-            events, problems = [], [RowProblem(start, None, None, "invalid_row", row)]
+            problems = [RowProblem(start, None, None, "invalid_row", row)]
         else:
             events, problems = converter.events(start, row)
         if batch.rows and len(batch.events) + len(events) > size:
