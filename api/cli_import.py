@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +30,6 @@ from tutorledger.domain.errors import TutorLedgerError
 from tutorledger.infra.oneroster import SchoolKey
 
 commands = typer.Typer()
-SHIPPED_MAPPINGS = "mappings"
 
 
 def _district(value: str) -> str:
@@ -95,12 +93,14 @@ def import_roster(
 
 def mapping_path(name: str) -> Path:
     """A mapping file, or the name of one shipped with tutorledger (e.g. `tutorcom`)."""
+    from tutorledger.infra.session_mapping import shipped_mapping
+
     given = Path(name)
     if given.is_file():
         return given
-    shipped = resources.files("tutorledger.infra").joinpath(SHIPPED_MAPPINGS, f"{name}.toml")
-    if shipped.is_file():
-        return Path(str(shipped))
+    shipped = shipped_mapping(name)
+    if shipped is not None:
+        return shipped
     raise typer.BadParameter(f"no file {name!r} and no shipped mapping of that name")
 
 

@@ -113,6 +113,39 @@ def bench_ingest(events: list[dict[str, Any]], store_url: str, label: str) -> St
     return Stage(f"ingest ({label})", len(events), seconds, "eventsourcing appends", baseline)
 
 
+def bench_import(events: list[dict[str, Any]], store_url: str, label: str, workdir: Path) -> Stage:
+    """`import-sessions` of the same district as a vendor report vs raw eventsourcing appends
+    of the events the importer records, in the importer's own batches."""
+    from tutorledger.bench.vendor import write_report
+    from tutorledger.infra.session_import import SessionImport
+    from tutorledger.infra.session_mapping import RowConverter, load_mapping, shipped_mapping
+    from tutorledger.infra.session_reader import batches
+
+    source = workdir / f"vendor-{label}.csv"
+    write_report(source, events, "America/New_York")
+    shipped = shipped_mapping("tutorcom")
+    assert shipped is not None, "the Tutor.com-style mapping ships with the package"
+    mapping = load_mapping(shipped)
+    converter = RowConverter(mapping, f"imported-{label.lower()}", "America/New_York")
+    ledger = open_ledger(Settings(event_store=store_url))
+    job = SessionImport(ledger, source, converter, workdir / f"import-{label}.json")
+    reports: list[dict[str, Any]] = []
+    seconds = timed(lambda: reports.append(job.run()))
+    ledger.close()
+    imported = [b.events for b in batches(source, converter)]
+    raw = Application[uuid.UUID](env=raw_env(store_url))
+
+    def append_raw() -> None:
+        for batch in imported:
+            raw.save(*[RawEvent(envelope=e) for e in batch])
+
+    baseline = timed(append_raw)
+    raw.close()
+    accepted = reports[0]["events"]["accepted"]
+    return Stage(f"import-sessions ({label})", accepted, seconds, "eventsourcing appends",
+                 baseline, extra={"rows": reports[0]["rows"]})  # fmt: skip
+
+
 def raw_env(store_url: str) -> dict[str, str]:
     """The library's own recorder on a separate file or schema: the baseline's own space."""
     env = {k: v for k, v in store_env(store_url).items() if k != "APPLICATION_RECORDER_TOPIC"}
@@ -300,8 +333,11 @@ def run_suite(size: str, workdir: Path, postgres: str | None, kafka: str | None,
     events = district_events(SIZES[size])
     sqlite_url = f"sqlite:///{workdir}/ledger.db"
     stages: list[Stage] = [bench_ingest(events, sqlite_url, "SQLite")]
+    # A file of its own: the later stages read the ingest ledger and must not see these.
+    stages.append(bench_import(events, f"sqlite:///{workdir}/imported.db", "SQLite", workdir))
     if postgres:
         stages.append(bench_ingest(events, postgres, "PostgreSQL"))
+        stages.append(bench_import(events, postgres, "PostgreSQL", workdir))
     stages.extend(bench_rebuild(sqlite_url))  # type: ignore[arg-type]
     if kafka and clickhouse:
         stages.extend(bench_stream(sqlite_url, kafka, clickhouse))

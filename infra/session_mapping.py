@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID, uuid5
@@ -93,6 +94,12 @@ class SessionMapping(BaseModel):
         if unknown:
             raise ValueError(f"values for {unknown}: only {list(VALUE_MAPPED)} can be mapped")
         return value
+
+
+def shipped_mapping(name: str) -> Path | None:
+    """A mapping shipped with tutorledger (`infra/mappings/<name>.toml`), if there is one."""
+    found = resources.files("tutorledger.infra").joinpath("mappings", f"{name}.toml")
+    return Path(str(found)) if found.is_file() else None
 
 
 def load_mapping(path: Path) -> SessionMapping:
