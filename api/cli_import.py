@@ -10,7 +10,7 @@ import json
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -28,6 +28,9 @@ from tutorledger.api.cli_common import StoreOpt, console, fail, load_settings
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import TutorLedgerError
 from tutorledger.infra.oneroster import SchoolKey
+
+if TYPE_CHECKING:
+    from tutorledger.infra.session_import import SessionImport
 
 commands = typer.Typer()
 
@@ -118,6 +121,24 @@ def byte_progress() -> Progress:
     )
 
 
+def run_with_progress(job: SessionImport) -> dict[str, Any]:
+    """Run an import with a bar over the source's bytes and the event rate beside it."""
+    with byte_progress() as bar:
+        task = bar.add_task("importing sessions", total=None, rate="")
+        counted = [0]
+
+        def started(total: int, done: int) -> None:
+            bar.update(task, total=total, completed=done)
+
+        def advanced(nbytes: int, events: int) -> None:
+            counted[0] += events
+            elapsed = bar.tasks[task].elapsed or 0.0
+            rate = f"{counted[0] / elapsed:,.0f} ev/s" if elapsed else ""
+            bar.update(task, advance=nbytes, rate=rate)
+
+        return job.run(on_start=started, on_progress=advanced)
+
+
 @commands.command("import-sessions")
 def import_sessions(
     path: SourceArg,
@@ -147,20 +168,7 @@ def import_sessions(
     ledger = open_ledger(settings)
     try:
         job = SessionImport(ledger, path, converter, report, context=settings.event_store)
-        with byte_progress() as bar:
-            task = bar.add_task("importing sessions", total=None, rate="")
-            counted = [0]
-
-            def started(total: int, done: int) -> None:
-                bar.update(task, total=total, completed=done)
-
-            def advanced(nbytes: int, events: int) -> None:
-                counted[0] += events
-                elapsed = bar.tasks[task].elapsed or 0.0
-                rate = f"{counted[0] / elapsed:,.0f} ev/s" if elapsed else ""
-                bar.update(task, advance=nbytes, rate=rate)
-
-            summary = job.run(on_start=started, on_progress=advanced)
+        summary = run_with_progress(job)
     except TutorLedgerError as exc:
         raise fail(exc) from exc
     finally:
