@@ -22,7 +22,6 @@ from rosters import generated_bundle
 from tutorledger import services
 from tutorledger.api.app import create_app
 from tutorledger.api.cli_audit import metric_answers
-from tutorledger.api.routes import roster as roster_route
 from tutorledger.infra.session_import import SessionImport
 from tutorledger.infra.session_reader import batches
 from tutorledger.infra.settings import Settings
@@ -42,12 +41,13 @@ def auth(name: str) -> dict[str, str]:
 
 
 @contextmanager
-def served(store_url: str, chdb_url: str, tmp: Path) -> Iterator[TestClient]:
+def served(store_url: str, chdb_url: str, tmp: Path, **overrides: Any) -> Iterator[TestClient]:
     settings = Settings(
         event_store=store_url,
         clickhouse=chdb_url,
         api_keys_file=write_keys(tmp / "keys.json", role_keys(KEYS, "elsewhere")),
         var_dir=tmp / "var",
+        **overrides,
     )
     with TestClient(create_app(settings)) as client:
         yield client
@@ -123,11 +123,11 @@ def test_roster_sets_enrolment_by_date_and_reach_uses_the_enrolment_of_its_day(
 
 
 def test_a_bad_roster_changes_nothing_and_names_its_lines(
-    store_url: str, chdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_url: str, chdb_url: str, tmp_path: Path
 ) -> None:
     bundle = generated_bundle({"a": 3, "b": 3})
     bundle.raw_lines["enrollments.csv"] = ["e-bad,,,c,a,stu-guid-00001,student,,someday,"]
-    with served(store_url, chdb_url, tmp_path) as client:
+    with served(store_url, chdb_url, tmp_path, max_body_bytes=64 * 1024) as client:
         head = client.get("/v1/audit/verify", params={"district_id": "bad-d"},
                           headers=auth("admin")).json()["head_position"]  # fmt: skip
         r = client.post("/v1/admin/roster/bad-d", params={"as_of": "2025-09-01"},
@@ -144,9 +144,8 @@ def test_a_bad_roster_changes_nothing_and_names_its_lines(
         not_zip = client.post("/v1/admin/roster/bad-d", params={"as_of": "2025-09-01"},
                               content=b"id,name\n", headers=auth("admin") | ZIP)  # fmt: skip
         assert not_zip.json()["error"]["code"] == "invalid_roster"
-        monkeypatch.setattr(roster_route, "MAX_UPLOAD_BYTES", 1000)
         too_big = client.post("/v1/admin/roster/bad-d", params={"as_of": "2025-09-01"},
-                              content=bytes(5000), headers=auth("admin") | ZIP)  # fmt: skip
+                              content=bytes(65 * 1024), headers=auth("admin") | ZIP)  # fmt: skip
         assert too_big.status_code == 413
         assert too_big.json()["error"]["code"] == "payload_too_large"
         after = client.get("/v1/audit/verify", params={"district_id": "bad-d"},
