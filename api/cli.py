@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from tutorledger.api import cli_audit, cli_import
+from tutorledger.api import cli_audit, cli_import, cli_repair
 from tutorledger.api.cli_common import (
     ClickhouseOpt,
     StoreOpt,
@@ -34,12 +34,16 @@ app = typer.Typer(
 )
 app.add_typer(cli_audit.commands)
 app.add_typer(cli_import.commands)
+app.add_typer(cli_repair.commands)
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (Kafka mode with a ClickHouse server)")
+    ] = 1,
     event_store: StoreOpt = None,
     clickhouse: ClickhouseOpt = None,
 ) -> None:
@@ -47,12 +51,20 @@ def serve(
     import uvicorn
 
     from tutorledger.api.app import create_app
+    from tutorledger.api.workers import WorkersNeedKafka, run_workers
 
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
     if settings.api_keys_file is None:
         keys_file = ensure_local_keys(settings, host, port)
         settings = settings.model_copy(update={"api_keys_file": keys_file})
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+        return
+    try:
+        run_workers(settings, host, port, workers)
+    except WorkersNeedKafka as exc:
+        console.print(f"[red]{exc.code}:[/] {exc}")
+        raise typer.Exit(2) from exc
 
 
 def ensure_local_keys(settings: Settings, host: str, port: int) -> Path:

@@ -102,8 +102,14 @@ class Relay:
                 )
             )
         self.producer.flush(timeout=self.flush_timeout)
-        for future in futures:
-            future.get(timeout=0)  # raises the delivery error, if any: nothing is tracked
+        unplaced = sum(1 for f in futures if f.get(timeout=0).offset < 0)  # raises on error
+        if unplaced:
+            # Acknowledged as a duplicate of a batch the broker may never have stored (tansu
+            # after a crash does this): `tutorledger repair` finds and fills what is missing.
+            log.warning(
+                "broker acknowledged records without an offset",
+                extra={"records": unplaced, "from_position": self.position + 1, "to": last},
+            )
         self.tracking.insert_tracking(Tracking(self.name, last))
         self.position = last
         return len(notifications)

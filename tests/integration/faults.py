@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import live
@@ -222,6 +223,14 @@ class Workers:
 
     def kill(self, name: str) -> None:
         self.procs[name].kill()
+
+    def run_cli(self, args: list[str]) -> dict[str, Any]:
+        """A one-shot `tutorledger` command against the stack; its JSON report."""
+        done = subprocess.run([str(live.CLI), *args], env=live.clean_env(self.env),
+                              capture_output=True, timeout=600, cwd=self.work)  # fmt: skip
+        assert done.returncode in (0, 1), done.stderr.decode(errors="replace")
+        report: dict[str, Any] = json.loads(done.stdout)
+        return report
 
     def ensure_alive(self) -> None:
         """A worker that died on its own (a dependency was down at its start) is started again."""

@@ -7,8 +7,18 @@ or the API and stops and restarts the broker, the ClickHouse server and PostgreS
 least once). Afterwards every metric the API reports equals the reference computed from the
 accepted events, ClickHouse holds each ledger position once, and every event is stored once.
 
+One fault is the broker's, not ours: tansu on S3 storage saves a producer's sequence number,
+then the partition's high watermark, then the record batch, as three separate writes. A
+SIGKILL between them loses a batch it will later acknowledge: the producer's retry is
+answered DUPLICATE_SEQUENCE_NUMBER, which Kafka clients take as success, and the watermarks
+that follow arrive, so `/readyz` says caught up while those events are not in the figures
+(about one run in four before `repair` existed). The harness therefore asserts that a
+mismatch is never silent: once caught up, `tutorledger repair --dry-run` must name every
+missing position, `tutorledger repair` must fill them, and only then are figures compared.
+What the broker lost is reported with how long after a broker restart it had been accepted.
+
 Bounded here (about a minute of streaming, 10 faults); `TUTORLEDGER_SOAK_SECONDS=600` runs
-a soak with a fault every ~7 s.
+a soak with a fault every ~7 s, and `TUTORLEDGER_FAULT_KINDS=broker` injects only those.
 """
 
 from __future__ import annotations
@@ -21,7 +31,6 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +38,7 @@ import httpx
 import pytest
 import reference_metrics as ref
 from builders import write_keys
+from fault_emitters import EMITTERS, KEY, RATE, Book, emit
 from faults import (
     DurableBroker,
     PrivatePostgres,
@@ -43,94 +53,10 @@ from tutorledger.bench.district import DistrictSpec, generate
 
 SECONDS = float(os.environ.get("TUTORLEDGER_SOAK_SECONDS", "60"))
 FAULTS = max(10, int(SECONDS / 7))
-RATE = 25.0  # events per second, all emitters together
-EMITTERS, BATCH = 3, 5
-LOST_ANSWERS = 0.05  # share of answered batches sent again as if the answer had been lost
 DISTRICT = "d-faults"
 TZ = "America/New_York"
-KEY = "faults-admin-key-000000000"
-KINDS = ["relay", "projector", "api", "broker", "clickhouse", "postgres"]
-
-
-@dataclass
-class Book:
-    """What the emitters were told, per event id."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    status: dict[str, str] = field(default_factory=dict)
-    events: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sends: Counter[str] = field(default_factory=Counter)
-    retried: set[str] = field(default_factory=set)
-    errors: Counter[str] = field(default_factory=Counter)
-    failures: list[str] = field(default_factory=list)
-    resent_statuses: Counter[str] = field(default_factory=Counter)
-
-    def record(self, batch: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-        with self.lock:
-            for event, result in zip(batch, results, strict=True):
-                eid = event["event_id"]
-                if result["status"] == "rejected":
-                    raise AssertionError(f"rejected: {result}")
-                self.status.setdefault(eid, result["status"])  # a later resend: duplicate
-                self.events.setdefault(eid, event)
-
-
-def emit(base_url: str, queue: list[dict[str, Any]], book: Book, stop: threading.Event) -> None:
-    try:
-        send_all(base_url, queue, book, stop)
-    except BaseException as exc:  # a thread's failure must fail the test
-        book.failures.append(repr(exc))
-
-
-def send_all(base_url: str, queue: list[dict[str, Any]], book: Book, stop: threading.Event) -> None:
-    """Send `queue` in order, BATCH at a time at RATE/EMITTERS; resend a batch until answered."""
-    interval = BATCH / (RATE / EMITTERS)
-    with httpx.Client(base_url=base_url, timeout=15,
-                      headers={"Authorization": f"Bearer {KEY}"}) as client:  # fmt: skip
-        for start in range(0, len(queue), BATCH):
-            if stop.is_set():
-                return
-            began = time.monotonic()
-            batch = queue[start : start + BATCH]
-            attempt = 0
-            while True:
-                with book.lock:
-                    for e in batch:
-                        book.sends[e["event_id"]] += 1
-                        if attempt:
-                            book.retried.add(e["event_id"])
-                attempt += 1
-                try:
-                    response = client.post("/v1/events", json={"events": batch})
-                except httpx.TransportError as exc:
-                    book.errors[type(exc).__name__] += 1
-                    time.sleep(0.5)
-                    continue
-                if response.status_code == 200:
-                    book.record(batch, response.json()["results"])
-                    if random.random() < LOST_ANSWERS:
-                        resend_as_if_lost(client, batch, book)
-                    break
-                book.errors[f"http_{response.status_code}"] += 1
-                assert response.status_code >= 500, response.text
-                time.sleep(0.5)
-            time.sleep(max(0.0, interval - (time.monotonic() - began)))
-
-
-def resend_as_if_lost(client: httpx.Client, batch: list[dict[str, Any]], book: Book) -> None:
-    """What a client does when an answer never came: send the same batch again."""
-    while True:
-        try:
-            response = client.post("/v1/events", json={"events": batch})
-        except httpx.TransportError:
-            time.sleep(0.5)
-            continue
-        if response.status_code == 200:
-            break
-        time.sleep(0.5)
-    with book.lock:
-        for result in response.json()["results"]:
-            book.resent_statuses[result["status"]] += 1
+ALL_KINDS = "relay,projector,api,broker,clickhouse,postgres"
+KINDS = os.environ.get("TUTORLEDGER_FAULT_KINDS", ALL_KINDS).split(",")  # e.g. only "broker"
 
 
 def inject(kind: str, stack: dict[str, Any]) -> None:
@@ -194,11 +120,8 @@ def caught_up(client: httpx.Client) -> bool:
     return checks.get("projection_lag") == 0 and checks.get("relay_lag") == 0
 
 
-@pytest.mark.skipif(
-    os.environ.get("TUTORLEDGER_FAULTS") != "1",
-    reason="opt-in (TUTORLEDGER_FAULTS=1) until an intermittent mismatch (1 run in 4) is explained",
-)
-def test_nothing_lost_or_doubled_under_faults(stack: dict[str, Any], tmp_path: Path) -> None:
+def stream_with_faults(stack: dict[str, Any], book: Book) -> list[tuple[float, str, int]]:
+    """Emit the district while injecting the planned faults; (t, kind, events in flight)."""
     rng = random.Random(13)
     random.seed(13)
     students = int(SECONDS * RATE / 9) + 20
@@ -206,23 +129,21 @@ def test_nothing_lost_or_doubled_under_faults(stack: dict[str, Any], tmp_path: P
     queues: list[list[dict[str, Any]]] = [[] for _ in range(EMITTERS)]
     for event in district.events:  # a session's events stay in order, on one emitter
         queues[zlib.crc32(event["session_id"].encode()) % EMITTERS].append(event)
-    workers: Workers = stack["workers"]
-    base_url = workers.procs["api"].base_url
-    book, stop = Book(), threading.Event()
+    base_url = stack["workers"].procs["api"].base_url
+    stop = threading.Event()
     threads = [threading.Thread(target=emit, args=(base_url, q, book, stop)) for q in queues]
     for t in threads:
         t.start()
     plan = KINDS + [rng.choice(KINDS) for _ in range(FAULTS - len(KINDS))]
     rng.shuffle(plan)
     injected: list[tuple[float, str, int]] = []
-    started = time.monotonic()
     try:
         for kind in plan:
             time.sleep(rng.uniform(0.3, 1.7) * SECONDS / (FAULTS + 1))
             with book.lock:
                 unanswered = len(book.sends.keys() - book.status.keys())
             in_flight = unanswered + pipeline_lag(base_url)
-            injected.append((round(time.monotonic() - started, 1), kind, in_flight))
+            injected.append((round(time.monotonic() - book.started, 1), kind, in_flight))
             inject(kind, stack)
         for t in threads:
             t.join(timeout=max(5.0, SECONDS * 3))
@@ -230,15 +151,55 @@ def test_nothing_lost_or_doubled_under_faults(stack: dict[str, Any], tmp_path: P
         stop.set()
         for t in threads:
             t.join(timeout=60)
-    with httpx.Client(base_url=base_url, timeout=60,
+    return injected
+
+
+def wait_caught_up(client: httpx.Client, workers: Workers) -> None:
+    deadline = time.monotonic() + 600
+    while not caught_up(client):
+        assert time.monotonic() < deadline, client.get("/readyz").text
+        workers.ensure_alive()
+        time.sleep(1)
+
+
+def broker_losses(gaps: dict[str, Any], book: Book, injected: list[tuple[float, str, int]]
+                  ) -> list[tuple[int, float | None]]:  # fmt: skip
+    """Each missing position with its acceptance time relative to the nearest broker fault."""
+    kills = [t for t, kind, _ in injected if kind == "broker"]
+    out = []
+    for position in gaps["missing_positions"]:
+        at = book.answered_at.get(position)
+        if at is None or not kills:
+            out.append((position, None))
+            continue
+        rel = at - book.started
+        out.append((position, round(min((rel - k for k in kills), key=abs), 1)))
+    return out
+
+
+def test_nothing_lost_or_doubled_under_faults(stack: dict[str, Any], tmp_path: Path) -> None:
+    workers: Workers = stack["workers"]
+    book = Book()
+    injected = stream_with_faults(stack, book)
+    with httpx.Client(base_url=workers.procs["api"].base_url, timeout=60,
                       headers={"Authorization": f"Bearer {KEY}"}) as client:  # fmt: skip
-        deadline = time.monotonic() + 600
-        while not caught_up(client):
-            assert time.monotonic() < deadline, client.get("/readyz").text
-            workers.ensure_alive()
-            time.sleep(1)
+        wait_caught_up(client, workers)
+        before = figures(client, book)
+        gaps = workers.run_cli(["repair", "--dry-run"])
+        losses = broker_losses(gaps, book, injected)
+        # Never silent: if the figures are off, detection names the missing positions.
+        assert all(before.values()) or gaps["missing"] > 0, (before, gaps)
+        assert gaps["unexpected"] == 0, gaps
+        repaired = workers.run_cli(["repair"])["repaired"] if gaps["missing"] else 0
+        assert repaired == gaps["missing"]
         report = compare(client, book, stack["clickhouse"].url)
-    report |= {"faults": injected, "transport_errors": dict(book.errors)}
+    report |= {
+        "faults": injected,
+        "transport_errors": dict(book.errors),
+        "figures_equal_before_repair": before,
+        "lost_by_broker_then_repaired": gaps["missing"],
+        "lost_positions_s_after_broker_fault": losses,
+    }
     (tmp_path / "faults-report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "faults"}))  # noqa: T201
     print("faults (t s, kind, events sent or stored but not yet projected):", injected)  # noqa: T201
@@ -247,6 +208,7 @@ def test_nothing_lost_or_doubled_under_faults(stack: dict[str, Any], tmp_path: P
     assert report["projected_rows"] == report["projected_positions"] == report["events_stored"]
     assert report["retried_not_duplicate_or_accepted"] == 0, report
     assert set(report["resent_after_answer"]) == {"duplicate"}, report
+    assert workers.run_cli(["repair", "--dry-run"])["ok"] is True
 
 
 def close(a: Any, b: Any) -> bool:
@@ -275,8 +237,8 @@ def projected_rows(url: str) -> tuple[int, int]:
         client.disconnect()
 
 
-def compare(client: httpx.Client, book: Book, clickhouse_url: str) -> dict[str, Any]:
-    """Every metric against the reference, and the stores counted directly."""
+def figures(client: httpx.Client, book: Book) -> dict[str, bool]:
+    """Whether each metric the API answers equals the reference from the acknowledged events."""
     events = [book.events[eid] for eid in book.status]  # each accepted event once
     params = {"district_id": DISTRICT}
     same: dict[str, bool] = {}
@@ -289,6 +251,14 @@ def compare(client: httpx.Client, book: Book, clickhouse_url: str) -> dict[str, 
         same[name] = close(rows, compute(events, DISTRICT, TZ))
     rows = client.get("/v1/metrics/demand", params=params).json()["rows"]
     same["demand"] = close(rows, ref.demand(events, DISTRICT, TZ))
+    return same
+
+
+def compare(client: httpx.Client, book: Book, clickhouse_url: str) -> dict[str, Any]:
+    """Every metric against the reference, and the stores counted directly."""
+    same = figures(client, book)
+    params = {"district_id": DISTRICT}
+    got = client.get("/v1/metrics/participation", params=params).json()
     verify = client.get("/v1/audit/verify", params=params).json()
     stored = verify["checked"]
     accepted = len(book.status)
@@ -298,7 +268,7 @@ def compare(client: httpx.Client, book: Book, clickhouse_url: str) -> dict[str, 
     statuses = Counter(book.status[e] for e in book.retried if e in book.status)
     rows, positions = projected_rows(clickhouse_url)
     assert not book.failures, book.failures
-    assert all(same.values()), (same, stored, rows, positions, got, expected)
+    assert all(same.values()), (same, stored, rows, positions, got)
     return {
         "projected_rows": rows,
         "projected_positions": positions,
