@@ -1,0 +1,63 @@
+"""`serve --workers N`: several uvicorn worker processes sharing one port (Kafka mode only).
+
+uvicorn starts each worker by importing an app factory by name, so everything the command
+line resolved (event store, ClickHouse, keys file) is handed over in the environment, read
+back by `app_from_environment` in each worker. They also need one dashboard session secret:
+with a random secret per process a cookie signed by one worker would fail on the next.
+The embedded mode cannot have workers: its projector's chdb data dir is held by one process.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from fastapi import FastAPI
+
+from tutorledger.infra.settings import Settings
+
+FACTORY = "tutorledger.api.workers:app_from_environment"
+
+
+class WorkersNeedKafka(ValueError):
+    code = "workers_need_kafka"
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The variables every worker must see to build the same Settings as this process."""
+    if settings.embedded_stream:
+        raise WorkersNeedKafka(
+            "--workers needs TUTORLEDGER_STREAM=kafka://host:port and a ClickHouse server: "
+            "the embedded projector's chdb data dir is held by a single process"
+        )
+    env = {
+        "TUTORLEDGER_EVENT_STORE": settings.event_store,
+        "TUTORLEDGER_STREAM": settings.stream,
+        "TUTORLEDGER_CLICKHOUSE": settings.clickhouse,
+        "TUTORLEDGER_LOG_LEVEL": settings.log_level,
+    }
+    if settings.api_keys_file is not None:
+        env["TUTORLEDGER_API_KEYS_FILE"] = str(settings.api_keys_file)
+    secret = settings.session_secret
+    env["TUTORLEDGER_SESSION_SECRET"] = (
+        secret.get_secret_value() if secret is not None else secrets.token_urlsafe(32)
+    )
+    return env
+
+
+def run_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Serve with `workers` processes (uvicorn's supervisor restarts one that dies)."""
+    import uvicorn
+
+    os.environ.update(worker_environment(settings))
+    uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers, log_config=None)
+
+
+def app_from_environment() -> FastAPI:
+    """One worker's app, from the environment `run_workers` prepared."""
+    from tutorledger.api.app import create_app
+    from tutorledger.infra.logging import configure
+
+    settings = Settings()
+    configure(settings.log_level)
+    return create_app(settings)
