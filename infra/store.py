@@ -17,6 +17,7 @@ from tutorledger.infra.ledger_index import GENESIS_HASH, chain_hash
 from tutorledger.infra.settings import Settings
 
 __all__ = ["GENESIS_HASH", "chain_hash", "open_ledger", "store_env"]
+PG_RECORDERS = "tutorledger.infra.store_postgres"
 
 
 def store_env(url: str) -> dict[str, str]:
@@ -43,7 +44,8 @@ def store_env(url: str) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": "4",
         "POSTGRES_MAX_OVERFLOW": "4",
         "POSTGRES_LOCK_TIMEOUT": "10",
-        "APPLICATION_RECORDER_TOPIC": "tutorledger.infra.store_postgres:PostgresLedgerRecorder",
+        "APPLICATION_RECORDER_TOPIC": f"{PG_RECORDERS}:PostgresLedgerRecorder",
+        "TRACKING_RECORDER_TOPIC": f"{PG_RECORDERS}:PostgresLedgerTrackingRecorder",
     }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import ProgrammingError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -15,9 +15,34 @@ from psycopg.sql import SQL, Identifier
 from tutorledger.domain.ledger import LedgerEntry
 from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
 
+# Any constant shared by every tutorledger process: the key of the schema-creation lock.
+SCHEMA_LOCK = 0x74757472
+
+
+def create_tables_in_turn(datastore: Any, create: Any) -> None:
+    """Run `create` holding a session advisory lock. `CREATE TABLE IF NOT EXISTS` is not safe
+    against itself: two processes creating one table at once fail on pg_type's unique index
+    (seen with `serve --workers N` starting on a fresh database), so they take turns."""
+    with datastore.get_connection() as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        try:
+            create()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+
+
+class PostgresLedgerTrackingRecorder(PostgresTrackingRecorder):
+    """The library's tracking recorder, creating its table in turn with other processes."""
+
+    def create_table(self) -> None:
+        create_tables_in_turn(self.datastore, super().create_table)
+
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
     """PostgreSQL recorder that also maintains the ledger index in the append transaction."""
+
+    def create_table(self) -> None:
+        create_tables_in_turn(self.datastore, super().create_table)
 
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
