@@ -6,6 +6,7 @@ pattern beside `format: date`, and checked again after parsing.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any
 
@@ -18,8 +19,11 @@ GROUP_BY_PATTERN = r"^(school|subject|school,subject|subject,school)$"
 
 
 def date_text(value: Any) -> Any:
-    """Only `YYYY-MM-DD` text is a date here: a number would be read as days since 1970."""
-    if not isinstance(value, str | date):
+    """Only `YYYY-MM-DD` text is a date here: pydantic would read a number, or numeric text
+    such as "0", as seconds since 1970."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
         raise ValueError("a date must be given as YYYY-MM-DD")
     return value
 

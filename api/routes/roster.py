@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from tutorledger.api.bounds import BoundedDate
 from tutorledger.api.deps import Admin, RuntimeDep, check_district
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.infra.roster_import import import_roster
@@ -65,7 +66,7 @@ async def post_roster(
     request: Request,
     runtime: RuntimeDep,
     principal: Admin,
-    as_of: Annotated[date, Query(description="Enrolment on this date")],
+    as_of: Annotated[BoundedDate, Query(description="Enrolment on this date (YYYY-MM-DD)")],
     school_key: Annotated[
         Literal["sourcedId", "identifier"],
         Query(description="orgs.csv column holding the school id emitters use"),
