@@ -90,7 +90,8 @@ class SessionView(BaseModel):
     session_id: str
     status: str
     school_id: str
-    student_id: str
+    student_id: str | None = Field(description="null once the student was erased")
+    student_token: str = Field(description="The student's pseudonymous token (kept after erasure)")
     grade: int
     subject: str
     topic: str | None = None
@@ -105,12 +106,21 @@ class SessionView(BaseModel):
     wait_seconds: float | None = None
     duration_seconds: float | None = None
     survey: Survey | None = None
+    erased: list[str] = Field(
+        default_factory=list, description="Personal fields destroyed by an erasure"
+    )
 
 
 class HistoryItem(BaseModel):
     position: int
     hash: str | None
-    event: dict[str, Any]
+    event: dict[str, Any] = Field(
+        description="The event as stored and chained: personal fields sealed (ciphertext)"
+    )
+    decrypted: dict[str, Any] = Field(
+        description="The emitter's envelope, personal fields in clear (absent once erased)"
+    )
+    erased: list[str] = Field(default_factory=list, description="Fields destroyed by erasure")
 
 
 class SessionHistory(BaseModel):

@@ -63,11 +63,14 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield c
 
 
+PURPOSE = {"X-Purpose": "unit test"}  # session reads need one (tests/unit/test_privacy_api.py)
+
+
 def auth(name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {KEYS[name]}"}
+    return {"Authorization": f"Bearer {KEYS[name]}", **PURPOSE}
 
 
-ADMIN = {"Authorization": f"Bearer {KEYS['admin']}"}
+ADMIN = {"Authorization": f"Bearer {KEYS['admin']}", **PURPOSE}
 
 
 # -- envelopes -------------------------------------------------------------------------------
