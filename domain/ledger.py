@@ -221,9 +221,10 @@ class Ledger(Application[UUID]):
             return None
         return school
 
-    def erase(self, district_id: str, token: str, reason: str) -> int | None:
+    def erase(self, district_id: str, token: str, reason: str, *, scrub: bool = True) -> int | None:
         """Record the erasure and destroy the key in one transaction; returns the erasure's
-        ledger position, or None when the student was erased already."""
+        ledger position, or None when the student was erased already. `scrub=False` leaves
+        the store's clean-up to the caller (one `index.scrub()` after many erasures)."""
         canonical = erasure_envelope(district_id, token, reason)
         with self._write_lock:
             for _ in range(MAX_ATTEMPTS):
@@ -246,7 +247,8 @@ class Ledger(Application[UUID]):
                     recordings = self.save(record, ledger_entries=[entry], key_writes=writes)
                 except IntegrityError:
                     continue
-                self.index.scrub()
+                if scrub:
+                    self.index.scrub()
                 return recordings[-1].notification.id
         raise Unavailable("could not record the erasure after write conflicts")
 
