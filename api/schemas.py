@@ -134,11 +134,16 @@ class Participation(BaseModel):
     as_of_position: int
     head_hash: str | None
     filters: dict[str, Any]
-    enrolled: int
-    students_served: int
+    enrolled: int | None
+    students_served: int | None
     reach_rate: float | None = Field(description="students_served / enrolled (0-1)")
-    sessions_requested: int
-    sessions_matched: int
-    sessions_completed: int
-    sessions_cancelled: int
+    sessions_requested: int | None
+    sessions_matched: int | None
+    sessions_completed: int | None
+    sessions_cancelled: int | None
     sessions_per_served_student: float | None
+    suppressed: bool = Field(
+        default=False,
+        description="True when a figure was withheld (null) for a dashboard key: a count "
+        "below the district's suppression_threshold or a figure derived from one",
+    )
