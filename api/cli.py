@@ -2,7 +2,7 @@
 
 Serving, demo data, the production relay/projector and the benchmark are here; the auditor
 and operator commands (verify, replay, rebuild, reconcile) come from ``cli_audit``, the
-privacy commands (erase, retention, migrate-ledger) from ``cli_privacy``.
+privacy commands (erase, retention) from ``cli_privacy``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Privacy commands: erase one student, apply the retention period, migrate a plaintext ledger.
+"""Privacy commands: erase one student, apply the retention period.
 
 Merged into the `tutorledger` app. Like the other commands: the library does the work,
 progress goes to stderr, one JSON result to stdout. Exit codes: 0 done, 1 nothing matched
