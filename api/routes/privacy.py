@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query
@@ -23,10 +24,13 @@ from tutorledger.api.runtime import Runtime
 from tutorledger.consumers.projector import decode
 from tutorledger.domain.envelope import DISTRICT_PATTERN, SESSION_PATTERN
 from tutorledger.domain.erasure import REASON_PATTERN
-from tutorledger.domain.errors import NotFound
+from tutorledger.domain.errors import InvalidRequest, NotFound
 from tutorledger.domain.privacy import StudentKey
 
 router = APIRouter(prefix="/v1/privacy", tags=["privacy"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such student in the district (unknown, or erased)"}
+}
 DistrictP = Annotated[str, Path(pattern=DISTRICT_PATTERN)]
 StudentP = Annotated[str, Path(pattern=SESSION_PATTERN, description="The district's student id")]
 EXPORT_ENDPOINT = "GET /v1/privacy/students/{district_id}/{student_id}"
@@ -36,9 +40,11 @@ class EraseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(
-        pattern=REASON_PATTERN,
-        description="A code, not free text (free text about a student is personal data): "
-        "e.g. `parent_request`, `contract_end`, `state_law`, `retention`",
+        max_length=64,
+        # Documented here, checked by the route after the key's district (403 comes first).
+        json_schema_extra={"pattern": REASON_PATTERN},
+        description="A code matching [a-z0-9_-]{1,64}, not free text (free text about a "
+        "student is personal data): `parent_request`, `contract_end`, `state_law`, `retention`",
     )
 
 
@@ -97,6 +103,7 @@ def live_student(runtime: Runtime, district_id: str, student_id: str) -> Student
 @router.post(
     "/students/{district_id}/{student_id}/erase",
     response_model=Erased,
+    responses=NOT_FOUND,
     summary="Erase a student (crypto-shredding)",
     description="Records an erasure event (naming the token, not the id) and destroys the "
     "student's key in the same transaction: the id, topics and comments can never be read "
@@ -110,7 +117,9 @@ def erase_student(
     runtime: RuntimeDep,
     principal: Admin,
 ) -> Erased:
-    check_district(principal, district_id)
+    check_district(principal, district_id)  # before any check of the body: 403 first
+    if not re.fullmatch(REASON_PATTERN, body.reason):
+        raise InvalidRequest("reason must be a code such as parent_request (no free text)")
     key = live_student(runtime, district_id, student_id)
     position = runtime.ledger.erase(district_id, key.token, body.reason)
     if position is None:  # erased by another request since we looked
@@ -121,6 +130,7 @@ def erase_student(
 @router.get(
     "/disclosures",
     response_model=Disclosures,
+    responses=NOT_FOUND,
     summary="Who was shown a student's records, and why",
     description="The district's disclosure log (of one student given `student_id`), oldest "
     "first, with the result of recomputing its chain.",
@@ -162,7 +172,7 @@ def sessions_of(runtime: Runtime, token: str) -> list[RecordSession]:
 @router.get(
     "/students/{district_id}/{student_id}",
     response_model=StudentRecord,
-    responses={200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
+    responses={200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}, **NOT_FOUND},
     summary="Export a student's records and their disclosures",
     description="Every session of the student with every event decrypted, plus every "
     "recorded disclosure of their data (this export included). Needs `X-Purpose`. "
