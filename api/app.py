@@ -62,8 +62,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    privacy,
-    roster,
+    for module in (events, sessions, schools, metrics, audit, admin, privacy, roster, health):
         app.include_router(module.router)
     dashboard.install(app, settings)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)

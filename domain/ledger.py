@@ -38,6 +38,7 @@ from tutorledger.domain.privacy import Cipher, KeyWrites
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
 from tutorledger.domain.session import TutoringSession, session_key
 
+__all__ = ["Ledger", "LedgerEntry", "LedgerIndex", "Outcome"]  # the batch types live in batch.py
 MAX_ATTEMPTS = 8
 
 
