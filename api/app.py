@@ -17,6 +17,7 @@ from tutorledger.api.routes import (
     events,
     health,
     metrics,
+    privacy,
     roster,
     schools,
     sessions,
@@ -61,7 +62,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (events, sessions, schools, metrics, audit, admin, roster, health):
+    for module in (events, sessions, schools, metrics, audit, admin, privacy, roster, health):
         app.include_router(module.router)
     dashboard.install(app, settings)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)

@@ -1,7 +1,8 @@
 """The `tutorledger` command line: thin wrappers over the runtime, with progress on long work.
 
 Serving, demo data, the production relay/projector and the benchmark are here; the auditor
-and operator commands (verify, replay, rebuild, reconcile) come from ``cli_audit``.
+and operator commands (verify, replay, rebuild, reconcile) come from ``cli_audit``, the
+privacy commands (erase, retention) from ``cli_privacy``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from tutorledger.api import cli_audit, cli_import, cli_repair
+from tutorledger.api import cli_audit, cli_import, cli_privacy, cli_repair
 from tutorledger.api.cli_common import (
     ClickhouseOpt,
     StoreOpt,
@@ -35,6 +36,7 @@ app = typer.Typer(
 app.add_typer(cli_audit.commands)
 app.add_typer(cli_import.commands)
 app.add_typer(cli_repair.commands)
+app.add_typer(cli_privacy.commands)
 
 
 @app.command()

@@ -8,6 +8,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 GroupCol = Field(description="Group value; null when the rows are not grouped by it")
+SUPPRESSED_HELP = (
+    "True when a figure here was withheld (null) for a dashboard key: a count below the "
+    "district's suppression_threshold, a figure derived from one, or a complement that would "
+    "let one be recomputed. Auditor and admin keys see exact figures."
+)
+Count = int | None  # null: withheld by small-cell suppression (dashboard keys)
 
 
 class MetricResponse(BaseModel):
@@ -17,16 +23,18 @@ class MetricResponse(BaseModel):
     as_of_position: int = Field(description="Ledger position the figures were computed at")
     head_hash: str | None = Field(description="District chain hash at that position")
     filters: dict[str, Any] = Field(description="The filters applied, with the time zone used")
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
 class DemandRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
-    requests: int
-    completed: int = Field(description="Requests that reached session.completed")
-    students: int = Field(description="Distinct students with a request in the group")
+    requests: Count
+    completed: Count = Field(description="Requests that reached session.completed")
+    students: Count = Field(description="Distinct students with a request in the group")
     share: float | None = Field(description="Requests ÷ requests of the row's school, 0-1")
     lift: float | None = Field(description="share ÷ the same share for the whole district")
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
 class Demand(MetricResponse):
@@ -48,13 +56,14 @@ class Demand(MetricResponse):
 class WaitRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
-    requests: int
-    matched: int = Field(description="Requests matched to a tutor")
-    unmatched: int = Field(description="Requests never matched: still waiting or cancelled first")
+    requests: Count
+    matched: Count = Field(description="Requests matched to a tutor")
+    unmatched: Count = Field(description="Requests never matched: still waiting or cancelled first")
     p50: float | None = Field(description="Nearest-rank 50th percentile wait, seconds")
     p90: float | None = Field(description="Nearest-rank 90th percentile wait, seconds")
     p99: float | None = Field(description="Nearest-rank 99th percentile wait, seconds")
     max: float | None = Field(description="Longest wait, seconds")
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
 class WaitTimes(MetricResponse):
@@ -65,12 +74,13 @@ class WaitTimes(MetricResponse):
 class SatisfactionRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
-    completed: int
-    surveys: int
-    helped: int = Field(description="Surveys answering helped = true")
+    completed: Count
+    surveys: Count
+    helped: Count = Field(description="Surveys answering helped = true")
     helped_rate: float | None = Field(description="helped ÷ surveys")
     mean_rating: float | None = Field(description="Mean rating 1-5 over surveys")
     survey_rate: float | None = Field(description="surveys ÷ completed")
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
 class Satisfaction(MetricResponse):
@@ -86,26 +96,29 @@ class SchoolHoursOut(BaseModel):
 
 class HourCount(BaseModel):
     hour: int
-    requests: int
+    requests: Count
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
 class WeekdayCount(BaseModel):
     weekday: int = Field(description="ISO weekday, 1 = Monday … 7 = Sunday")
-    requests: int
+    requests: Count
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
 class TimingCell(BaseModel):
     weekday: int
     hour: int
-    requests: int
-    in_school_requests: int = Field(description="Of these, requests inside school hours")
+    requests: Count
+    in_school_requests: Count = Field(description="Of these, requests inside school hours")
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
 class Timing(MetricResponse):
     time_zone: str
     school_hours: SchoolHoursOut
-    requests: int
-    after_school_requests: int
+    requests: Count
+    after_school_requests: Count
     after_school_share: float | None = Field(description="after_school_requests ÷ requests")
     by_hour: list[HourCount] = Field(description="Local hour 0-23, all present")
     by_weekday: list[WeekdayCount] = Field(description="ISO weekday 1-7, all present")
@@ -115,8 +128,9 @@ class Timing(MetricResponse):
 class WeekRow(BaseModel):
     week: str = Field(description="ISO week, e.g. 2026-W44")
     week_start: date = Field(description="Its Monday")
-    weekly_active_students: int
-    requests: int
+    weekly_active_students: Count
+    requests: Count
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
 class Engagement(MetricResponse):
@@ -134,8 +148,8 @@ class Engagement(MetricResponse):
         }
     )  # fmt: skip
 
-    students: int = Field(description="Distinct students with a request in range")
-    regular_students: int = Field(description="Active in >= regular_weeks distinct ISO weeks")
-    one_time_students: int = Field(description="Exactly one request in range")
+    students: Count = Field(description="Distinct students with a request in range")
+    regular_students: Count = Field(description="Active in >= regular_weeks distinct ISO weeks")
+    one_time_students: Count = Field(description="Exactly one request in range")
     regular_weeks: int
     rows: list[WeekRow]

@@ -19,6 +19,10 @@ from tutorledger.api.schemas import ErrorResponse
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 METHODS = ("get", "put", "post", "delete", "patch")
+# Headers a route requires but checks itself, after auth and district (so a missing or blank
+# one is a 422 with its own code, never ahead of a 401/403): documented as required, with the
+# constraint the route applies.
+ALWAYS_REQUIRED: dict[str, dict[str, Any]] = {"X-Purpose": {"pattern": r"\S"}}
 DESCRIPTIONS = {
     "400": "Body is not JSON (`malformed_json`); nothing stored",
     "401": "No key, or an unknown key (`unauthorized`)",
@@ -61,6 +65,14 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             operation = path_item.get(method)
             if operation is None:
                 continue
+            for parameter in operation.get("parameters", []):
+                extra = ALWAYS_REQUIRED.get(parameter.get("name", ""))
+                if extra is not None:
+                    parameter["required"] = True
+                    declared = parameter.get("schema", {})
+                    # A required header is never null: keep the string branch of Optional[str].
+                    strings = [d for d in declared.get("anyOf", []) if d.get("type") == "string"]
+                    parameter["schema"] = {**(strings[0] if strings else declared), **extra}
             responses = operation.setdefault("responses", {})
             for status in _statuses(operation):
                 if status == "422" or status not in responses:

@@ -15,6 +15,7 @@ from tutorledger.consumers.projector import LedgerFollower
 from tutorledger.consumers.relay import relay_position
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.disclosures import DisclosureLog
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
@@ -43,6 +44,7 @@ class Runtime:
     _sync_lock: threading.Lock = field(default_factory=threading.Lock)
     _tracking: TrackingRecorder | None = None
     _probe: MetadataProbe | None = None
+    _disclosures: DisclosureLog | None = None
 
     @classmethod
     def build(cls, settings: Settings, keys: KeyStore | None = None) -> Runtime:
@@ -58,6 +60,13 @@ class Runtime:
                 poll_seconds=settings.projector_poll_seconds,
             )
         return cls(settings, ledger, projections, keys, follower)
+
+    @property
+    def disclosures(self) -> DisclosureLog:
+        """The disclosure log, in the event store's database (tables made on first use)."""
+        if self._disclosures is None:
+            self._disclosures = DisclosureLog(self.ledger.recorder)
+        return self._disclosures
 
     def start(self) -> None:
         """Start following the ledger in the background (embedded mode only)."""

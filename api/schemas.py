@@ -90,7 +90,8 @@ class SessionView(BaseModel):
     session_id: str
     status: str
     school_id: str
-    student_id: str
+    student_id: str | None = Field(description="null once the student was erased")
+    student_token: str = Field(description="The student's pseudonymous token (kept after erasure)")
     grade: int
     subject: str
     topic: str | None = None
@@ -105,12 +106,21 @@ class SessionView(BaseModel):
     wait_seconds: float | None = None
     duration_seconds: float | None = None
     survey: Survey | None = None
+    erased: list[str] = Field(
+        default_factory=list, description="Personal fields destroyed by an erasure"
+    )
 
 
 class HistoryItem(BaseModel):
     position: int
     hash: str | None
-    event: dict[str, Any]
+    event: dict[str, Any] = Field(
+        description="The event as stored and chained: personal fields sealed (ciphertext)"
+    )
+    decrypted: dict[str, Any] = Field(
+        description="The emitter's envelope, personal fields in clear (absent once erased)"
+    )
+    erased: list[str] = Field(default_factory=list, description="Fields destroyed by erasure")
 
 
 class SessionHistory(BaseModel):
@@ -124,11 +134,16 @@ class Participation(BaseModel):
     as_of_position: int
     head_hash: str | None
     filters: dict[str, Any]
-    enrolled: int
-    students_served: int
+    enrolled: int | None
+    students_served: int | None
     reach_rate: float | None = Field(description="students_served / enrolled (0-1)")
-    sessions_requested: int
-    sessions_matched: int
-    sessions_completed: int
-    sessions_cancelled: int
+    sessions_requested: int | None
+    sessions_matched: int | None
+    sessions_completed: int | None
+    sessions_cancelled: int | None
     sessions_per_served_student: float | None
+    suppressed: bool = Field(
+        default=False,
+        description="True when a figure was withheld (null) for a dashboard key: a count "
+        "below the district's suppression_threshold or a figure derived from one",
+    )

@@ -103,7 +103,9 @@ def generate(spec: DistrictSpec) -> District:
             )
             hot = school == hotspot and rng.random() < 0.5
             subject = HOTSPOT_SUBJECT if hot else rng.choices(names, weights)[0]
-            sid = f"{student_id}-{k}"
+            # Session ids must not embed the student id: they are stored in clear and would
+            # outlive an erasure (the id itself is sealed).
+            sid = f"ses-{uuid5(ns, f'{student_id}/{k}').hex[:16]}"
             payload: dict[str, Any] = {"school_id": school, "student_id": student_id,
                                        "grade": grade, "subject": subject}  # fmt: skip
             if rng.random() < 0.2:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import tempfile
 import time
@@ -56,15 +57,26 @@ def spec_for(size: int) -> DistrictSpec:
 
 
 def ledger_rows(events: Iterable[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
-    """Rows as the projector writes them: canonical (UTC) events, duplicates dropped, numbered."""
+    """Rows as the projector writes them: published events (a random token per student, no
+    free text), duplicates dropped, numbered."""
     seen: set[str] = set()
+    tokens: dict[str, str] = {}
     position = 0
     for raw in events:
         if raw["event_id"] in seen:
             continue
         seen.add(raw["event_id"])
         position += 1
-        yield event_row(position, parse_envelope(raw).canonical())
+        yield event_row(position, published(parse_envelope(raw).canonical(), tokens))
+
+
+def published(event: dict[str, Any], tokens: dict[str, str]) -> dict[str, Any]:
+    """What the relay would publish for `event`: the student's token in place of the id."""
+    payload = {k: v for k, v in event["payload"].items() if k not in ("topic", "comment")}
+    student = payload.pop("student_id", None)
+    if student is not None:
+        payload["student_token"] = tokens.setdefault(student, secrets.token_urlsafe(18))
+    return {**event, "payload": payload}
 
 
 def load(store: ProjectionStore, events: Iterable[dict[str, Any]], block: int = 200_000) -> int:

@@ -1,7 +1,8 @@
 """Projector: Kafka → ClickHouse, batched, idempotent, offsets committed after the insert.
 
 Redelivery is harmless: rows are keyed by ledger position (ReplacingMergeTree, read
-with FINAL). Messages that cannot be decoded or validated go to the dead-letter topic
+with FINAL). Messages that cannot be decoded or validated (including any that carry a
+student id or free text: only the published form is accepted) go to the dead-letter topic
 and the `dead_letters` table with their reason before the offsets move past them.
 """
 
@@ -17,9 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tutorledger.domain.envelope import parse_envelope
 from tutorledger.domain.errors import InvalidEvent
-from tutorledger.domain.school import SCHOOL_EVENT_TYPE, SchoolUpdatedEnvelope
+from tutorledger.domain.privacy import PERSONAL_FIELDS, SEALED_FIELD
+from tutorledger.domain.published import parse_published
 from tutorledger.domain.upcast import upcast
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.kafka import WATERMARK_TYPE
@@ -50,16 +51,26 @@ def classify(record: Any, batch: Batch, now: datetime) -> None:
         position = doc.pop("position", None)
         if not isinstance(position, int) or isinstance(position, bool) or position < 1:
             raise InvalidEvent("missing or invalid ledger position")
-        doc = upcast(doc)
-        if doc.get("type") == SCHOOL_EVENT_TYPE:
-            canonical = SchoolUpdatedEnvelope.model_validate(doc).model_dump(mode="json")
-            canonical["occurred_at"] = doc["occurred_at"]
-        else:
-            canonical = parse_envelope(doc).canonical()
-        batch.rows.append(event_row(position, canonical))
+        batch.rows.append(event_row(position, parse_published(upcast(doc))))
     except (ValueError, KeyError, TypeError, ValidationError, InvalidEvent) as exc:
         reason = exc.message if isinstance(exc, InvalidEvent) else f"{type(exc).__name__}: {exc}"
         batch.dead.append((record, reason[:1000]))
+
+
+def redact(value: bytes | None) -> bytes | None:
+    """A refused message minus any personal fields, before it is kept as a dead letter."""
+    try:
+        doc = json.loads(value or b"")
+    except ValueError:
+        return value
+    payload = doc.get("payload") if isinstance(doc, dict) else None
+    if not isinstance(payload, dict):
+        return value
+    personal = {f for fields in PERSONAL_FIELDS.values() for f in fields} | {SEALED_FIELD}
+    if not personal & set(payload):
+        return value
+    doc["payload"] = {k: ("<redacted>" if k in personal else v) for k, v in payload.items()}
+    return json.dumps(doc).encode()
 
 
 class KafkaProjector:
@@ -121,13 +132,14 @@ class KafkaProjector:
             return
         rows = []
         for record, reason in batch.dead:
+            value = redact(record.value)
             source = f"{record.topic}/{record.partition}/{record.offset}"
             headers = list(record.headers or []) + [
                 ("dlq_reason", reason.encode()),
                 ("dlq_source", source.encode()),
             ]
-            self.dlq.send(self.dlq_topic, key=record.key, value=record.value, headers=headers)
-            raw = record.value.decode("utf-8", "replace") if record.value else ""
+            self.dlq.send(self.dlq_topic, key=record.key, value=value, headers=headers)
+            raw = value.decode("utf-8", "replace") if value else ""
             rows.append((record.topic, record.partition, record.offset, reason, raw, now))
             log.warning("dead-lettered", extra={"source": source, "reason": reason})
         self.dlq.flush(timeout=60)

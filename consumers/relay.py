@@ -1,10 +1,11 @@
 """Relay: ledger → Kafka. The store's notification log is the outbox.
 
-Each batch is produced (key = district/session so a session stays ordered in one
-partition), followed by a watermark on every partition, flushed, and only when the
-broker has acknowledged all of it is the relay's position advanced — durably, in the
-event store. A crash anywhere re-sends a tail: at-least-once, and every sink is
-idempotent by ledger position.
+Messages carry the published form of each event: the student's token, never the student
+id or any free text (those stay sealed in the event store). Each batch is produced (key =
+district/session so a session stays ordered in one partition), followed by a watermark on
+every partition, flushed, and only when the broker has acknowledged all of it is the relay's
+position advanced — durably, in the event store. A crash anywhere re-sends a tail:
+at-least-once, and every sink is idempotent by ledger position.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from tutorledger.consumers.projector import decode
 from tutorledger.domain.envelope import canonical_json
 from tutorledger.domain.ledger import Ledger
+from tutorledger.domain.privacy import public_form
 from tutorledger.infra.kafka import WATERMARK_TYPE
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ class Relay:
             return 0
         futures = []
         for n in notifications:
-            event = decode(self.ledger, n)
+            event = public_form(decode(self.ledger, n))  # token only: no id, no free text
             futures.append(
                 self.producer.send(
                     self.topic,

@@ -68,6 +68,12 @@ class DistrictProfile(BaseModel):
 
     time_zone: str
     school_hours: SchoolHours = SchoolHours()
+    suppression_threshold: int = Field(
+        default=10, ge=1, description="Dashboard counts below this are withheld"
+    )
+    retention_years: int | None = Field(
+        default=None, ge=1, description="Shred students inactive this long (None: keep)"
+    )
 
     @field_validator("time_zone")
     @classmethod

@@ -87,3 +87,23 @@ class RebuildInProgress(TutorLedgerError):
 
     code = "rebuild_in_progress"
     status = 409
+
+
+class StudentErased(Rejection):
+    """The session's student was erased: nothing more is stored for them."""
+
+    code = "student_erased"
+
+
+class UnmigratedLedger(TutorLedgerError):
+    """The ledger holds events in the plaintext format of earlier versions."""
+
+    code = "unmigrated_ledger"
+    status = 503
+
+
+class PurposeRequired(TutorLedgerError):
+    """A read of a student's personal data must state why (X-Purpose header)."""
+
+    code = "purpose_required"
+    status = 422

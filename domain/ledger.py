@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal, Protocol
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
@@ -14,66 +13,33 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from pydantic import ValidationError
 
+from tutorledger.domain import privacy
+from tutorledger.domain.batch import (
+    Batch,
+    InBatchDuplicate,
+    LedgerEntry,
+    LedgerIndex,
+    Outcome,
+    Status,
+)
 from tutorledger.domain.envelope import (
     EventType,
     body_digest,
     parse_envelope,
 )
-from tutorledger.domain.errors import EventIdConflict, InvalidEvent, Rejection, Unavailable
+from tutorledger.domain.erasure import StudentErasure, erasure_envelope
+from tutorledger.domain.errors import (
+    InvalidEvent,
+    NotFound,
+    Rejection,
+    Unavailable,
+)
+from tutorledger.domain.privacy import Cipher, KeyWrites
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
-from tutorledger.domain.session import TutoringSession, check_step, session_key
+from tutorledger.domain.session import TutoringSession, session_key
 
-Status = Literal["accepted", "duplicate", "rejected"]
+__all__ = ["Ledger", "LedgerEntry", "LedgerIndex", "Outcome"]  # the batch types live in batch.py
 MAX_ATTEMPTS = 8
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one submitted event, in request order."""
-
-    event_id: str | None
-    status: Status
-    position: int | None = None
-    error: Rejection | None = None
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """Index facts the store keeps beside each stored event (idempotency key, chain input)."""
-
-    originator_id: UUID
-    originator_version: int
-    event_id: UUID
-    district_id: str
-    canonical: dict[str, Any]
-    digest: bytes
-
-
-class LedgerIndex(Protocol):
-    """Port to the store's index of event ids (implemented by the store's recorder)."""
-
-    def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
-        """Map already-stored event ids to (position, body digest)."""
-        ...
-
-    def read_batch(
-        self, originator_ids: Sequence[UUID], event_ids: Sequence[UUID]
-    ) -> tuple[list[StoredEvent], dict[UUID, tuple[int, bytes]]]:
-        """The batch's sessions and already-stored ids, read from one consistent snapshot."""
-        ...
-
-
-@dataclass(frozen=True)
-class _InBatchDuplicate:
-    original: LedgerEntry
-
-
-@dataclass
-class _Batch:
-    aggregates: dict[UUID, Aggregate | None] = field(default_factory=dict)
-    entries: list[LedgerEntry] = field(default_factory=list)
-    seen: dict[UUID, tuple[int, bytes]] = field(default_factory=dict)
-    accepted: dict[UUID, LedgerEntry] = field(default_factory=dict)
 
 
 def _raw_event_id(raw: Any) -> str | None:
@@ -93,8 +59,9 @@ class Ledger(Application[UUID]):
 
     name = "tutorledger"
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, *, cipher: Cipher) -> None:
         super().__init__(env=env)
+        self.cipher = cipher
         self._write_lock = threading.Lock()
 
     @property
@@ -121,22 +88,30 @@ class Ledger(Application[UUID]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _record_once(self, parsed: list[tuple[Any, Any]]) -> list[Outcome]:
-        batch = _Batch()
+        batch = Batch()
         valid = [env for _, env in parsed if not isinstance(env, Rejection)]
         if valid:
             # One snapshot for both: a resend another writer just committed must be seen as a
             # duplicate by id, never judged against a session state that already contains it.
             keys = list({session_key(env.district_id, env.session_id) for env in valid})
-            stored, seen = self.index.read_batch(keys, [env.event_id for env in valid])
-            batch.seen = dict(seen)
+            students = {
+                (env.district_id, env.payload.student_id)
+                for env in valid
+                if env.type == EventType.REQUESTED
+            }
+            snapshot = self.index.read_batch(
+                keys, [env.event_id for env in valid], sorted(students)
+            )
+            batch.seen = dict(snapshot.seen)
+            batch.keys, batch.tokens = dict(snapshot.keys), dict(snapshot.tokens)
             batch.aggregates = dict.fromkeys(keys)
-            batch.aggregates.update(self._load_many(stored))
-        results: list[Outcome | LedgerEntry | _InBatchDuplicate] = []
+            batch.aggregates.update(self._load_many(snapshot.stored))
+        results: list[Outcome | LedgerEntry | InBatchDuplicate] = []
         for raw, env in parsed:
             if isinstance(env, Rejection):
                 results.append(Outcome(_raw_event_id(raw), "rejected", error=env))
             else:
-                results.append(self._apply(batch, env))
+                results.append(batch.apply(env, self.cipher))
         positions = self._save(batch)
         outcomes: list[Outcome] = []
         for r in results:
@@ -148,43 +123,6 @@ class Ledger(Application[UUID]):
             position = positions[(entry.originator_id, entry.originator_version)]
             outcomes.append(Outcome(str(entry.event_id), status, position))
         return outcomes
-
-    def _apply(self, batch: _Batch, env: Any) -> Outcome | LedgerEntry | _InBatchDuplicate:
-        """Apply one valid envelope to its session; a LedgerEntry means accepted."""
-        canonical = env.canonical()
-        digest = body_digest(canonical)
-        event_id = str(env.event_id)
-        if env.event_id in batch.seen:
-            position, stored_digest = batch.seen[env.event_id]
-            if stored_digest == digest:
-                if env.event_id in batch.accepted:
-                    return _InBatchDuplicate(batch.accepted[env.event_id])
-                return Outcome(event_id, "duplicate", position)
-            return Outcome(
-                event_id,
-                "rejected",
-                error=EventIdConflict("event_id already recorded with a different body"),
-            )
-        key = session_key(env.district_id, env.session_id)
-        session = batch.aggregates[key]
-        try:
-            if session is None:
-                problem = check_step(None, EventType(env.type), env.occurred_at)
-                if problem is not None:
-                    raise problem
-                session = TutoringSession.request(canonical)
-                batch.aggregates[key] = session
-            else:
-                assert isinstance(session, TutoringSession)
-                session.record(EventType(env.type), env.occurred_at, canonical)
-        except Rejection as problem:
-            return Outcome(event_id, "rejected", error=problem)
-        # -1: accepted earlier in this batch; its position is known only after the save.
-        batch.seen[env.event_id] = (-1, digest)
-        entry = LedgerEntry(key, session.version, env.event_id, env.district_id, canonical, digest)
-        batch.entries.append(entry)
-        batch.accepted[env.event_id] = entry
-        return entry
 
     def _load_many(self, stored_events: list[StoredEvent]) -> dict[UUID, Aggregate]:
         """Reconstruct every existing session of a batch from its stored events."""
@@ -200,11 +138,11 @@ class Ledger(Application[UUID]):
             loaded[key] = aggregate
         return loaded
 
-    def _save(self, batch: _Batch) -> dict[tuple[UUID, int], int]:
+    def _save(self, batch: Batch) -> dict[tuple[UUID, int], int]:
         touched = [a for a in batch.aggregates.values() if a is not None]
         if not batch.entries:
             return {}
-        recordings = self.save(*touched, ledger_entries=batch.entries)
+        recordings = self.save(*touched, ledger_entries=batch.entries, key_writes=batch.writes)
         return {
             (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
             for r in recordings
@@ -283,3 +221,40 @@ class Ledger(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return school
+
+    def erase(self, district_id: str, token: str, reason: str, *, scrub: bool = True) -> int | None:
+        """Record the erasure and destroy the key in one transaction; returns the erasure's
+        ledger position, or None when the student was erased already. `scrub=False` leaves
+        the store's clean-up to the caller (one `index.scrub()` after many erasures)."""
+        canonical = erasure_envelope(district_id, token, reason)
+        with self._write_lock:
+            for _ in range(MAX_ATTEMPTS):
+                key = self.index.student_keys([token]).get(token)
+                if key is None or key.district_id != district_id:
+                    raise NotFound(f"no student with that token in district '{district_id}'")
+                if key.erased:
+                    return None
+                record = StudentErasure(envelope=canonical)
+                entry = LedgerEntry(
+                    record.id,
+                    record.version,
+                    UUID(canonical["event_id"]),
+                    district_id,
+                    canonical,
+                    body_digest(canonical),
+                )
+                writes = KeyWrites(erased=[token])
+                try:
+                    recordings = self.save(record, ledger_entries=[entry], key_writes=writes)
+                except IntegrityError:
+                    continue
+                if scrub:
+                    self.index.scrub()
+                return recordings[-1].notification.id
+        raise Unavailable("could not record the erasure after write conflicts")
+
+    def open_stored(self, events: Sequence[dict[str, Any]]) -> list[privacy.Opened]:
+        """Stored events read back for a person: decrypted, or their personal fields erased."""
+        tokens = sorted({t for e in events if (t := privacy.token_of(e)) is not None})
+        keys = self.index.student_keys(tokens) if tokens else {}
+        return [privacy.unseal(e, keys.get(privacy.token_of(e) or ""), self.cipher) for e in events]

@@ -78,7 +78,8 @@ def _status_of(step: EventType) -> str:
 
 
 class TutoringSession(Aggregate):
-    """One tutoring session's history; every event is the emitter's validated envelope."""
+    """One tutoring session's history; every event is the validated envelope as stored
+    (personal fields sealed under the student's key)."""
 
     @staticmethod
     def create_id(envelope: dict[str, Any]) -> UUID:
@@ -90,11 +91,13 @@ class TutoringSession(Aggregate):
         self.district_id: str = envelope["district_id"]
         self.session_id: str = envelope["session_id"]
         self.school_id: str = payload["school_id"]
-        self.student_id: str = payload["student_id"]
+        # The stored form carries the student's token; the id itself is sealed (privacy.py).
+        self.student_token: str = payload.get("student_token", "")
         self.grade: int = payload["grade"]
         self.subject: str = payload["subject"]
         self.steps: dict[EventType, datetime] = {}
         self.payloads: dict[EventType, dict[str, Any]] = {}
+        self.envelopes: list[dict[str, Any]] = []
         self._note(envelope)
 
     @event("Stepped")
@@ -105,6 +108,11 @@ class TutoringSession(Aggregate):
         step = EventType(envelope["type"])
         self.steps[step] = datetime.fromisoformat(envelope["occurred_at"])
         self.payloads[step] = envelope["payload"]
+        self.envelopes.append(envelope)
+
+    def stored_events(self) -> list[dict[str, Any]]:
+        """Each recorded step's envelope as stored (personal fields sealed), in order."""
+        return list(self.envelopes)
 
     @property
     def status(self) -> str:

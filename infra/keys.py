@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 Role = Literal["emitter", "dashboard", "auditor", "admin"]
 Capability = Literal["emit", "read_metrics", "read_sessions", "admin"]
 
+KEY_ID_CHARS = 16
 GRANTS: dict[Role, frozenset[Capability]] = {
     "emitter": frozenset({"emit"}),
     "dashboard": frozenset({"read_metrics"}),
@@ -54,6 +55,7 @@ class Principal:
 
     role: Role
     districts: frozenset[str]
+    key_id: str = ""  # a prefix of the key's SHA-256: names it in logs, safely
 
     def can(self, capability: Capability) -> bool:
         return capability in GRANTS[self.role]
@@ -66,7 +68,10 @@ class KeyStore:
     """Looks keys up by sha256 so plain keys never need to sit in memory longer than a request."""
 
     def __init__(self, specs: list[KeySpec]) -> None:
-        self._by_digest = {s.digest(): Principal(s.role, frozenset(s.districts)) for s in specs}
+        self._by_digest = {
+            s.digest(): Principal(s.role, frozenset(s.districts), s.digest()[:KEY_ID_CHARS])
+            for s in specs
+        }
         self._plain = sum(1 for s in specs if s.key is not None)
 
     @classmethod

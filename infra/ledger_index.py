@@ -13,8 +13,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import ProgrammingError, StoredEvent
 
+from tutorledger.domain.batch import LedgerEntry
 from tutorledger.domain.envelope import canonical_json
-from tutorledger.domain.ledger import LedgerEntry
 
 GENESIS_HASH = "0" * 64
 CHUNK = 500

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -31,10 +32,28 @@ class JsonFormatter(logging.Formatter):
 # DEBUG is asked for.
 CHATTY = ("kafka", "httpx", "httpcore")
 
+# Paths that name a student (the privacy endpoints): the id is cut before anything is logged.
+_STUDENT_PATH = re.compile(r"(/v1/privacy/students/[^/\s?]+/|[?&]student_id=)[^/\s?&]+")
+
+
+class RedactStudentPaths(logging.Filter):
+    """Access logs carry request paths; a student id in a path never reaches a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _STUDENT_PATH.sub(r"\1<student>", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _STUDENT_PATH.sub(r"\1<student>", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
 
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactStudentPaths())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

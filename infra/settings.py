@@ -106,6 +106,10 @@ class Settings(BaseSettings):
         profile = self._districts.get(district_id)
         return profile or DistrictProfile(time_zone=self.district_tz)
 
+    def configured_districts(self) -> list[str]:
+        """The districts named in the districts file."""
+        return sorted(self._districts)
+
     @property
     def store_kind(self) -> StoreKind:
         return "sqlite" if self.event_store.startswith("sqlite") else "postgresql"

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from tutorledger.domain.ledger import Ledger
+from tutorledger.infra.crypto import AesGcmCipher
 from tutorledger.infra.ledger_index import GENESIS_HASH, chain_hash
 from tutorledger.infra.settings import Settings
 
@@ -51,4 +52,4 @@ def store_env(url: str) -> dict[str, str]:
 
 def open_ledger(settings: Settings) -> Ledger:
     """Build the Ledger application on the configured store (creating tables if needed)."""
-    return Ledger(env=store_env(settings.event_store))
+    return Ledger(env=store_env(settings.event_store), cipher=AesGcmCipher())

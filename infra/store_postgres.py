@@ -12,8 +12,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from tutorledger.domain.ledger import LedgerEntry
+from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
 from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
+from tutorledger.infra.vault_postgres import PostgresVault, vault_tables
 
 # Any constant shared by every tutorledger process: the key of the schema-creation lock.
 SCHEMA_LOCK = 0x74757472
@@ -38,8 +39,9 @@ class PostgresLedgerTrackingRecorder(PostgresTrackingRecorder):
         create_tables_in_turn(self.datastore, super().create_table)
 
 
-class PostgresLedgerRecorder(PostgresApplicationRecorder):
-    """PostgreSQL recorder that also maintains the ledger index in the append transaction."""
+class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
+    """PostgreSQL recorder that also maintains the ledger index and the student key table in
+    the append transaction."""
 
     def create_table(self) -> None:
         create_tables_in_turn(self.datastore, super().create_table)
@@ -61,6 +63,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 SQL(
                     "CREATE INDEX IF NOT EXISTS ledger_index_district ON {} (district_id, position)"
                 ).format(self.index_table),
+                *vault_tables(self.datastore.schema),
             ]
         )
 
@@ -99,15 +102,22 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         )
         if len(curs.fetchall()) != len(rows):
             raise ProgrammingError("ledger index rows were not all written")
+        self._write_keys(curs, kwargs.get("key_writes"))
         return positions
 
     def read_batch(
-        self, originator_ids: Sequence[UUID], event_ids: Sequence[UUID]
-    ) -> tuple[list[StoredEvent], dict[UUID, tuple[int, bytes]]]:
-        """Sessions and already-stored event ids from one REPEATABLE READ snapshot."""
+        self,
+        originator_ids: Sequence[UUID],
+        event_ids: Sequence[UUID],
+        students: Sequence[tuple[str, str]] = (),
+    ) -> BatchSnapshot:
+        """Sessions, stored event ids and student keys from one REPEATABLE READ snapshot."""
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            return self._select_events_of(curs, originator_ids), self._lookup(curs, event_ids)
+            stored = self._select_events_of(curs, originator_ids)
+            seen = self._lookup(curs, event_ids)
+            keys, tokens = self._read_keys(curs, originator_ids, students)
+            return BatchSnapshot(stored, seen, keys, tokens)
 
     def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

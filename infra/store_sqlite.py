@@ -9,12 +9,14 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
-from tutorledger.domain.ledger import LedgerEntry
+from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
 from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
+from tutorledger.infra.vault_sqlite import VAULT_TABLES, SQLiteVault
 
 
-class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
-    """SQLite recorder that also maintains the ledger index in the append transaction."""
+class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
+    """SQLite recorder that also maintains the ledger index and the student key table in the
+    append transaction."""
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -25,6 +27,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             "CREATE UNIQUE INDEX IF NOT EXISTS ledger_index_event_id ON ledger_index (event_id)",
             "CREATE INDEX IF NOT EXISTS ledger_index_district ON ledger_index "
             "(district_id, position)",
+            *VAULT_TABLES,
         ]
 
     def _insert_events(
@@ -46,14 +49,21 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             "INSERT INTO ledger_index VALUES (?,?,?,?,?)",
             index_rows(stored_events, positions, entries, heads),
         )
+        self._write_keys(c, kwargs.get("key_writes"))
         return positions
 
     def read_batch(
-        self, originator_ids: Sequence[UUID], event_ids: Sequence[UUID]
-    ) -> tuple[list[StoredEvent], dict[UUID, tuple[int, bytes]]]:
-        """Sessions and already-stored event ids from one snapshot (one read transaction)."""
+        self,
+        originator_ids: Sequence[UUID],
+        event_ids: Sequence[UUID],
+        students: Sequence[tuple[str, str]] = (),
+    ) -> BatchSnapshot:
+        """Sessions, stored event ids and student keys from one snapshot (one transaction)."""
         with self.datastore.transaction(commit=False) as c:
-            return self._select_events_of(c, originator_ids), self._lookup(c, event_ids)
+            stored = self._select_events_of(c, originator_ids)
+            seen = self._lookup(c, event_ids)
+            keys, tokens = self._read_keys(c, originator_ids, students)
+            return BatchSnapshot(stored, seen, keys, tokens)
 
     def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
         with self.datastore.transaction(commit=False) as c:

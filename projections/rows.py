@@ -1,4 +1,9 @@
-"""Event → row mapping: one `ledger_events` row per ledger event, keyed by position."""
+"""Event → row mapping: one `ledger_events` row per ledger event, keyed by position.
+
+No personal data reaches a row: the `student_id` column holds the student's random token
+(distinct counts stay exact), `topic` and `comment` are always empty (free text never leaves
+the event store), and the stored ciphertext is dropped.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ _EPOCH = date(1970, 1, 1)
 
 
 def event_row(position: int, event: dict[str, Any]) -> tuple[Any, ...]:
-    """Flatten one canonical ledger event (envelope form) into a row of COLUMNS."""
+    """Flatten one ledger event (stored or published form) into a row of COLUMNS."""
     payload: dict[str, Any] = event["payload"]
     at = datetime.fromisoformat(event["occurred_at"])
     enrollment: dict[str, int] = payload.get("enrollment") or {}
@@ -49,16 +54,16 @@ def event_row(position: int, event: dict[str, Any]) -> tuple[Any, ...]:
         payload.get("school_id") or event.get("school_id", ""),
         at.replace(microsecond=0),
         at.microsecond,
-        payload.get("student_id", ""),
+        payload.get("student_token", ""),
         payload.get("grade", -1),
         payload.get("subject", ""),
-        payload.get("topic") or "",
+        "",  # topic: free text stays sealed in the event store
         payload.get("tutor_id", ""),
         payload.get("requested_tutor_id") or "",
         payload.get("outcome") or "",
         -1 if helped is None else int(helped),
         payload.get("rating", -1),
-        payload.get("comment") or "",
+        "",  # comment: free text stays sealed in the event store
         payload.get("reason", ""),
         payload.get("name", ""),
         [int(g) for g in grades],

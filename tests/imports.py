@@ -63,9 +63,10 @@ BAD_CODES = {"invalid_row": 3, "timestamp_regression": 1, "invalid_event": 1}
 
 
 def events_in_order(ledger: Any, district: str) -> list[tuple[str, dict[str, Any]]]:
-    """(event_id, envelope) of a district's events in ledger order (positions left out)."""
+    """(event_id, envelope) of a district's events in ledger order (positions left out),
+    decrypted: the student's personal fields as the emitter sent them."""
     notes = ledger.recorder.select_notifications(start=1, limit=10**9)
-    found = [decode(ledger, n) for n in notes]
+    found = [o.envelope for o in ledger.open_stored([decode(ledger, n) for n in notes])]
     return [(e["event_id"], e) for e in found if e["district_id"] == district]
 
 

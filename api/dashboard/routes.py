@@ -117,7 +117,8 @@ def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQue
         runtime, district_id, q.school_id, q.subject, q.grade, q.date_from, q.date_to,
         q.as_of_position,
     )  # fmt: skip
-    return Scope(filters, head, runtime.settings.district(district_id), csv=False)
+    profile = runtime.settings.district(district_id)
+    return Scope(filters, head, profile, csv=False, role=principal.role)
 
 
 def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from tutorledger.api.dashboard.tables import (
     TrendRow,
 )
 from tutorledger.api.routes.metrics import (
+    BODIES,
     Scope,
     demand_body,
     engagement_body,
@@ -45,9 +46,12 @@ DEMAND_FIELDS = ("requests", "completed", "students", "share", "lift")
 def answer(
     store: ProjectionStore, scope: Scope, builder: Builder, keys: tuple[str, ...] | None = None
 ) -> BaseModel:
-    """One metric answer, exactly as its route builds it (the one place pages ask for figures);
-    `keys` is the route's `group_by`, None for its default."""
-    return builder(store, scope) if keys is None else builder(store, scope, keys)
+    """One metric answer, exactly as its route builds it and as the caller's role may see it
+    (small cells withheld for dashboard keys); the one place pages ask for figures. `keys` is
+    the route's `group_by`, None for its default."""
+    body = builder(store, scope) if keys is None else builder(store, scope, keys)
+    name = next(n for n, b in BODIES.items() if b is builder)
+    return scope.protect(body, name)
 
 
 def narrowed(scope: Scope, **changes: Any) -> Scope:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
@@ -22,6 +22,7 @@ from tutorledger.api.deps import Dashboard, RuntimeDep, check_district
 from tutorledger.api.metric_docs import DOCS
 from tutorledger.api.runtime import Runtime
 from tutorledger.api.schemas import ErrorResponse, Participation
+from tutorledger.api.suppression import suppress_metric
 from tutorledger.domain.district import DistrictProfile
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
@@ -55,6 +56,7 @@ GroupByQ = Annotated[
     str | None, Query(pattern=GROUP_BY_PATTERN, description=f"Group rows by {GROUP_BY_HELP}")
 ]
 Keys = tuple[str, ...]
+M = TypeVar("M", bound=BaseModel)
 DEMAND_KEYS: Keys = ("school_id", "subject")
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}},
@@ -111,6 +113,7 @@ class Scope:
     head_hash: str | None
     profile: DistrictProfile
     csv: bool
+    role: str = "dashboard"  # whose figures: dashboards get small cells withheld
 
     def envelope(self) -> dict[str, Any]:
         return {
@@ -120,7 +123,12 @@ class Scope:
             "filters": echo(self.filters),
         }
 
+    def protect(self, model: M, name: str) -> M:
+        """The figures this caller may see (small-cell suppression for dashboard keys)."""
+        return suppress_metric(name, model, self.role, self.profile.suppression_threshold)
+
     def answer(self, model: BaseModel, name: str) -> BaseModel | Response:
+        model = self.protect(model, name)
         return csv_response(model, name) if self.csv else model
 
 
@@ -143,7 +151,7 @@ def metric_scope(
         runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position
     )
     profile = runtime.settings.district(district_id)
-    return Scope(filters, head_hash, profile, wants_csv(output_format, accept))
+    return Scope(filters, head_hash, profile, wants_csv(output_format, accept), principal.role)
 
 
 ScopeDep = Annotated[Scope, Depends(metric_scope)]
@@ -204,7 +212,7 @@ BODIES: dict[str, Callable[[ProjectionStore, Scope], BaseModel]] = {
 
 def every_metric(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel]:
     """Each metric with its default grouping, as the routes answer it (for replay/reports)."""
-    return {name: body(store, scope) for name, body in BODIES.items()}
+    return {name: scope.protect(body(store, scope), name) for name, body in BODIES.items()}
 
 
 @router.get(

@@ -46,7 +46,7 @@ T0 = datetime.fromisoformat("2026-03-02T16:05:00-05:00")
 
 
 def auth(name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {KEYS[name]}"}
+    return {"Authorization": f"Bearer {KEYS[name]}", "X-Purpose": "audit"}
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_verify_over_http_checks_roles_and_names_the_tampered_position(
             (state,) = db.execute(select, (position,)).fetchone()
             db.execute(
                 "UPDATE stored_events SET state=? WHERE rowid=?",
-                (bytes(state).replace(b"stu-2", b"stu-X"), position),
+                (bytes(state).replace(b"sch-1", b"sch-X"), position),  # the id itself is sealed
             )
         body = verify(client, "verify-d").json()
         assert body["ok"] is False

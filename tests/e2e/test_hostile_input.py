@@ -52,6 +52,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     try:
         with httpx.Client(base_url=server.base_url, timeout=60) as client:
             client.headers["Authorization"] = f"Bearer {ADMIN}"
+            client.headers["X-Purpose"] = "hostile input test"  # session reads need one
             seed = [at_minute(D1, "seed", "requested", 1, school_id="s1", student_id="st-1",
                               grade=3, subject="math")]  # fmt: skip
             assert client.post("/v1/events", json={"events": seed}).json()["results"][0][
@@ -214,7 +215,9 @@ def test_injection_strings_in_free_text_are_stored_verbatim_and_harmless(
     session = api.get(f"/v1/sessions/{D1}/{event['session_id']}").json()
     assert session["topic"] == text
     history = api.get(f"/v1/sessions/{D1}/{event['session_id']}/events").json()
-    assert history["events"][0]["event"]["payload"]["topic"] == text
+    history_event = history["events"][0]
+    assert history_event["decrypted"]["payload"]["topic"] == text  # sealed in "event"
+    assert text not in json.dumps(history_event["event"])
     school = api.put(f"/v1/schools/{D1}/s1", json={**SCHOOL, "name": text})
     assert school.status_code == 200, school.text
     names = {s["name"] for s in api.get("/v1/schools", params={"district_id": D1}).json()[

@@ -104,8 +104,9 @@ def test_import_sessions_killed_mid_import_then_resumed_gives_the_same_ledger(
         heads = [chain_head(ledger, D) for ledger in ledgers]  # each chain verifies
         if clean_url.startswith("sqlite"):
             # PostgreSQL's sequence skips the positions a killed transaction had drawn, so
-            # there the events (above) are equal but positions, hence hashes, may differ.
-            assert heads[0] == heads[1]
+            # there the events (above) are equal but positions may differ. Hashes differ in
+            # any case: each ledger draws its own student tokens, keys and nonces.
+            assert heads[0][0] == heads[1][0]
     finally:
         for ledger in ledgers:
             ledger.close()

@@ -98,8 +98,9 @@ def change_payload(store: Store, a: list[int], _: list[int]) -> int:
 def change_one_byte(store: Store, a: list[int], _: list[int]) -> int:
     target = a[4]
     state = bytearray(store.state(target))
-    i = state.index(b"stu-1")
-    state[i + 4] = ord("7")
+    # The student id is sealed in the stored form: flip one character of the clear token.
+    i = state.index(b'"student_token":"') + len(b'"student_token":"')
+    state[i] = ord("A") if state[i] != ord("A") else ord("B")
     store.set_state(target, bytes(state))
     return target
 

@@ -63,11 +63,14 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield c
 
 
+PURPOSE = {"X-Purpose": "unit test"}  # session reads need one (tests/unit/test_privacy_api.py)
+
+
 def auth(name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {KEYS[name]}"}
+    return {"Authorization": f"Bearer {KEYS[name]}", **PURPOSE}
 
 
-ADMIN = {"Authorization": f"Bearer {KEYS['admin']}"}
+ADMIN = {"Authorization": f"Bearer {KEYS['admin']}", **PURPOSE}
 
 
 # -- envelopes -------------------------------------------------------------------------------
@@ -154,7 +157,9 @@ def session_status(client: TestClient, district: str, session: str) -> int:
     return client.get(f"/v1/sessions/{district}/{session}", headers=ADMIN).status_code
 
 
-def participation(client: TestClient, key: str = "dashboard", **params: Any) -> dict[str, Any]:
+def participation(client: TestClient, key: str = "auditor", **params: Any) -> dict[str, Any]:
+    """Exact figures (an auditor key): these tests use districts far below the dashboard's
+    suppression threshold (tests/unit/test_suppression.py covers what dashboards see)."""
     response = client.get("/v1/metrics/participation", params=params, headers=auth(key))
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -149,16 +149,26 @@ def test_stored_chain_heads_recompute_per_district(ledger: Ledger) -> None:
     assert ledger.recorder.head("d-unknown") is None  # type: ignore[attr-defined]
 
 
-def test_stored_event_is_the_canonical_envelope(ledger: Ledger) -> None:
+def test_stored_event_is_the_sealed_canonical_envelope(ledger: Ledger) -> None:
+    """The chain covers the stored form: the canonical envelope with the personal fields
+    replaced by the student's token and one ciphertext, which opens back to the original."""
     sent = requested("d-1", "s-1", topic="Fractions")
     sent["occurred_at"] = "2026-03-02T10:00:00-05:00"
     ledger.record_events([sent])
     ((position, _, stored_hash, stored),) = ledger.recorder.chained_events("d-1", 0, 10)  # type: ignore[attr-defined]
     envelope = ledger.mapper.to_domain_event(stored).envelope  # type: ignore[attr-defined]
-    assert envelope == parse_envelope(sent).canonical()
+    canonical = parse_envelope(sent).canonical()
+    payload = envelope["payload"]
+    assert set(payload) == {"school_id", "grade", "subject", "student_token", "sealed"}
+    assert {k: v for k, v in envelope.items() if k != "payload"} == {
+        k: v for k, v in canonical.items() if k != "payload"
+    }
+    assert b"stu-1" not in stored.state and b"Fractions" not in stored.state
     assert envelope["occurred_at"] == "2026-03-02T15:00:00Z"
-    assert envelope["payload"]["subject"] == "math"
+    assert payload["subject"] == "math"
     assert stored_hash == recompute(GENESIS_HASH, position, envelope)
+    (opened,) = ledger.open_stored([envelope])
+    assert opened.envelope == canonical and opened.erased == ()
 
 
 def test_rejected_and_duplicate_events_do_not_extend_the_chain(ledger: Ledger) -> None:

@@ -531,8 +531,8 @@ def test_resend_that_races_another_writer_is_a_duplicate(
         read = mine.recorder.read_batch  # type: ignore[attr-defined]
         theirs: list[Outcome] = []
 
-        def read_then_lose_the_race(originator_ids: Any, event_ids: Any) -> Any:
-            found = read(originator_ids, event_ids)
+        def read_then_lose_the_race(*args: Any) -> Any:
+            found = read(*args)
             if not theirs:
                 theirs.extend(other.record_events([event]))
             return found

@@ -1,0 +1,205 @@
+"""Small-cell suppression: what a `dashboard` key may see of a metric response.
+
+Applied to a finished metric response (whatever computed it), keyed on the caller's role and
+the district's `suppression_threshold` (districts file, default 10). For the dashboard role:
+
+1. **Primary.** Every count from 1 to threshold − 1 is withheld (`null`); so is a count whose
+   complement in its row would be that small (`helped` when few said "not helped";
+   `in_school_requests` when few asked out of school in that hour).
+2. **Derived.** Every rate, share, mean or percentile computed from a withheld count is
+   withheld too.
+3. **Complementary.** Counts that add up to a total the caller can see (the rows of a
+   grouping add up to the district's figure; a school's subjects to the school; hours and
+   weekdays to their margins; requests = matched + unmatched) never leave exactly one cell of
+   such a line withheld (unless that total is itself small, hence withheld too): the
+   smallest other cell is withheld with it, again and again until no line has a single
+   withheld cell, so no withheld value can be recomputed by subtraction.
+
+A row or response with anything withheld carries `"suppressed": true`. Auditors and admins
+see exact figures. Zero is shown: it identifies nobody.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+EXACT_ROLES = frozenset({"auditor", "admin"})
+M = TypeVar("M", bound=BaseModel)
+Cell = tuple[int, str]  # (id of the dict holding it, field name)
+
+
+@dataclass
+class Plan:
+    """The cells of one response and the rules that tie them together."""
+
+    holders: dict[int, dict[str, Any]] = field(default_factory=dict)
+    cells: list[Cell] = field(default_factory=list)
+    lines: list[list[Cell]] = field(default_factory=list)  # sum published elsewhere
+    closed: list[list[Cell]] = field(default_factory=list)  # identities inside the response
+    derived: list[tuple[Cell, list[Cell]]] = field(default_factory=list)
+    complements: list[tuple[Cell, Cell, Cell]] = field(default_factory=list)  # whole, part, hide
+
+    def cell(self, holder: dict[str, Any], name: str) -> Cell:
+        self.holders[id(holder)] = holder
+        c = (id(holder), name)
+        if c not in self.cells:
+            self.cells.append(c)
+        return c
+
+    def value(self, c: Cell) -> Any:
+        return self.holders[c[0]].get(c[1])
+
+
+def _small(value: Any, k: int) -> bool:
+    return isinstance(value, int) and 0 < value < k
+
+
+def _total(plan: Plan, line: list[Cell]) -> int:
+    return sum(v for c in line if isinstance(v := plan.value(c), int))
+
+
+def withheld(plan: Plan, k: int) -> set[Cell]:
+    """Primary, then complementary suppression until every line is safe.
+
+    An open line's total is published elsewhere unless it is small itself (then it is
+    withheld there by the same rule, and one withheld cell here reveals nothing). A cell that
+    is alone in an open line is pinned: its value is that published total, so it is chosen
+    as a complement only when no other cell can be.
+    """
+    hidden = {c for c in plan.cells if _small(plan.value(c), k)}
+    for whole, part, hide in plan.complements:
+        w, p = plan.value(whole), plan.value(part)
+        if isinstance(w, int) and isinstance(p, int) and _small(w - p, k):
+            hidden.add(hide)
+    pinned = {line[0] for line in plan.lines if len(line) == 1}
+    exposed = [(line, pinned) for line in plan.lines if _total(plan, line) >= k]
+    exposed += [(line, set()) for line in plan.closed]  # must close even with a pinned cell
+    changed = True
+    while changed:
+        changed = False
+        for line, avoid in exposed:
+            if sum(c in hidden for c in line) != 1:
+                continue
+            open_cells = [c for c in line if c not in hidden]
+            # The smallest other cell (nonzero first), a pinned one only when nothing else is.
+            others = [c for c in open_cells if c not in avoid] or open_cells
+            if others:
+                hidden.add(min(others, key=lambda c: (plan.value(c) == 0, plan.value(c))))
+                changed = True
+    return hidden
+
+
+def _grouped(plan: Plan, body: dict[str, Any], counts: tuple[str, ...]) -> None:
+    """Each count column of grouped rows: a line over all rows (their sum is the filter's
+    total) and, for school × subject, one per school and one per subject (the margins)."""
+    rows = body["rows"]
+    two_way = len(body.get("group_by") or ()) == 2
+    for name in counts:
+        cells = [plan.cell(r, name) for r in rows]
+        plan.lines.append(cells)
+        for key in ("school_id", "subject") if two_way else ():
+            by: dict[Any, list[Cell]] = defaultdict(list)
+            for r, c in zip(rows, cells, strict=True):
+                by[r.get(key)].append(c)
+            plan.lines.extend(by.values())
+
+
+def _participation(plan: Plan, body: dict[str, Any]) -> None:
+    c = {n: plan.cell(body, n) for n in (
+        "enrolled", "students_served", "sessions_requested", "sessions_matched",
+        "sessions_completed", "sessions_cancelled")}  # fmt: skip
+    plan.derived.append(((id(body), "reach_rate"), [c["students_served"], c["enrolled"]]))
+    plan.derived.append(
+        ((id(body), "sessions_per_served_student"), [c["sessions_requested"], c["students_served"]])
+    )
+
+
+def _demand(plan: Plan, body: dict[str, Any]) -> None:
+    rows = body["rows"]
+    _grouped(plan, body, ("requests", "completed", "students"))
+    for r in rows:
+        for name in ("share", "lift"):
+            plan.derived.append(((id(r), name), [(id(r), "requests")]))
+
+
+def _wait_times(plan: Plan, body: dict[str, Any]) -> None:
+    rows = body["rows"]
+    _grouped(plan, body, ("requests", "matched", "unmatched"))
+    for r in rows:
+        plan.closed.append([(id(r), n) for n in ("requests", "matched", "unmatched")])
+        for name in ("p50", "p90", "p99", "max"):
+            plan.derived.append(((id(r), name), [(id(r), "matched")]))
+
+
+def _satisfaction(plan: Plan, body: dict[str, Any]) -> None:
+    rows = body["rows"]
+    _grouped(plan, body, ("completed", "surveys", "helped"))
+    for r in rows:
+        surveys, helped, completed = ((id(r), n) for n in ("surveys", "helped", "completed"))
+        plan.complements.append((surveys, helped, helped))
+        plan.derived.append(((id(r), "helped_rate"), [helped, surveys]))
+        plan.derived.append(((id(r), "mean_rating"), [surveys]))
+        plan.derived.append(((id(r), "survey_rate"), [surveys, completed]))
+
+
+def _timing(plan: Plan, body: dict[str, Any]) -> None:
+    total, after = plan.cell(body, "requests"), plan.cell(body, "after_school_requests")
+    plan.derived.append(((id(body), "after_school_share"), [after, total]))
+    plan.lines.append([plan.cell(h, "requests") for h in body["by_hour"]])
+    plan.lines.append([plan.cell(w, "requests") for w in body["by_weekday"]])
+    cells = body["rows"]
+    for key in ("weekday", "hour"):
+        by: dict[int, list[Cell]] = defaultdict(list)
+        for r in cells:
+            by[r[key]].append(plan.cell(r, "requests"))
+        plan.lines.extend(by.values())
+    plan.lines.append([after, *(plan.cell(r, "in_school_requests") for r in cells)])
+    for r in cells:
+        requests, in_school = (id(r), "requests"), (id(r), "in_school_requests")
+        plan.complements.append((requests, in_school, in_school))
+
+
+def _engagement(plan: Plan, body: dict[str, Any]) -> None:
+    for name in ("students", "regular_students", "one_time_students"):
+        plan.cell(body, name)
+    rows = body["rows"]
+    for r in rows:
+        plan.cell(r, "weekly_active_students")
+    plan.lines.append([plan.cell(r, "requests") for r in rows])
+
+
+PLANNERS: dict[str, Callable[[Plan, dict[str, Any]], None]] = {
+    "participation": _participation,
+    "demand": _demand,
+    "wait-times": _wait_times,
+    "satisfaction": _satisfaction,
+    "timing": _timing,
+    "engagement": _engagement,
+}
+
+
+def suppress_metric(name: str, body: M, role: str, threshold: int) -> M:
+    """The response as `role` may see it: exact for auditors and admins; for others, small
+    cells and everything derived from them withheld (see the module docstring)."""
+    if role in EXACT_ROLES or name not in PLANNERS:
+        return body
+    data = body.model_dump(mode="python")
+    plan = Plan()
+    PLANNERS[name](plan, data)
+    hidden = withheld(plan, threshold)
+    for target, sources in plan.derived:
+        if any(s in hidden for s in sources):
+            plan.holders[target[0]][target[1]] = None
+            hidden.add(target)
+    for holder_id, field_name in hidden:
+        holder = plan.holders[holder_id]
+        holder[field_name] = None
+        if holder is not data:
+            holder["suppressed"] = True
+    data["suppressed"] = bool(hidden)
+    return type(body).model_validate(data)

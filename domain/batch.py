@@ -1,0 +1,186 @@
+"""One batch of envelopes applied to its sessions: lifecycle, idempotency and sealing.
+
+Each event stands or falls alone. An accepted event is sealed under its student's key (a new
+student gets a new token and key, written with the events); its idempotency digest is keyed
+by the same key, so a resend is recognised while nothing unkeyed about the plaintext is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
+
+from tutorledger.domain import privacy
+from tutorledger.domain.envelope import EventType
+from tutorledger.domain.errors import (
+    EventIdConflict,
+    Rejection,
+    StudentErased,
+    UnmigratedLedger,
+)
+from tutorledger.domain.privacy import Cipher, KeyWrites, StudentKey
+from tutorledger.domain.session import TutoringSession, check_step, session_key
+
+Status = Literal["accepted", "duplicate", "rejected"]
+ERASED_MESSAGE = "this session's student was erased; nothing more is recorded for it"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one submitted event, in request order."""
+
+    event_id: str | None
+    status: Status
+    position: int | None = None
+    error: Rejection | None = None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """Index facts the store keeps beside each stored event (idempotency key, chain input)."""
+
+    originator_id: UUID
+    originator_version: int
+    event_id: UUID
+    district_id: str
+    canonical: dict[str, Any]
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class BatchSnapshot:
+    """What a batch needs from the store, read in one consistent snapshot."""
+
+    stored: list[StoredEvent]
+    seen: dict[UUID, tuple[int, bytes]]  # already-stored event id -> (position, digest)
+    keys: dict[str, StudentKey]  # token -> key, for the batch's sessions and students
+    tokens: dict[tuple[str, str], str]  # (district, student id) -> token, live students only
+
+
+class LedgerIndex(Protocol):
+    """Port to the store's index of event ids and its student key table (the recorder)."""
+
+    def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        """Map already-stored event ids to (position, body digest)."""
+        ...
+
+    def read_batch(
+        self,
+        originator_ids: Sequence[UUID],
+        event_ids: Sequence[UUID],
+        students: Sequence[tuple[str, str]] = (),
+    ) -> BatchSnapshot:
+        """The batch's sessions, already-stored ids and student keys, from one snapshot."""
+        ...
+
+    def student_keys(self, tokens: Sequence[str]) -> dict[str, StudentKey]:
+        """Keys by token (erased ones with `secret` None; unknown tokens absent)."""
+        ...
+
+    def find_student(self, district_id: str, student_id: str) -> StudentKey | None:
+        """The live key of a district's student id (None: unknown, or erased)."""
+        ...
+
+    def scrub(self) -> None:
+        """Make destroyed keys unrecoverable from the store's files (after an erasure)."""
+        ...
+
+
+@dataclass(frozen=True)
+class InBatchDuplicate:
+    original: LedgerEntry
+
+
+@dataclass
+class Batch:
+    aggregates: dict[UUID, Aggregate | None] = field(default_factory=dict)
+    entries: list[LedgerEntry] = field(default_factory=list)
+    seen: dict[UUID, tuple[int, bytes]] = field(default_factory=dict)
+    accepted: dict[UUID, LedgerEntry] = field(default_factory=dict)
+    keys: dict[str, StudentKey] = field(default_factory=dict)
+    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    writes: KeyWrites = field(default_factory=KeyWrites)
+
+    def apply(self, env: Any, cipher: Cipher) -> Outcome | LedgerEntry | InBatchDuplicate:
+        """Apply one valid envelope to its session; a LedgerEntry means accepted."""
+        canonical = env.canonical()
+        event_id = str(env.event_id)
+        key = session_key(env.district_id, env.session_id)
+        session = self.aggregates[key]
+        student = self._student_of(env, session)
+        if student is not None and student.erased:
+            return Outcome(event_id, "rejected", error=StudentErased(ERASED_MESSAGE))
+        if env.event_id in self.seen:
+            return self._resent(env, student, canonical, cipher)
+        try:
+            if session is None:
+                problem = check_step(None, EventType(env.type), env.occurred_at)
+                if problem is not None:
+                    raise problem
+            else:
+                assert isinstance(session, TutoringSession)
+                problem = check_step(session.steps, EventType(env.type), env.occurred_at)
+                if problem is not None:
+                    raise problem
+        except Rejection as problem:
+            return Outcome(event_id, "rejected", error=problem)
+        if student is None:  # a request from a student this district has not sent before
+            student = self._issue(env, cipher)
+        digest = privacy.digest(student, canonical, cipher)
+        stored = privacy.seal(canonical, student, cipher)
+        if session is None:
+            session = TutoringSession.request(stored)
+            self.aggregates[key] = session
+            self.writes.sessions.append((student.token, key))
+        else:
+            assert isinstance(session, TutoringSession)
+            session.record(EventType(env.type), env.occurred_at, stored)
+        self.writes.touch(student.token, env.occurred_at)
+        # -1: accepted earlier in this batch; its position is known only after the save.
+        self.seen[env.event_id] = (-1, digest)
+        entry = LedgerEntry(key, session.version, env.event_id, env.district_id, stored, digest)
+        self.entries.append(entry)
+        self.accepted[env.event_id] = entry
+        return entry
+
+    def _resent(
+        self, env: Any, student: StudentKey | None, canonical: dict[str, Any], cipher: Cipher
+    ) -> Outcome | InBatchDuplicate:
+        """An event id already stored: the same body is a duplicate, another is a conflict."""
+        position, stored_digest = self.seen[env.event_id]
+        same = student is not None and privacy.digest(student, canonical, cipher) == (stored_digest)
+        if not same:
+            conflict = EventIdConflict("event_id already recorded with a different body")
+            return Outcome(str(env.event_id), "rejected", error=conflict)
+        if env.event_id in self.accepted:
+            return InBatchDuplicate(self.accepted[env.event_id])
+        return Outcome(str(env.event_id), "duplicate", position)
+
+    def _student_of(self, env: Any, session: Aggregate | None) -> StudentKey | None:
+        """The key of the session's student (or, for a new session, of the requesting id)."""
+        if session is not None:
+            assert isinstance(session, TutoringSession)
+            key = self.keys.get(session.student_token)
+            if key is None:
+                raise UnmigratedLedger(
+                    "this session has no student key: the ledger predates sealed storage "
+                    "(run `tutorledger migrate-ledger`)"
+                )
+            return key
+        if env.type != EventType.REQUESTED:
+            return None
+        token = self.tokens.get((env.district_id, env.payload.student_id))
+        return self.keys.get(token) if token is not None else None
+
+    def _issue(self, env: Any, cipher: Cipher) -> StudentKey:
+        """A new token and data key, stored with the events in the same transaction."""
+        student = StudentKey(env.district_id, cipher.new_token(), cipher.new_key())
+        self.keys[student.token] = student
+        self.tokens[(env.district_id, env.payload.student_id)] = student.token
+        self.writes.issued.append((student, env.payload.student_id))
+        return student

@@ -1,0 +1,77 @@
+"""The published form of ledger events: what the stream carries and projections are fed.
+
+It is the stored form without the ciphertext: a request names the student's token, never
+the student id, and no free text (`topic`, `comment`) appears at all. The projector checks
+every message against these models, so a message carrying personal fields is refused
+(dead-lettered) rather than projected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from tutorledger.domain.envelope import (
+    CancelledEnvelope,
+    CompletedEnvelope,
+    EventType,
+    MatchedEnvelope,
+    PersonId,
+    SchoolId,
+    Subject,
+    _Envelope,
+    _Strict,
+)
+from tutorledger.domain.erasure import ErasureEnvelope
+from tutorledger.domain.privacy import ERASURE_EVENT_TYPE, TOKEN_PATTERN
+from tutorledger.domain.school import SCHOOL_EVENT_TYPE, SchoolUpdatedEnvelope
+
+Token = Annotated[str, Field(pattern=TOKEN_PATTERN)]
+
+
+class PublishedRequestedPayload(_Strict):
+    school_id: SchoolId
+    student_token: Token
+    grade: Annotated[int, Field(ge=0, le=12, strict=True)]
+    subject: Subject
+    requested_tutor_id: PersonId | None = None
+
+
+class PublishedSurveyedPayload(_Strict):
+    helped: Annotated[bool, Field(strict=True)]
+    rating: Annotated[int, Field(ge=1, le=5, strict=True)]
+    student_token: Token | None = None
+
+
+class PublishedRequested(_Envelope):
+    type: Literal[EventType.REQUESTED]
+    payload: PublishedRequestedPayload
+
+
+class PublishedSurveyed(_Envelope):
+    type: Literal[EventType.SURVEYED]
+    payload: PublishedSurveyedPayload
+
+
+PublishedSession = Annotated[
+    PublishedRequested | MatchedEnvelope | CompletedEnvelope | PublishedSurveyed
+    | CancelledEnvelope,
+    Field(discriminator="type"),
+]  # fmt: skip
+_SESSION: TypeAdapter[PublishedSession] = TypeAdapter(PublishedSession)
+_OTHER: dict[str, type[BaseModel]] = {
+    SCHOOL_EVENT_TYPE: SchoolUpdatedEnvelope,
+    ERASURE_EVENT_TYPE: ErasureEnvelope,
+}
+
+
+def parse_published(doc: dict[str, Any]) -> dict[str, Any]:
+    """Validate a published event; returns it in canonical JSON form (raises on anything
+    else, personal fields included)."""
+    model = _OTHER.get(str(doc.get("type")))
+    if model is not None:
+        body = model.model_validate(doc).model_dump(mode="json", exclude_none=True)
+        body["occurred_at"] = doc["occurred_at"]  # as stored (its exact text is chained)
+        return body
+    return _SESSION.validate_python(doc).canonical()

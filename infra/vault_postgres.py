@@ -1,0 +1,190 @@
+"""The student key table on PostgreSQL (see vault.py); mixed into the PostgreSQL recorder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from tutorledger.domain.privacy import KeyWrites, StudentKey
+from tutorledger.infra.vault import LOOKUP_SECRET, activity_params, key_of, lookup, new_pepper
+
+
+def vault_tables(schema: str) -> list[Composed]:
+    s = Identifier(schema)
+    return [
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {}.student_keys (token text PRIMARY KEY, "
+            "district_id text NOT NULL, lookup bytea UNIQUE, secret bytea, "
+            "issued_at timestamptz NOT NULL, last_activity timestamptz NOT NULL, "
+            "erased_at timestamptz)"
+        ).format(s),
+        SQL(
+            "CREATE INDEX IF NOT EXISTS student_keys_activity ON {}.student_keys "
+            "(district_id, last_activity)"
+        ).format(s),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {}.student_sessions (token text NOT NULL, "
+            "originator_id uuid NOT NULL, PRIMARY KEY (token, originator_id))"
+        ).format(s),
+        SQL(
+            "CREATE INDEX IF NOT EXISTS student_sessions_originator ON {}.student_sessions "
+            "(originator_id)"
+        ).format(s),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {}.privacy_secrets (name text PRIMARY KEY, "
+            "value bytea NOT NULL)"
+        ).format(s),
+    ]
+
+
+class PostgresVault:
+    """Key-table reads and the writes that ride in the ledger's append transaction."""
+
+    datastore: Any
+    _pepper_value: bytes | None = None
+
+    def _t(self, name: str) -> Composed:
+        return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(name))
+
+    def _pepper(self, curs: Cursor[DictRow], create: bool) -> bytes | None:
+        if self._pepper_value is None:
+            curs.execute(
+                SQL("SELECT value FROM {} WHERE name = %s").format(self._t("privacy_secrets")),
+                (LOOKUP_SECRET,),
+            )
+            row = curs.fetchone()
+            if row is None:
+                if not create:
+                    return None
+                value = new_pepper()
+                curs.execute(
+                    SQL("INSERT INTO {} VALUES (%s, %s)").format(self._t("privacy_secrets")),
+                    (LOOKUP_SECRET, value),
+                )
+                return value  # cached once committed: read again next time
+            self._pepper_value = bytes(row["value"])
+        return self._pepper_value
+
+    def _write_keys(self, curs: Cursor[DictRow], writes: KeyWrites | None) -> None:
+        if writes is None:
+            return
+        now = datetime.now(UTC)
+        if writes.issued:
+            pepper = self._pepper(curs, create=True)
+            assert pepper is not None
+            curs.executemany(
+                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, '-infinity', NULL)").format(
+                    self._t("student_keys")
+                ),
+                [
+                    (k.token, k.district_id, lookup(pepper, k.district_id, sid), k.secret, now)
+                    for k, sid in writes.issued
+                ],
+            )
+        if writes.sessions:
+            curs.executemany(
+                SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
+                    self._t("student_sessions")
+                ),
+                writes.sessions,
+            )
+        if writes.activity:
+            curs.executemany(
+                SQL(
+                    "UPDATE {} SET last_activity = GREATEST(last_activity, %s) WHERE token = %s"
+                ).format(self._t("student_keys")),
+                activity_params(writes.activity),
+            )
+        if writes.erased:
+            curs.execute(
+                SQL(
+                    "UPDATE {} SET secret = NULL, lookup = NULL, erased_at = %s "
+                    "WHERE token = ANY(%s)"
+                ).format(self._t("student_keys")),
+                (now, writes.erased),
+            )
+
+    def _read_keys(
+        self,
+        curs: Cursor[DictRow],
+        originator_ids: Sequence[UUID],
+        students: Sequence[tuple[str, str]],
+    ) -> tuple[dict[str, StudentKey], dict[tuple[str, str], str]]:
+        keys: dict[str, StudentKey] = {}
+        if originator_ids:
+            curs.execute(
+                SQL(
+                    "SELECT k.token, k.district_id, k.secret FROM {} s JOIN {} k "
+                    "ON k.token = s.token WHERE s.originator_id = ANY(%s)"
+                ).format(self._t("student_sessions"), self._t("student_keys")),
+                (list(originator_ids),),
+            )
+            keys.update((r["token"], key_of(_row(r))) for r in curs.fetchall())
+        tokens: dict[tuple[str, str], str] = {}
+        pepper = self._pepper(curs, create=False) if students else None
+        if pepper is not None:
+            by_lookup = {lookup(pepper, d, s): (d, s) for d, s in students}
+            curs.execute(
+                SQL(
+                    "SELECT token, district_id, secret, lookup FROM {} WHERE lookup = ANY(%s)"
+                ).format(self._t("student_keys")),
+                (list(by_lookup),),
+            )
+            for r in curs.fetchall():
+                keys[r["token"]] = key_of(_row(r))
+                tokens[by_lookup[bytes(r["lookup"])]] = r["token"]
+        return keys, tokens
+
+    def student_keys(self, tokens: Sequence[str]) -> dict[str, StudentKey]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("SELECT token, district_id, secret FROM {} WHERE token = ANY(%s)").format(
+                    self._t("student_keys")
+                ),
+                (list(tokens),),
+            )
+            return {r["token"]: key_of(_row(r)) for r in curs.fetchall()}
+
+    def find_student(self, district_id: str, student_id: str) -> StudentKey | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            keys, tokens = self._read_keys(curs, [], [(district_id, student_id)])
+        token = tokens.get((district_id, student_id))
+        return keys[token] if token is not None else None
+
+    def sessions_of(self, token: str) -> list[UUID]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("SELECT originator_id FROM {} WHERE token = %s").format(
+                    self._t("student_sessions")
+                ),
+                (token,),
+            )
+            return [r["originator_id"] for r in curs.fetchall()]
+
+    def idle_students(self, district_id: str, before: datetime) -> list[tuple[str, datetime]]:
+        """Live students of the district whose last activity is before `before`."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT token, last_activity FROM {} WHERE district_id = %s AND "
+                    "last_activity < %s AND secret IS NOT NULL ORDER BY last_activity, token"
+                ).format(self._t("student_keys")),
+                (district_id, before),
+            )
+            return [(r["token"], r["last_activity"]) for r in curs.fetchall()]
+
+    def scrub(self) -> None:
+        """Rewrite the key table so no dead row version still holds a destroyed key (an UPDATE
+        leaves the old version in the heap until vacuumed); the connection is in autocommit."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL("VACUUM FULL {}").format(self._t("student_keys")))
+
+
+def _row(r: Any) -> tuple[Any, Any, Any]:
+    return (r["token"], r["district_id"], r["secret"])

@@ -1,0 +1,154 @@
+"""The student key table on SQLite (see vault.py); mixed into the SQLite ledger recorder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.sqlite import SQLiteCursor
+
+from tutorledger.domain.privacy import KeyWrites, StudentKey
+from tutorledger.infra.vault import (
+    LOOKUP_SECRET,
+    activity_params,
+    chunked,
+    key_of,
+    lookup,
+    new_pepper,
+    sqlite_time,
+)
+
+CHUNK = 500
+VAULT_TABLES = [
+    "CREATE TABLE IF NOT EXISTS student_keys (token TEXT PRIMARY KEY, district_id TEXT NOT NULL, "
+    "lookup BLOB UNIQUE, secret BLOB, issued_at TEXT NOT NULL, last_activity TEXT NOT NULL, "
+    "erased_at TEXT)",
+    "CREATE INDEX IF NOT EXISTS student_keys_activity ON student_keys (district_id, last_activity)",
+    "CREATE TABLE IF NOT EXISTS student_sessions (token TEXT NOT NULL, originator_id TEXT "
+    "NOT NULL, PRIMARY KEY (token, originator_id)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS student_sessions_originator ON student_sessions (originator_id)",
+    "CREATE TABLE IF NOT EXISTS privacy_secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+]
+
+
+class SQLiteVault:
+    """Key-table reads and the writes that ride in the ledger's append transaction."""
+
+    datastore: Any
+    _pepper_value: bytes | None = None
+
+    def _pepper(self, c: SQLiteCursor) -> bytes:
+        if self._pepper_value is None:
+            c.execute("SELECT value FROM privacy_secrets WHERE name = ?", (LOOKUP_SECRET,))
+            row = c.fetchone()
+            if row is None:  # first use of this store: only ever written in a write transaction
+                value = new_pepper()
+                c.execute("INSERT INTO privacy_secrets VALUES (?, ?)", (LOOKUP_SECRET, value))
+                return value  # cached only once committed: read again next time
+            self._pepper_value = bytes(row[0])
+        return self._pepper_value
+
+    def _write_keys(self, c: SQLiteCursor, writes: KeyWrites | None) -> None:
+        if writes is None:
+            return
+        now = sqlite_time(datetime.now(UTC))
+        if writes.issued:
+            pepper = self._pepper(c)
+            c.executemany(
+                "INSERT INTO student_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                [
+                    (k.token, k.district_id, lookup(pepper, k.district_id, sid), k.secret, now, "")
+                    for k, sid in writes.issued
+                ],
+            )
+        c.executemany(
+            "INSERT OR IGNORE INTO student_sessions VALUES (?, ?)",
+            [(token, key.hex) for token, key in writes.sessions],
+        )
+        c.executemany(
+            "UPDATE student_keys SET last_activity = max(last_activity, ?) WHERE token = ?",
+            [(sqlite_time(at), token) for at, token in activity_params(writes.activity)],
+        )
+        if writes.erased:
+            # secure_delete: the freed bytes of the old row are zeroed, not left in the file.
+            c.execute("PRAGMA secure_delete = ON")
+            c.executemany(
+                "UPDATE student_keys SET secret = NULL, lookup = NULL, erased_at = ? "
+                "WHERE token = ?",
+                [(now, token) for token in writes.erased],
+            )
+
+    def _read_keys(
+        self, c: SQLiteCursor, originator_ids: Sequence[UUID], students: Sequence[tuple[str, str]]
+    ) -> tuple[dict[str, StudentKey], dict[tuple[str, str], str]]:
+        keys: dict[str, StudentKey] = {}
+        for chunk in chunked([o.hex for o in originator_ids], CHUNK):
+            c.execute(
+                "SELECT k.token, k.district_id, k.secret FROM student_sessions s JOIN "
+                "student_keys k ON k.token = s.token WHERE s.originator_id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            keys.update((r[0], key_of(r)) for r in c.fetchall())
+        tokens: dict[tuple[str, str], str] = {}
+        if students:
+            pepper = self._stored_pepper(c)
+            by_lookup = {lookup(pepper, d, s): (d, s) for d, s in students} if pepper else {}
+            for chunk in chunked(list(by_lookup), CHUNK):
+                c.execute(
+                    "SELECT token, district_id, secret, lookup FROM student_keys WHERE lookup IN "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for r in c.fetchall():
+                    keys[r[0]] = key_of(r)
+                    tokens[by_lookup[bytes(r[3])]] = r[0]
+        return keys, tokens
+
+    def _stored_pepper(self, c: SQLiteCursor) -> bytes | None:
+        if self._pepper_value is None:
+            c.execute("SELECT value FROM privacy_secrets WHERE name = ?", (LOOKUP_SECRET,))
+            row = c.fetchone()
+            self._pepper_value = bytes(row[0]) if row else None
+        return self._pepper_value
+
+    def student_keys(self, tokens: Sequence[str]) -> dict[str, StudentKey]:
+        found: dict[str, StudentKey] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in chunked(list(tokens), CHUNK):
+                c.execute(
+                    "SELECT token, district_id, secret FROM student_keys WHERE token IN "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                found.update((r[0], key_of(r)) for r in c.fetchall())
+        return found
+
+    def find_student(self, district_id: str, student_id: str) -> StudentKey | None:
+        with self.datastore.transaction(commit=False) as c:
+            keys, tokens = self._read_keys(c, [], [(district_id, student_id)])
+        token = tokens.get((district_id, student_id))
+        return keys[token] if token is not None else None
+
+    def sessions_of(self, token: str) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT originator_id FROM student_sessions WHERE token = ?", (token,))
+            return [UUID(r[0]) for r in c.fetchall()]
+
+    def idle_students(self, district_id: str, before: datetime) -> list[tuple[str, datetime]]:
+        """Live students of the district whose last activity is before `before`."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT token, last_activity FROM student_keys WHERE district_id = ? AND "
+                "last_activity < ? AND secret IS NOT NULL ORDER BY last_activity, token",
+                (district_id, sqlite_time(before)),
+            )
+            return [(r[0], datetime.fromisoformat(r[1]).replace(tzinfo=UTC)) for r in c.fetchall()]
+
+    def scrub(self) -> None:
+        """Copy the WAL into the database file and truncate it: the zeroed pages replace the
+        ones that held the destroyed keys, and no old page image stays in the WAL."""
+        with self.datastore.get_connection(commit=True) as conn:
+            conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # outside a transaction
