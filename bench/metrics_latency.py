@@ -26,11 +26,12 @@ from tutorledger.projections.demand import demand
 from tutorledger.projections.engagement import engagement
 from tutorledger.projections.filters import Filters, filtered_sessions_sql
 from tutorledger.projections.participation import participation
-from tutorledger.projections.rows import COLUMNS, event_row
+from tutorledger.projections.rows import event_row
 from tutorledger.projections.satisfaction import satisfaction
 from tutorledger.projections.schema import migrate
 from tutorledger.projections.timing import timing
 from tutorledger.projections.wait_times import wait_times
+from tutorledger.projections.writer import ReadModelWriter, RequestCache
 
 EVENTS_PER_STUDENT = 12.4  # measured on generate(): sessions per student × events per session
 Metric = Callable[[ProjectionStore, Filters], Any]
@@ -68,17 +69,19 @@ def ledger_rows(events: Iterable[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
 
 
 def load(store: ProjectionStore, events: Iterable[dict[str, Any]], block: int = 200_000) -> int:
-    """Insert valid events in blocks at positions 1, 2, …; returns the last position."""
+    """Project valid events in blocks at positions 1, 2, … through the projectors' writer
+    (raw rows and read models); returns the last position."""
     migrate(store)
+    writer = ReadModelWriter(store, RequestCache(size=1_000_000))
     rows: list[tuple[Any, ...]] = []
     last = 0
     for row in ledger_rows(events):
         rows.append(row)
         last = row[0]
         if len(rows) >= block:
-            store.insert("ledger_events", COLUMNS, rows)
+            writer.write(rows)
             rows = []
-    store.insert("ledger_events", COLUMNS, rows)
+    writer.write(rows)
     return last
 
 

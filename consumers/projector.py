@@ -1,9 +1,8 @@
 """Embedded projector: follows the ledger's notification log into ClickHouse.
 
-Its tracking position is the highest `position` stored in `ledger_events`: rows and
-tracking are the same insert, so a crash between them cannot exist. Each batch is a
-single block insert (atomic), and a replayed batch writes identical rows that the
-ReplacingMergeTree key collapses, so nothing is lost or counted twice.
+Its tracking position is the highest `position` stored in `ledger_events`, which each
+batch writes last (after the read models, see projections.writer): a batch replayed after
+a crash in between is skipped where it already landed, so nothing is lost or counted twice.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from typing import Any
 
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.rows import COLUMNS, event_row
+from tutorledger.projections.rows import event_row
+from tutorledger.projections.writer import ReadModelWriter
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class LedgerFollower:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.table = table
+        self.writer = ReadModelWriter(store)
         self.position: int = projected_position(store, table)
         self.last_error: str | None = None
 
@@ -60,7 +61,7 @@ class LedgerFollower:
         if not notifications:
             return 0
         rows = [event_row(n.id, decode(self.ledger, n)) for n in notifications]
-        self.store.insert(self.table, COLUMNS, rows)
+        self.writer.write(rows, raw_table=self.table)
         self.position = int(notifications[-1].id)
         return len(rows)
 
