@@ -105,6 +105,7 @@ class ReadModelWriter:
         facts: list[Row | None] = []
         schools: list[Row] = []
         waiting: list[tuple[int, Row, int]] = []
+        batch: dict[SessionKey, Request] = {}  # whatever the cache has evicted meanwhile
         for row in rows:
             step = step_of(row)
             if step is None:
@@ -114,12 +115,15 @@ class ReadModelWriter:
                 continue
             key = session_key(row)
             if step == REQUESTED:
-                request = request_of(row)
+                request = batch[key] = request_of(row)
                 self.cache.put(key, request)
-            elif (request := self.cache.get(key)) is None:  # type: ignore[assignment]
-                waiting.append((len(facts), row, step))
-                facts.append(None)
-                continue
+            else:
+                found = batch.get(key) or self.cache.get(key)
+                if found is None:
+                    waiting.append((len(facts), row, step))
+                    facts.append(None)
+                    continue
+                request = found
             facts.append(fact_row(row, step, request))
         for index, row, step in waiting:
             facts[index] = fact_row(row, step, self._lookup(row, waiting, tables))
