@@ -33,6 +33,18 @@ def decode(ledger: Ledger, notification: Any) -> dict[str, Any]:
     return envelope
 
 
+def decode_state(ledger: Ledger, state: bytes) -> dict[str, Any]:
+    """The envelope inside a stored event's state: the mapper's own decoding (cipher,
+    compressor, transcoder) without building the domain event object, for bulk replays."""
+    mapper: Any = ledger.mapper
+    if mapper.cipher:
+        state = mapper.cipher.decrypt(state)
+    if mapper.compressor:
+        state = mapper.compressor.decompress(state)
+    envelope: dict[str, Any] = mapper.transcoder.decode(state)["envelope"]
+    return envelope
+
+
 class LedgerFollower:
     """Pulls new ledger events in batches and inserts them; SQLite has no push, so it polls."""
 

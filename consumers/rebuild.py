@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from tutorledger.consumers.projector import decode
+from tutorledger.consumers.projector import decode_state
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.read_models import (
@@ -62,6 +62,12 @@ def _run_guarded(swap: Callable[[], int]) -> int:
     return swap()
 
 
+class PageReader(Protocol):
+    """The store's bulk read (both recorders have it): positions and raw stored states."""
+
+    def event_states(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+
 def copy_ledger(
     ledger: Ledger,
     writer: ReadModelWriter,
@@ -72,19 +78,18 @@ def copy_ledger(
     on_progress: Progress | None = None,
 ) -> tuple[int, int]:
     """Project every ledger event after `after` into `target` (read models, raw table,
-    dedupe): (events, last position).
+    dedupe): (events, last position). Reads pages of raw states, no notification objects.
 
     `on_progress` receives position deltas, so a bar whose total is the ledger head ends full
     even where positions have gaps (PostgreSQL sequences skip on rolled-back appends).
     """
+    reader: PageReader = ledger.recorder  # type: ignore[assignment]
+    tables, raw_table, dedupe = target
     position, count = after, 0
-    while notifications := ledger.recorder.select_notifications(
-        start=position + 1, limit=batch_size
-    ):
-        rows = [event_row(n.id, decode(ledger, n)) for n in notifications]
-        tables, raw_table, dedupe = target
+    while page := reader.event_states(position, batch_size):
+        rows = [event_row(p, decode_state(ledger, bytes(state))) for p, state in page]
         writer.write(rows, tables=tables, raw_table=raw_table, dedupe=dedupe)
-        last = int(notifications[-1].id)
+        last = int(page[-1][0])
         if on_progress is not None:
             on_progress(last - position)
         position, count = last, count + len(rows)
