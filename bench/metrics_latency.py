@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -184,6 +185,7 @@ def rss_mib(pid: int) -> dict[str, float]:
 
 def time_http(base: str, spec: StreamSpec, head: int, repeats: int) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {KEY}"}
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     report: dict[str, Any] = {}
     with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
         report["floor: GET /healthz"] = timed_ms(lambda: client.get("/healthz"), repeats)
