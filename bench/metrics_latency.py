@@ -33,7 +33,7 @@ from tutorledger.consumers.kafka_projector import WATERMARK_COLUMNS
 from tutorledger.domain.envelope import parse_envelope
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.settings import Settings
-from tutorledger.projections.filters import Filters, facts_where
+from tutorledger.projections.filters import Filters, facts_where, filtered_sessions_sql
 from tutorledger.projections.read_models import current_tables
 from tutorledger.projections.rows import event_row
 from tutorledger.projections.schema import migrate
@@ -113,9 +113,10 @@ def scenarios(spec: StreamSpec, head: int) -> dict[str, dict[str, Any]]:
 
 
 def floor_counts(store: ProjectionStore, spec: StreamSpec, head: int, repeats: int) -> Any:
-    """count() of the read-model rows each scenario selects, timed like the metrics."""
+    """Per scenario, timed in the same run: `count()` of the read-model rows it selects (the
+    floor) and, for comparison, the count of the raw-event fold the metrics used to run."""
     facts = current_tables(store).facts
-    out = {}
+    out: dict[str, Any] = {}
     for name, query in scenarios(spec, head).items():
         filters = Filters(
             spec.district_id,
@@ -129,6 +130,8 @@ def floor_counts(store: ProjectionStore, spec: StreamSpec, head: int, repeats: i
         )
         sql = f"SELECT count() FROM {facts} WHERE {facts_where(filters, (0, 1, 2, 3, 4))}"
         out[name] = timed_ms(partial(store.execute, sql, filters.params()), repeats)
+        fold = f"SELECT count() FROM ({filtered_sessions_sql()})"
+        out[name]["raw_fold"] = timed_ms(partial(store.execute, fold, filters.params()), 3)
     return out
 
 
