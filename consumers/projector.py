@@ -12,6 +12,8 @@ import logging
 import threading
 from typing import Any
 
+import orjson
+
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.rows import event_row
@@ -34,14 +36,16 @@ def decode(ledger: Ledger, notification: Any) -> dict[str, Any]:
 
 
 def decode_state(ledger: Ledger, state: bytes) -> dict[str, Any]:
-    """The envelope inside a stored event's state: the mapper's own decoding (cipher,
-    compressor, transcoder) without building the domain event object, for bulk replays."""
+    """The envelope inside a stored event's state, for bulk replays: the mapper's cipher and
+    compressor, then plain JSON. The envelope is stored as plain JSON (the transcoder's typed
+    values sit outside it), so orjson reads exactly what the transcoder would, in C and
+    without building the domain event object (rebuild tests compare both paths)."""
     mapper: Any = ledger.mapper
     if mapper.cipher:
         state = mapper.cipher.decrypt(state)
     if mapper.compressor:
         state = mapper.compressor.decompress(state)
-    envelope: dict[str, Any] = mapper.transcoder.decode(state)["envelope"]
+    envelope: dict[str, Any] = orjson.loads(state)["envelope"]
     return envelope
 
 
