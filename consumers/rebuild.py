@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -80,19 +81,33 @@ def copy_ledger(
     """Project every ledger event after `after` into `target` (read models, raw table,
     dedupe): (events, last position). Reads pages of raw states, no notification objects.
 
+    A pipeline of three: the next page is read and the previous block inserted while this
+    one is decoded (the store's reads and ClickHouse's inserts run outside the GIL). Blocks
+    are written in ledger order, one at a time, so every guarantee of `writer` still holds.
     `on_progress` receives position deltas, so a bar whose total is the ledger head ends full
     even where positions have gaps (PostgreSQL sequences skip on rolled-back appends).
     """
     reader: PageReader = ledger.recorder  # type: ignore[assignment]
     tables, raw_table, dedupe = target
     position, count = after, 0
-    while page := reader.event_states(position, batch_size):
-        rows = [event_row(p, decode_state(ledger, bytes(state))) for p, state in page]
-        writer.write(rows, tables=tables, raw_table=raw_table, dedupe=dedupe)
-        last = int(page[-1][0])
-        if on_progress is not None:
-            on_progress(last - position)
-        position, count = last, count + len(rows)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rebuild") as pool:
+        writing: Future[None] | None = None
+        page = reader.event_states(position, batch_size)
+        while page:
+            last = int(page[-1][0])
+            upcoming = pool.submit(reader.event_states, last, batch_size)
+            rows = [event_row(p, decode_state(ledger, bytes(state))) for p, state in page]
+            if writing is not None:
+                writing.result()
+            writing = pool.submit(
+                writer.write, rows, tables=tables, raw_table=raw_table, dedupe=dedupe
+            )
+            if on_progress is not None:
+                on_progress(last - position)
+            position, count = last, count + len(rows)
+            page = upcoming.result()
+        if writing is not None:
+            writing.result()
     return count, position
 
 
