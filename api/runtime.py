@@ -12,6 +12,7 @@ from eventsourcing.persistence import TrackingRecorder
 
 from tutorledger.consumers.kafka_projector import stream_position
 from tutorledger.consumers.projector import LedgerFollower
+from tutorledger.consumers.rebuild import fill_missing_read_models
 from tutorledger.consumers.relay import relay_position
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
@@ -53,6 +54,7 @@ class Runtime:
         migrate(projections)
         follower = None
         if settings.embedded_stream:
+            fill_missing_read_models(ledger, projections)
             follower = LedgerFollower(
                 ledger,
                 projections,

@@ -1,59 +1,49 @@
-"""Dashboard query latency: p50/p95 of every metric over a generated district in chdb.
+"""Dashboard query latency: p50/p95 of every metric over HTTP, as a dashboard asks.
 
-Rows go straight into `ledger_events` through the projector's own mapping, in big blocks,
-so the run measures the queries and not the write path.
+A district of `--size` events is streamed (bench.stream_district: five school years at
+10 M) through the projectors' own writer into chdb or a ClickHouse server, then
+`tutorledger serve` is started on it and every metric is asked for under six filters
+(whole range, one school, one subject, one grade, one month, `as_of_position` at the middle).
+Beside each filter: floors from the same run, a `count()` of the read-model rows that filter
+selects and an HTTP round trip to /healthz. The serve process's RSS is reported too.
 
-    python -m tutorledger.bench.metrics_latency --size 1000000 [--repeats 20] [--dir PATH]
+    python -m tutorledger.bench.metrics_latency --size 1000000 [--clickhouse URL] [--repeats 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tutorledger.bench.district import DistrictSpec, generate
-from tutorledger.domain.district import SchoolHours
+import httpx
+
+from tutorledger.bench.stream_district import StreamSpec, spec_for, stream
+from tutorledger.consumers.kafka_projector import WATERMARK_COLUMNS
 from tutorledger.domain.envelope import parse_envelope
-from tutorledger.infra.clickhouse import ChdbStore, ProjectionStore
-from tutorledger.projections.demand import demand
-from tutorledger.projections.engagement import engagement
-from tutorledger.projections.filters import Filters, filtered_sessions_sql
-from tutorledger.projections.participation import participation
-from tutorledger.projections.rows import COLUMNS, event_row
-from tutorledger.projections.satisfaction import satisfaction
+from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.settings import Settings
+from tutorledger.projections.filters import Filters, facts_where, filtered_sessions_sql
+from tutorledger.projections.read_models import current_tables
+from tutorledger.projections.rows import event_row
 from tutorledger.projections.schema import migrate
-from tutorledger.projections.timing import timing
-from tutorledger.projections.wait_times import wait_times
+from tutorledger.projections.writer import ReadModelWriter, RequestCache
+from tutorledger.services.procs import free_port
 
-EVENTS_PER_STUDENT = 12.4  # measured on generate(): sessions per student × events per session
-Metric = Callable[[ProjectionStore, Filters], Any]
-
-# The raw baseline each figure is compared with: fold the district's events into sessions.
-FOLD_SQL = f"SELECT count() FROM ({filtered_sessions_sql()})"
-
-METRICS: dict[str, Metric] = {
-    "baseline: session fold": lambda s, f: s.execute(FOLD_SQL, f.params()),
-    "participation": participation,
-    "demand": lambda s, f: demand(s, f, ("school_id", "subject")),
-    "wait-times": lambda s, f: wait_times(s, f, ("school_id",)),
-    "satisfaction": lambda s, f: satisfaction(s, f, ()),
-    "timing": lambda s, f: timing(s, f, SchoolHours()),
-    "engagement": engagement,
-}
-
-
-def spec_for(size: int) -> DistrictSpec:
-    """A district of about `size` events: a school year's days, students scaled to fit."""
-    students = max(50, round(size / EVENTS_PER_STUDENT))
-    return DistrictSpec(district_id="bench-d", schools=68, students=students, days=180)
+KEY = "bench-metrics-admin-key-000000"
+HTTP_METRICS = ("participation", "demand", "wait-times", "satisfaction", "timing", "engagement")
+RSS_FIELDS = {"rss": "VmRSS", "peak": "VmHWM"}
 
 
 def ledger_rows(events: Iterable[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
@@ -80,18 +70,41 @@ def published(event: dict[str, Any], tokens: dict[str, str]) -> dict[str, Any]:
 
 
 def load(store: ProjectionStore, events: Iterable[dict[str, Any]], block: int = 200_000) -> int:
-    """Insert valid events in blocks at positions 1, 2, …; returns the last position."""
+    """Project valid events in blocks at positions 1, 2, … through the projectors' writer
+    (raw rows and read models); returns the last position."""
     migrate(store)
+    writer = ReadModelWriter(store, RequestCache(size=1_000_000))
     rows: list[tuple[Any, ...]] = []
     last = 0
     for row in ledger_rows(events):
         rows.append(row)
         last = row[0]
         if len(rows) >= block:
-            store.insert("ledger_events", COLUMNS, rows)
+            writer.write(rows)
             rows = []
-    store.insert("ledger_events", COLUMNS, rows)
+    writer.write(rows)
     return last
+
+
+def load_stream(store: ProjectionStore, events: Iterable[dict[str, Any]], block: int) -> int:
+    """Project canonical events at positions 1, 2, … in blocks; memory holds one block."""
+    migrate(store)
+    writer = ReadModelWriter(store, RequestCache(size=300_000))
+    tables = current_tables(store)
+    tokens: dict[str, str] = {}
+    rows: list[tuple[Any, ...]] = []
+    position = 0
+    for event in events:
+        position += 1
+        rows.append(event_row(position, published(event, tokens)))
+        if len(rows) >= block:
+            writer.write(rows, tables=tables, dedupe=False)
+            rows = []
+    writer.write(rows, tables=tables, dedupe=False)
+    # Kafka-mode serving answers up to the relay's watermark: say everything has arrived.
+    now = datetime.now(UTC).replace(microsecond=0)
+    store.insert("stream_watermarks", WATERMARK_COLUMNS, [(0, 1, position, now)])
+    return position
 
 
 def percentile(values: list[float], percent: int) -> float:
@@ -100,52 +113,140 @@ def percentile(values: list[float], percent: int) -> float:
     return ordered[max(1, (percent * len(ordered) + 99) // 100) - 1]
 
 
-def time_metrics(store: ProjectionStore, filters: Filters, repeats: int) -> dict[str, Any]:
-    """Run each metric `repeats` times (after one warm-up); p50/p95 milliseconds."""
-    report = {}
-    for name, metric in METRICS.items():
-        metric(store, filters)
-        samples = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            metric(store, filters)
-            samples.append((time.perf_counter() - started) * 1000)
-        report[name] = {
-            "p50_ms": round(percentile(samples, 50), 1),
-            "p95_ms": round(percentile(samples, 95), 1),
-        }
+def scenarios(spec: StreamSpec, head: int) -> dict[str, dict[str, Any]]:
+    month = spec.start + timedelta(days=60)
+    return {
+        "whole range": {},
+        "one school": {"school_id": "sch-03"},
+        "one subject": {"subject": "geometry"},
+        "one grade": {"grade": 7},
+        "one month": {"from": month.isoformat(), "to": (month + timedelta(days=29)).isoformat()},
+        "as_of middle": {"as_of_position": head // 2},
+    }
+
+
+def floor_counts(store: ProjectionStore, spec: StreamSpec, head: int, repeats: int) -> Any:
+    """Per scenario, timed in the same run: `count()` of the read-model rows it selects (the
+    floor) and, for comparison, the count of the raw-event fold the metrics used to run."""
+    facts = current_tables(store).facts
+    out: dict[str, Any] = {}
+    for name, query in scenarios(spec, head).items():
+        filters = Filters(
+            spec.district_id,
+            int(query.get("as_of_position", head)),
+            spec.tz,
+            school_id=query.get("school_id"),
+            subject=query.get("subject"),
+            grade=query.get("grade"),
+            date_from=date.fromisoformat(query["from"]) if "from" in query else None,
+            date_to=date.fromisoformat(query["to"]) if "to" in query else None,
+        )
+        sql = f"SELECT count() FROM {facts} WHERE {facts_where(filters, (0, 1, 2, 3, 4))}"
+        out[name] = timed_ms(partial(store.execute, sql, filters.params()), repeats)
+        fold = f"SELECT count() FROM ({filtered_sessions_sql()})"
+        out[name]["raw_fold"] = timed_ms(partial(store.execute, fold, filters.params()), 3)
+    return out
+
+
+def timed_ms(work: Callable[[], Any], repeats: int) -> dict[str, float]:
+    work()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        samples.append((time.perf_counter() - started) * 1000)
+    return {
+        "p50_ms": round(percentile(samples, 50), 1),
+        "p95_ms": round(percentile(samples, 95), 1),
+    }
+
+
+def serve(workdir: Path, clickhouse: str, embedded: bool) -> tuple[subprocess.Popen[bytes], str]:
+    """`tutorledger serve` on the loaded projections; (process, base URL) once it answers."""
+    keys = workdir / "keys.json"
+    keys.write_text(json.dumps([{"key": KEY, "role": "admin", "districts": ["*"]}]))
+    port = free_port()
+    env = {
+        **os.environ,
+        "TUTORLEDGER_EVENT_STORE": f"sqlite:///{workdir}/ledger.db",
+        "TUTORLEDGER_CLICKHOUSE": clickhouse,
+        "TUTORLEDGER_STREAM": "embedded" if embedded else "kafka://127.0.0.1:9",
+        "TUTORLEDGER_API_KEYS_FILE": str(keys),
+        "TUTORLEDGER_VAR_DIR": str(workdir / "var"),
+        "TUTORLEDGER_LOG_LEVEL": "WARNING",
+    }
+    cmd = [sys.executable, "-c", "from tutorledger.api.cli import main; main()", "serve"]
+    proc = subprocess.Popen([*cmd, "--port", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("tutorledger serve did not come up")
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """Current and peak resident memory of a process, from /proc."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return {k: round(int(fields[f].split()[0]) / 1024, 1) for k, f in RSS_FIELDS.items()}
+
+
+def time_http(base: str, spec: StreamSpec, head: int, repeats: int) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    report: dict[str, Any] = {}
+    with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
+        report["floor: GET /healthz"] = timed_ms(lambda: client.get("/healthz"), repeats)
+        for name, query in scenarios(spec, head).items():
+            params = {"district_id": spec.district_id, **query}
+            report[name] = {
+                metric: timed_ms(partial(_get, client, f"/v1/metrics/{metric}", params), repeats)
+                for metric in HTTP_METRICS
+            }
     return report
 
 
-def run(size: int, repeats: int = 20, data_dir: Path | None = None) -> dict[str, Any]:
-    """Generate, load and time; the report names what was measured."""
+def _get(client: httpx.Client, path: str, params: dict[str, Any]) -> None:
+    client.get(path, params=params).raise_for_status()
+
+
+def run(size: int, repeats: int = 20, clickhouse: str | None = None) -> dict[str, Any]:
+    """Generate and load, time the floors, then serve and time every metric over HTTP."""
     spec = spec_for(size)
-    started = time.perf_counter()
-    district = generate(spec)
     with tempfile.TemporaryDirectory(prefix="tl-metrics-") as tmp:
-        store = ChdbStore(str(data_dir or Path(tmp)), "bench_metrics")
+        url = clickhouse or f"chdb://{tmp}/chdb?database=bench_metrics"
+        store = open_projection_store(Settings(clickhouse=url))
+        started = time.perf_counter()
+        head = load_stream(store, stream(spec), block=100_000)
+        loaded = time.perf_counter() - started
+        rows = int(store.execute(f"SELECT count() FROM {current_tables(store).facts}")[0][0])
+        floors = floor_counts(store, spec, head, repeats)
+        store.close()  # chdb: the serve process must own the data dir
+        proc, base = serve(Path(tmp), url, embedded=clickhouse is None)
         try:
-            store.execute("DROP TABLE IF EXISTS ledger_events")
-            store.execute("DROP TABLE IF EXISTS schema_migrations")
-            loaded = time.perf_counter()
-            head = load(store, district.events)
-            load_seconds = time.perf_counter() - loaded
-            whole = Filters(spec.district_id, head, spec.tz)
-            month = Filters(
-                spec.district_id, head, spec.tz,
-                date_from=spec.start, date_to=spec.start + timedelta(days=29),
-            )  # fmt: skip
             report = {
+                "backend": "chdb" if clickhouse is None else "clickhouse-server",
                 "events": head,
+                "read_model_rows": rows,
+                "years": spec.days // 180,
                 "students": spec.students,
-                "setup_seconds": round(loaded - started, 1),
-                "load_seconds": round(load_seconds, 1),
+                "load_seconds": round(loaded, 1),
                 "repeats": repeats,
-                "whole_range": time_metrics(store, whole, repeats),
-                "one_month": time_metrics(store, month, repeats),
+                "floor_count": floors,
+                "http": time_http(base, spec, head, repeats),
+                "serve_rss_mib": rss_mib(proc.pid),
             }
         finally:
-            store.close()
+            proc.terminate()
+            proc.wait(timeout=60)
     return report
 
 
@@ -153,9 +254,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--clickhouse", default=None, help="clickhouse://… (default: chdb)")
     args = parser.parse_args()
-    sys.stdout.write(json.dumps(run(args.size, args.repeats, args.dir), indent=2) + "\n")
+    sys.stdout.write(json.dumps(run(args.size, args.repeats, args.clickhouse), indent=2) + "\n")
 
 
 if __name__ == "__main__":

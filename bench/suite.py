@@ -160,9 +160,10 @@ def raw_env(store_url: str) -> dict[str, str]:
     return env
 
 
-def bench_rebuild(store_url: str) -> Stage:
-    """Replay the whole ledger into fresh projections vs inserting the same rows directly."""
-    from tutorledger.consumers.projector import LedgerFollower, decode
+def bench_rebuild(store_url: str, label: str) -> Stage:
+    """`rebuild` of the whole ledger into fresh projections vs inserting the same rows."""
+    from tutorledger.consumers.projector import decode
+    from tutorledger.consumers.rebuild import rebuild
     from tutorledger.infra.clickhouse import ChdbStore
     from tutorledger.projections.rows import COLUMNS, event_row
     from tutorledger.projections.schema import migrate
@@ -171,34 +172,41 @@ def bench_rebuild(store_url: str) -> Stage:
     with tempfile.TemporaryDirectory() as chdir:
         store = ChdbStore(chdir, "rebuild")
         migrate(store)
-        follower = LedgerFollower(ledger, store, batch_size=10_000)
-        seconds = timed(follower.catch_up)
+        report = rebuild(ledger, store, batch_size=20_000)
         notes = ledger.recorder.select_notifications(start=1, limit=10**9)
         rows = [event_row(n.id, decode(ledger, n)) for n in notes]
         store.execute("CREATE TABLE raw_rows AS ledger_events")
 
         def insert_rows() -> None:
-            for i in range(0, len(rows), 10_000):
-                store.insert("raw_rows", COLUMNS, rows[i : i + 10_000])
+            for i in range(0, len(rows), 20_000):
+                store.insert("raw_rows", COLUMNS, rows[i : i + 20_000])
 
         baseline = timed(insert_rows)
-        latencies = query_latencies(store, follower.position)
         store.close()
     ledger.close()
-    stage = Stage("rebuild (ledger → chdb)", len(rows), seconds, "bare chdb inserts", baseline)
-    query = Stage("dashboard query: participation", len(rows), sum(latencies), extra={
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p95_ms": round(sorted(latencies)[int(len(latencies) * 0.95) - 1] * 1000, 2),
-    })  # fmt: skip
-    return [stage, query]  # type: ignore[return-value]
+    return Stage(
+        f"rebuild ({label} → chdb)", report.events, report.seconds, "bare chdb inserts", baseline
+    )
 
 
-def query_latencies(store: Any, position: int, runs: int = 20) -> list[float]:
-    from tutorledger.projections.filters import Filters
-    from tutorledger.projections.participation import participation
+def bench_dashboard(size: int, clickhouse: str | None) -> list[Stage]:
+    """Every metric over HTTP on a streamed district of `size` events (bench.metrics_latency):
+    the whole-range p50/p95 per metric, beside the count() floor, in the report."""
+    from tutorledger.bench.metrics_latency import run
 
-    filters = Filters("demo-district", position, "America/New_York")
-    return [timed(lambda: participation(store, filters)) for _ in range(runs)]
+    stages = []
+    for url in (None, clickhouse) if clickhouse else (None,):
+        found = run(size, repeats=10, clickhouse=url)
+        whole = found["http"]["whole range"]
+        backend = found["backend"]
+        for metric, timing in whole.items():
+            extra = {**timing, "floor_count_p95_ms": found["floor_count"]["whole range"]["p95_ms"]}
+            seconds = timing["p50_ms"] / 1000
+            stages.append(Stage(f"dashboard {metric} ({backend}, HTTP)", found["events"],
+                                seconds, extra=extra))  # fmt: skip
+        rss = found["serve_rss_mib"]
+        stages.append(Stage(f"serve RSS MiB ({backend})", found["events"], 1.0, extra=rss))
+    return stages
 
 
 def bench_stream(store_url: str, bootstrap: str, clickhouse: str) -> list[Stage]:
@@ -338,7 +346,10 @@ def run_suite(size: str, workdir: Path, postgres: str | None, kafka: str | None,
     if postgres:
         stages.append(bench_ingest(events, postgres, "PostgreSQL"))
         stages.append(bench_import(events, postgres, "PostgreSQL", workdir))
-    stages.extend(bench_rebuild(sqlite_url))  # type: ignore[arg-type]
+    stages.append(bench_rebuild(sqlite_url, "SQLite"))
+    if postgres:
+        stages.append(bench_rebuild(postgres, "PostgreSQL"))
+    stages.extend(bench_dashboard(SIZES[size], clickhouse))
     if kafka and clickhouse:
         stages.extend(bench_stream(sqlite_url, kafka, clickhouse))
     return [s.as_dict() for s in stages]

@@ -1,9 +1,10 @@
 """Projector: Kafka → ClickHouse, batched, idempotent, offsets committed after the insert.
 
-Redelivery is harmless: rows are keyed by ledger position (ReplacingMergeTree, read
-with FINAL). Messages that cannot be decoded or validated (including any that carry a
-student id or free text: only the published form is accepted) go to the dead-letter topic
-and the `dead_letters` table with their reason before the offsets move past them.
+Redelivery is harmless: the read models skip positions they already hold and the raw
+rows are keyed by ledger position (see projections.writer). Messages that cannot be
+decoded or validated (including any that carry a student id or free text: only the
+published form is accepted) go to the dead-letter topic and the `dead_letters` table with
+their reason before the offsets move past them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from tutorledger.domain.published import parse_published
 from tutorledger.domain.upcast import upcast
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.kafka import WATERMARK_TYPE
-from tutorledger.projections.rows import COLUMNS, event_row
+from tutorledger.projections.rows import event_row
+from tutorledger.projections.writer import ReadModelWriter
 
 log = logging.getLogger(__name__)
 WATERMARK_COLUMNS = ("partition", "partitions", "position", "recorded_at")
@@ -93,6 +95,7 @@ class KafkaProjector:
         self.batch_seconds = batch_seconds
         self.projected = 0
         self.dead_lettered = 0
+        self.writer = ReadModelWriter(store)
 
     def poll_batch(self) -> list[Any]:
         """Collect up to batch_size records or batch_seconds; an idle poll ends a batch early."""
@@ -151,7 +154,7 @@ class KafkaProjector:
         delay = 0.5
         while True:
             try:
-                self.store.insert("ledger_events", COLUMNS, batch.rows)
+                self.writer.write(batch.rows)
                 self.store.insert("stream_watermarks", WATERMARK_COLUMNS, batch.marks)
                 return
             except Exception:

@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
@@ -211,3 +211,18 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
                 )
                 for r in curs.fetchall()
             ]
+
+    def event_states(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """(position, stored state) of the next `limit` events after `after`: a page read
+        with no per-event objects (tuple rows), for bulk replays (rebuild)."""
+        sql = SQL(
+            "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(sql, (after, limit))
+            rows: list[tuple[int, bytes]] = curs.fetchall()
+            return rows

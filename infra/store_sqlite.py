@@ -140,3 +140,13 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
                 )
                 for r in c.fetchall()
             ]
+
+    def event_states(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """(position, stored state) of the next `limit` events after `after`: a page read
+        with no per-event objects, for bulk replays (rebuild)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT rowid, state FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                [after, limit],
+            )
+            return [(r[0], r[1]) for r in c.fetchall()]

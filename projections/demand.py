@@ -7,22 +7,24 @@ from dataclasses import replace
 from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.filters import Filters, filtered_sessions_sql
+from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.groups import grouped_sql, key_fields
+from tutorledger.projections.read_models import COMPLETED, REQUESTED
 
 DEMAND_SELECT = """
-    count() AS requests,
-    countIf(completed > 0) AS completed_sessions,
-    uniqExact(student_id) AS students
+    countIf(step = 0) AS requests,
+    countIf(step = 2) AS completed_sessions,
+    uniqExactIf(student_key, step = 0) AS students
 """
 
 BY_PAIR = ("school_id", "subject")
 
-# Requests per (school, subject) under the grade/date filters only: the denominators.
-BASELINE_SQL = f"""
-SELECT school_id, subject, count() FROM ({filtered_sessions_sql()})
-GROUP BY school_id, subject
-"""
+
+def baseline_sql(facts: str, filters: Filters) -> str:
+    """Requests per (school, subject) under the grade/date filters only: the denominators."""
+    where = facts_where(filters, (REQUESTED,))
+    group = "GROUP BY school_id, subject"
+    return f"SELECT school_id, subject, count() FROM {facts} WHERE {where} {group}"
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -37,12 +39,14 @@ def demand(store: ProjectionStore, filters: Filters, keys: tuple[str, ...]) -> l
     subjects ÷ scope's requests in all subjects; lift = share ÷ the same share for the whole
     district. Grade and date filters apply to every count.
     """
-    rows = store.execute(grouped_sql(DEMAND_SELECT, keys), filters.params())
+    facts = filters.tables(store).facts
+    where = facts_where(filters, (REQUESTED, COMPLETED))
+    rows = store.execute(grouped_sql(DEMAND_SELECT, keys, facts, where), filters.params())
     if keys == BY_PAIR and filters.school_id is None and filters.subject is None:
         pairs = [row[:3] for row in rows]  # the default view already holds every denominator
     else:
         wide = replace(filters, school_id=None, subject=None)
-        pairs = store.execute(BASELINE_SQL, wide.params())
+        pairs = store.execute(baseline_sql(facts, wide), wide.params())
     base: Counter[tuple[str | None, str | None]] = Counter()
     for school, subject, count in pairs:
         for s in (school, None):

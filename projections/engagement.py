@@ -6,29 +6,30 @@ from datetime import date, timedelta
 from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.filters import Filters, filtered_sessions_sql
+from tutorledger.projections.filters import Filters, facts_where
+from tutorledger.projections.read_models import REQUESTED
 
 REGULAR_WEEKS = 3
 
 # One row per (student, ISO week); toMonday names the week portably (no toISOWeek needed).
-STUDENT_WEEKS_SQL = f"""
-SELECT student_id, toMonday(toDate(requested_at, %(tz)s)) AS week, count() AS n
-FROM ({filtered_sessions_sql()})
-GROUP BY student_id, week
+STUDENT_WEEKS_SQL = """
+SELECT student_key, toMonday(toDate(requested_at, %(tz)s)) AS week, count() AS n
+FROM {facts} WHERE {where}
+GROUP BY student_key, week
 """
 
 # One pass: per-student figures ride on the student's first week (i = 1), so summing those
 # columns over all weeks counts each student once.
-ENGAGEMENT_SQL = f"""
+ENGAGEMENT_SQL = """
 SELECT week, count() AS active, sum(n) AS requests,
     countIf(i = 1) AS students,
     countIf(i = 1 AND weeks >= %(regular_weeks)s) AS regular,
     countIf(i = 1 AND sessions = 1) AS one_time
 FROM (
-    SELECT student_id, groupArray(week) AS ws, groupArray(n) AS ns,
+    SELECT student_key, groupArray(week) AS ws, groupArray(n) AS ns,
         length(ws) AS weeks, arraySum(ns) AS sessions
     FROM ({STUDENT_WEEKS_SQL})
-    GROUP BY student_id
+    GROUP BY student_key
 )
 ARRAY JOIN ws AS week, ns AS n, arrayEnumerate(ws) AS i
 GROUP BY week
@@ -50,7 +51,11 @@ def engagement(store: ProjectionStore, filters: Filters) -> dict[str, Any]:
     params = {**filters.params(), "regular_weeks": REGULAR_WEEKS}
     weekly: dict[date, tuple[int, int]] = {}
     students = regular = one_time = 0
-    for week, active, requests, *per_student in store.execute(ENGAGEMENT_SQL, params):
+    inner = STUDENT_WEEKS_SQL.format(
+        facts=filters.tables(store).facts, where=facts_where(filters, (REQUESTED,))
+    )
+    sql = ENGAGEMENT_SQL.replace("{STUDENT_WEEKS_SQL}", inner)
+    for week, active, requests, *per_student in store.execute(sql, params):
         weekly[date.fromisoformat(str(week))] = (int(active), int(requests))
         students += int(per_student[0])
         regular += int(per_student[1])

@@ -1,10 +1,13 @@
-"""Filters shared by every metric (docs/contract.md), rendered to parameterised SQL."""
+"""Metric filters shared by every metric, rendered to parameterised SQL over the read models."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any
+
+from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.read_models import Tables, current_tables
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,7 @@ class Filters:
     grade: int | None = None
     date_from: date | None = None
     date_to: date | None = None
+    generation: int | None = None  # pin the read models' generation (default: the published one)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -30,10 +34,48 @@ class Filters:
             "grade": -1 if self.grade is None else self.grade,
             "date_from": self.date_from or date(1970, 1, 2),
             "date_to": self.date_to or date(2105, 12, 31),
+            # Whatever the zone (offsets lie within ±14 h), a local day lies inside these UTC
+            # bounds; they let the sort key skip rows, toDate(…, tz) then decides exactly.
+            "utc_from": _midnight(self.date_from, -1) if self.date_from else "",
+            "utc_to": _midnight(self.date_to, 2) if self.date_to else "",
         }
 
+    def tables(self, store: ProjectionStore) -> Tables:
+        """The read models this answer reads: one generation for all of its queries."""
+        return Tables(self.generation) if self.generation else current_tables(store)
 
-# One row per session as of the position: the request's attributes and each step's time.
+
+def _midnight(day: date, shift: int) -> str:
+    """UTC midnight `shift` days from `day`, clamped to the range a ClickHouse DateTime holds."""
+    day = min(max(day, date(1970, 1, 3)), date(2105, 12, 29)) + timedelta(days=shift)
+    return datetime.combine(day, time()).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def facts_where(filters: Filters, steps: tuple[int, ...]) -> str:
+    """Conditions on `session_facts` for these steps: only the filters given, so a missing
+    filter costs nothing; values stay parameters (`steps` are the code's own integers)."""
+    conditions = [
+        "district_id = %(district_id)s",
+        f"step IN ({', '.join(str(int(s)) for s in steps)})",
+        "position <= %(as_of)s",
+    ]
+    if filters.school_id is not None:
+        conditions.append("school_id = %(school_id)s")
+    if filters.subject is not None:
+        conditions.append("subject = %(subject)s")
+    if filters.grade is not None:
+        conditions.append("grade = %(grade)s")
+    if filters.date_from is not None:
+        conditions.append("requested_at >= toDateTime(%(utc_from)s, 'UTC')")
+        conditions.append("toDate(requested_at, %(tz)s) >= %(date_from)s")
+    if filters.date_to is not None:
+        conditions.append("requested_at < toDateTime(%(utc_to)s, 'UTC')")
+        conditions.append("toDate(requested_at, %(tz)s) <= %(date_to)s")
+    return " AND ".join(conditions)
+
+
+# The reference fold over the raw events (what the read models must always equal): one row
+# per session as of the position, with the request's attributes and each step's time.
 SESSIONS_SQL = """
 SELECT
     session_id,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from tutorledger.domain.errors import InvalidRequest
-from tutorledger.projections.filters import filtered_sessions_sql
 
 GROUPS = {"school": "school_id", "subject": "subject"}
 GROUP_BY_HELP = "'school', 'subject' or 'school,subject'"
@@ -21,13 +20,13 @@ def parse_group_by(text: str | None, default: tuple[str, ...] = ()) -> tuple[str
     return tuple(column for name, column in GROUPS.items() if name in names)
 
 
-def grouped_sql(select: str, keys: tuple[str, ...], where: str = "") -> str:
-    """`select` aggregated over the filtered sessions, by `keys` (one row when there are none)."""
+def grouped_sql(select: str, keys: tuple[str, ...], table: str, where: str) -> str:
+    """`select` aggregated over `table` rows matching `where`, by `keys` (one row when there
+    are none). `keys` come from GROUPS only; `table` and `where` from the code."""
     key_list = ", ".join(keys)
     head = f"{key_list}, " if keys else ""
     tail = f" GROUP BY {key_list} ORDER BY {key_list}" if keys else ""
-    condition = f" WHERE {where}" if where else ""
-    return f"SELECT {head}{select} FROM ({filtered_sessions_sql()}){condition}{tail}"
+    return f"SELECT {head}{select} FROM {table} WHERE {where}{tail}"
 
 
 def key_fields(keys: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:

@@ -5,32 +5,37 @@ from __future__ import annotations
 from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.filters import Filters, filtered_sessions_sql
-from tutorledger.projections.schools import LATEST_ENROLLMENT_SQL
+from tutorledger.projections.filters import Filters, facts_where
+from tutorledger.projections.read_models import CANCELLED, COMPLETED, MATCHED, REQUESTED
+from tutorledger.projections.schools import latest_enrollment_sql
 
-PARTICIPATION_SQL = f"""
+PARTICIPATION_SELECT = """
 SELECT
-    uniqExact(student_id) AS students_served,
-    count() AS sessions_requested,
-    countIf(matched > 0) AS sessions_matched,
-    countIf(completed > 0) AS sessions_completed,
-    countIf(cancelled > 0) AS sessions_cancelled
-FROM ({filtered_sessions_sql()})
+    uniqExactIf(student_key, step = 0) AS students_served,
+    countIf(step = 0) AS sessions_requested,
+    countIf(step = 1) AS sessions_matched,
+    countIf(step = 2) AS sessions_completed,
+    countIf(step = 3) AS sessions_cancelled
 """
+STEPS = (REQUESTED, MATCHED, COMPLETED, CANCELLED)
 
-# Latest enrolment per school as of `date_to`, summed over the grade filter.
-ENROLLED_SQL = f"""
-SELECT sum(n) FROM ({LATEST_ENROLLMENT_SQL})
+
+def enrolled_sql(schools: str) -> str:
+    """Latest enrolment per school as of `date_to`, summed over the grade filter."""
+    return f"""
+SELECT sum(n) FROM ({latest_enrollment_sql(schools)})
 ARRAY JOIN grades AS g, counts AS n
 WHERE %(grade)s = -1 OR g = %(grade)s
 """
 
 
 def participation(store: ProjectionStore, filters: Filters) -> dict[str, Any]:
-    """Participation figures (docs/contract.md) for the filters."""
+    """Participation figures for the filters: one scan of the steps it counts."""
     params = filters.params()
-    served, requested, matched, completed, cancelled = store.execute(PARTICIPATION_SQL, params)[0]
-    enrolled_rows = store.execute(ENROLLED_SQL, params)
+    tables = filters.tables(store)
+    sql = f"{PARTICIPATION_SELECT} FROM {tables.facts} WHERE {facts_where(filters, STEPS)}"
+    served, requested, matched, completed, cancelled = store.execute(sql, params)[0]
+    enrolled_rows = store.execute(enrolled_sql(tables.schools), params)
     enrolled = int(enrolled_rows[0][0] or 0) if enrolled_rows else 0
     served = int(served)
     return {

@@ -66,7 +66,7 @@ def event_row(position: int, event: dict[str, Any]) -> tuple[Any, ...]:
         "",  # comment: free text stays sealed in the event store
         payload.get("reason", ""),
         payload.get("name", ""),
-        [int(g) for g in grades],
-        [int(enrollment[g]) for g in grades],
+        [int(g) for g in grades] if grades else [],  # no comprehension frame per session event
+        [int(enrollment[g]) for g in grades] if grades else [],
         date.fromisoformat(payload["as_of"]) if "as_of" in payload else _EPOCH,
     )

@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.filters import Filters
+from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.groups import grouped_sql, key_fields
+from tutorledger.projections.read_models import COMPLETED, REQUESTED, SURVEYED
 
 SATISFACTION_SELECT = """
-    countIf(completed > 0) AS completed_sessions,
-    countIf(surveyed > 0) AS surveys,
-    countIf(surveyed > 0 AND helped = 1) AS helped_surveys,
-    sumIf(toInt64(rating), surveyed > 0) AS rating_sum
+    countIf(step = 2) AS completed_sessions,
+    countIf(step = 4) AS surveys,
+    countIf(step = 4 AND helped = 1) AS helped_surveys,
+    sumIf(toInt64(rating), step = 4) AS rating_sum
 """
+# Requests are read too: a group appears when it has a request, even with no survey yet.
+STEPS = (REQUESTED, COMPLETED, SURVEYED)
 
 
 def satisfaction(
@@ -21,7 +24,10 @@ def satisfaction(
 ) -> list[dict[str, Any]]:
     """Surveys of the sessions requested in range; ratios are computed here from exact counts."""
     out = []
-    for row in store.execute(grouped_sql(SATISFACTION_SELECT, keys), filters.params()):
+    sql = grouped_sql(
+        SATISFACTION_SELECT, keys, filters.tables(store).facts, facts_where(filters, STEPS)
+    )
+    for row in store.execute(sql, filters.params()):
         fields = key_fields(keys, row)
         completed, surveys, helped, rating_sum = (int(v) for v in row[len(keys) :])
         out.append(

@@ -6,10 +6,11 @@ from typing import Any
 
 from tutorledger.domain.district import SchoolHours
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.filters import Filters, filtered_sessions_sql
+from tutorledger.projections.filters import Filters, facts_where
+from tutorledger.projections.read_models import REQUESTED
 
 # toDayOfWeek(date): its (DateTime, tz) form is not portable (26.x reads a 2nd arg as a mode).
-TIMING_SQL = f"""
+TIMING_SQL = """
 SELECT
     toDayOfWeek(toDate(requested_at, %(tz)s)) AS weekday,
     toHour(requested_at, %(tz)s) AS hour,
@@ -19,7 +20,7 @@ SELECT
             >= %(school_start)s
         AND toHour(requested_at, %(tz)s) * 60 + toMinute(requested_at, %(tz)s)
             < %(school_end)s) AS in_school
-FROM ({filtered_sessions_sql()})
+FROM {facts} WHERE {where}
 GROUP BY weekday, hour
 ORDER BY weekday, hour
 """
@@ -35,7 +36,12 @@ def timing(store: ProjectionStore, filters: Filters, hours: SchoolHours) -> dict
     }
     found = {
         (int(wd), int(h)): (int(n), int(inside))
-        for wd, h, n, inside in store.execute(TIMING_SQL, params)
+        for wd, h, n, inside in store.execute(
+            TIMING_SQL.format(
+                facts=filters.tables(store).facts, where=facts_where(filters, (REQUESTED,))
+            ),
+            params,
+        )
     }
     cells = []
     for weekday in range(1, 8):

@@ -5,36 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.filters import Filters
+from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.groups import grouped_sql, key_fields
+from tutorledger.projections.read_models import MATCHED, REQUESTED
 
 PERCENTILES = (50, 90, 99)
-
-WAIT_US = (
-    "(toInt64(matched_at) - toInt64(requested_at)) * 1000000"
-    " + toInt64(matched_us) - toInt64(requested_us)"
-)
-
-# Nearest rank: the ceil(P·n/100)-th smallest wait, in integer arithmetic so that ClickHouse
-# 18.16, chdb and Python agree exactly (no float rounding in the rank).
-RANKS = ", ".join(
-    f"arrayElement(waits, greatest(1, intDiv({p} * n_matched + 99, 100)))" for p in PERCENTILES
-)
+# Nearest rank pP is the ⌈P·n/100⌉-th smallest wait. quantileExact(l) selects (nth_element,
+# no full sort) the element at 0-based index ⌊l·n⌋; with l = P/100 − 10⁻¹¹ that index is
+# exactly ⌈P·n/100⌉ − 1 for every n < 10⁹: P·n/100 is either a whole number (then ⌊⌋ drops
+# by one, as wanted) or at least 0.01 above one (which 10⁻¹¹·n never reaches).
+LEVELS = ", ".join(f"{p / 100 - 1e-11:.11f}" for p in PERCENTILES)
 WAIT_SELECT = f"""
-    count() AS requests,
-    countIf(matched > 0) AS n_matched,
-    arraySort(groupArrayIf({WAIT_US}, matched > 0)) AS waits
+    countIf(step = 0) AS requests,
+    countIf(step = 1) AS n_matched,
+    quantilesExactIf({LEVELS})(wait_us, step = 1) AS ranks,
+    maxIf(wait_us, step = 1) AS longest
 """
 
 
-def wait_sql(keys: tuple[str, ...]) -> str:
-    """Percentiles picked inside ClickHouse: the sorted waits never leave the server."""
+def wait_sql(keys: tuple[str, ...], facts: str, filters: Filters) -> str:
+    """Percentiles picked inside ClickHouse: the waits never leave the server."""
     head = "".join(f"{k}, " for k in keys)
     order = f" ORDER BY {', '.join(keys)}" if keys else ""
-    return (
-        f"SELECT {head}requests, n_matched, {RANKS}, arrayElement(waits, greatest(1, n_matched))"
-        f" FROM ({grouped_sql(WAIT_SELECT, keys)}){order}"
-    )
+    picks = ", ".join(f"ranks[{i + 1}]" for i in range(len(PERCENTILES)))
+    inner = grouped_sql(WAIT_SELECT, keys, facts, facts_where(filters, (REQUESTED, MATCHED)))
+    return f"SELECT {head}requests, n_matched, {picks}, longest FROM ({inner}){order}"
 
 
 def wait_times(
@@ -42,7 +37,8 @@ def wait_times(
 ) -> list[dict[str, Any]]:
     """p50/p90/p99/max wait seconds of matched requests, and how many were never matched."""
     out = []
-    for row in store.execute(wait_sql(keys), filters.params()):
+    sql = wait_sql(keys, filters.tables(store).facts, filters)
+    for row in store.execute(sql, filters.params()):
         fields = key_fields(keys, row)
         requests, matched, *stats = row[len(keys) :]
         seconds = [int(v) / 1_000_000 if int(matched) else None for v in stats]

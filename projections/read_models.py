@@ -1,0 +1,174 @@
+"""The read models' generations and the event row → read-model row mapping.
+
+`session_facts_g<N>` holds one row per session lifecycle event with its session's request
+attributes; `school_updates_g<N>` one row per school.updated event. A rebuild fills
+generation N+1 and publishes it with one row in `read_model_generations`, so every reader
+resolves all its tables from one generation number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.rows import COLUMNS
+
+STEPS = {
+    "session.requested": 0,
+    "session.matched": 1,
+    "session.completed": 2,
+    "session.cancelled": 3,
+    "session.surveyed": 4,
+}
+REQUESTED, MATCHED, COMPLETED, CANCELLED, SURVEYED = range(5)
+SCHOOL_UPDATED = "school.updated"
+
+FACT_COLUMNS: tuple[str, ...] = (
+    "district_id",
+    "step",
+    "school_id",
+    "subject",
+    "grade",
+    "student_key",
+    "session_id",
+    "requested_at",
+    "requested_us",
+    "position",
+    "wait_us",
+    "helped",
+    "rating",
+)
+SCHOOL_COLUMNS: tuple[str, ...] = (
+    "district_id",
+    "school_id",
+    "position",
+    "school_name",
+    "as_of",
+    "enrollment_grades",
+    "enrollment_counts",
+)
+FACTS, SCHOOLS = "session_facts", "school_updates"
+MODELS = (FACTS, SCHOOLS)
+GENERATIONS_TABLE = "read_model_generations"
+# Where each ledger_events column sits in an event row (projections.rows.COLUMNS).
+_AT = {name: i for i, name in enumerate(COLUMNS)}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Every read model's table in one generation."""
+
+    generation: int
+
+    @property
+    def facts(self) -> str:
+        return f"{FACTS}_g{self.generation}"
+
+    @property
+    def schools(self) -> str:
+        return f"{SCHOOLS}_g{self.generation}"
+
+    def all(self) -> tuple[str, ...]:
+        return tuple(f"{model}_g{self.generation}" for model in MODELS)
+
+
+def current_generation(store: ProjectionStore) -> int:
+    """The published generation (1 until a rebuild publishes another)."""
+    rows = store.execute(f"SELECT max(generation), count() FROM {GENERATIONS_TABLE}")
+    return int(rows[0][0] or 1) if rows and int(rows[0][1]) else 1
+
+
+def current_tables(store: ProjectionStore) -> Tables:
+    return Tables(current_generation(store))
+
+
+def student_key(student_id: str) -> int:
+    """A stable 64-bit key for a student id (BLAKE2b): the read models never hold the id."""
+    return int.from_bytes(hashlib.blake2b(student_id.encode(), digest_size=8).digest(), "big")
+
+
+@dataclass(frozen=True)
+class Request:
+    """A session's request attributes, copied onto each of its later steps."""
+
+    school_id: str
+    subject: str
+    grade: int
+    student_key: int
+    requested_at: datetime  # whole seconds, UTC
+    requested_us: int
+
+    def wait_us(self, at: datetime, us: int) -> int:
+        seconds = int((at - self.requested_at).total_seconds())
+        return seconds * 1_000_000 + us - self.requested_us
+
+
+def request_of(row: tuple[Any, ...]) -> Request:
+    """The request attributes of a session.requested event row."""
+    return Request(
+        row[_AT["school_id"]],
+        row[_AT["subject"]],
+        int(row[_AT["grade"]]),
+        student_key(row[_AT["student_id"]]),
+        utc(row[_AT["occurred_at"]]),
+        int(row[_AT["occurred_us"]]),
+    )
+
+
+def utc(value: Any) -> datetime:
+    """A DateTime as ClickHouse or Python hands it over, as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(int(value), UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def session_key(row: tuple[Any, ...]) -> tuple[str, str]:
+    return row[_AT["district_id"]], row[_AT["session_id"]]
+
+
+def step_of(row: tuple[Any, ...]) -> int | None:
+    return STEPS.get(row[_AT["type"]])
+
+
+def fact_row(row: tuple[Any, ...], step: int, request: Request) -> tuple[Any, ...]:
+    """The session_facts row of one session event row, given its session's request."""
+    wait = 0
+    if step == MATCHED:
+        wait = request.wait_us(utc(row[_AT["occurred_at"]]), int(row[_AT["occurred_us"]]))
+    return (
+        row[_AT["district_id"]],
+        step,
+        request.school_id,
+        request.subject,
+        request.grade,
+        request.student_key,
+        row[_AT["session_id"]],
+        request.requested_at,
+        request.requested_us,
+        row[_AT["position"]],
+        wait,
+        row[_AT["helped"]] if step == SURVEYED else -1,
+        row[_AT["rating"]] if step == SURVEYED else -1,
+    )
+
+
+def school_row(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The school_updates row of a school.updated event row (None for other events)."""
+    if row[_AT["type"]] != SCHOOL_UPDATED:
+        return None
+    as_of = row[_AT["as_of"]]
+    return (
+        row[_AT["district_id"]],
+        row[_AT["school_id"]],
+        row[_AT["position"]],
+        row[_AT["school_name"]],
+        as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of)),
+        list(row[_AT["enrollment_grades"]]),
+        list(row[_AT["enrollment_counts"]]),
+    )

@@ -1,0 +1,147 @@
+"""One write path for every projector: event rows → raw `ledger_events` + the read models.
+
+Order and idempotence: the read models are written first, each skipping the positions it
+already holds, and `ledger_events` (whose highest position is the embedded projector's
+tracking position) last. A batch replayed after a crash anywhere in between therefore adds
+nothing twice. Steps after the request need their session's request attributes: they come
+from the same batch, a bounded cache of recent requests, or the read model itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tutorledger.domain.errors import Unavailable
+from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.read_models import (
+    FACT_COLUMNS,
+    REQUESTED,
+    SCHOOL_COLUMNS,
+    Request,
+    Tables,
+    current_tables,
+    fact_row,
+    request_of,
+    school_row,
+    session_key,
+    step_of,
+    utc,
+)
+from tutorledger.projections.rows import COLUMNS
+
+Row = tuple[Any, ...]
+SessionKey = tuple[str, str]
+
+REQUESTS_SQL = """
+SELECT session_id, school_id, subject, grade, student_key, requested_at, requested_us
+FROM {facts}
+WHERE district_id = %(district_id)s AND step = 0 AND session_id IN %(sessions)s
+"""
+PRESENT_SQL = """
+SELECT DISTINCT position FROM {table}
+WHERE position >= %(low)s AND position <= %(high)s AND position IN %(positions)s
+"""
+
+
+class MissingRequest(Unavailable):
+    """A step arrived whose session request is not projected (yet): retry the batch later."""
+
+
+class RequestCache:
+    """Recent sessions' request attributes; oldest first out, so memory stays bounded."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self.size = size
+        self._items: dict[SessionKey, Request] = {}
+
+    def get(self, key: SessionKey) -> Request | None:
+        return self._items.get(key)
+
+    def put(self, key: SessionKey, request: Request) -> None:
+        items = self._items
+        if key not in items and len(items) >= self.size:
+            del items[next(iter(items))]
+        items[key] = request
+
+
+def present_positions(store: ProjectionStore, table: str, positions: Sequence[int]) -> set[int]:
+    """Which of `positions` `table` already holds (bounded by their range: partition pruning)."""
+    if not positions:
+        return set()
+    params = {"low": min(positions), "high": max(positions), "positions": tuple(positions)}
+    return {int(r[0]) for r in store.execute(PRESENT_SQL.format(table=table), params)}
+
+
+class ReadModelWriter:
+    """Writes batches of event rows (projections.rows.event_row) everywhere they belong."""
+
+    def __init__(self, store: ProjectionStore, cache: RequestCache | None = None) -> None:
+        self.store = store
+        self.cache = cache if cache is not None else RequestCache()
+
+    def write(
+        self,
+        rows: Sequence[Row],
+        *,
+        tables: Tables | None = None,
+        raw_table: str = "ledger_events",
+        dedupe: bool = True,
+    ) -> None:
+        """Insert `rows`; `dedupe=False` only for a writer that alone fills fresh tables."""
+        if not rows:
+            return
+        target = tables or current_tables(self.store)
+        facts, schools = self.derive(rows, target)
+        if dedupe:
+            seen = present_positions(self.store, target.facts, [f[9] for f in facts])
+            facts = [f for f in facts if f[9] not in seen]
+        self.store.insert(target.facts, FACT_COLUMNS, facts)
+        self.store.insert(target.schools, SCHOOL_COLUMNS, schools)
+        self.store.insert(raw_table, COLUMNS, rows)
+
+    def derive(self, rows: Sequence[Row], tables: Tables) -> tuple[list[Row], list[Row]]:
+        """(session_facts rows, school_updates rows) of a batch, in batch order."""
+        facts: list[Row | None] = []
+        schools: list[Row] = []
+        waiting: list[tuple[int, Row, int]] = []
+        batch: dict[SessionKey, Request] = {}  # whatever the cache has evicted meanwhile
+        for row in rows:
+            step = step_of(row)
+            if step is None:
+                school = school_row(row)
+                if school is not None:
+                    schools.append(school)
+                continue
+            key = session_key(row)
+            if step == REQUESTED:
+                request = batch[key] = request_of(row)
+                self.cache.put(key, request)
+            else:
+                found = batch.get(key) or self.cache.get(key)
+                if found is None:
+                    waiting.append((len(facts), row, step))
+                    facts.append(None)
+                    continue
+                request = found
+            facts.append(fact_row(row, step, request))
+        for index, row, step in waiting:
+            facts[index] = fact_row(row, step, self._lookup(row, waiting, tables))
+        return [f for f in facts if f is not None], schools
+
+    def _lookup(self, row: Row, waiting: list[tuple[int, Row, int]], tables: Tables) -> Request:
+        key = session_key(row)
+        if (request := self.cache.get(key)) is None:
+            self._fetch(key[0], [session_key(r)[1] for _, r, _ in waiting], tables)
+            if (request := self.cache.get(key)) is None:
+                raise MissingRequest(f"no projected request for a step at position {row[0]}")
+        return request
+
+    def _fetch(self, district_id: str, session_ids: list[str], tables: Tables) -> None:
+        """Load the requests of these sessions from the read model into the cache."""
+        params = {"district_id": district_id, "sessions": tuple(set(session_ids))}
+        for sid, school, subject, grade, student, at, us in self.store.execute(
+            REQUESTS_SQL.format(facts=tables.facts), params
+        ):
+            request = Request(school, subject, int(grade), int(student), utc(at), int(us))
+            self.cache.put((district_id, sid), request)
