@@ -7,18 +7,19 @@ it on free loopback ports and stop them by pid afterwards.
 Command line: ``python -m tutorledger.services install|check|run``.
 """
 
-from .servers import (
+from .postgres import (
     TEST_DB_PREFIX,
-    ClickHouseServer,
     PostgresServer,
-    ServiceError,
-    TansuBroker,
     create_database,
-    create_topic,
     drop_database,
-    ensure_clickhouse_installed,
     ensure_postgres,
-    free_port,
+)
+from .procs import ServiceError, free_port
+from .servers import (
+    ClickHouseServer,
+    TansuBroker,
+    create_topic,
+    ensure_clickhouse_installed,
     main,
     start_clickhouse,
     start_tansu,

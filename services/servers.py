@@ -21,11 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .postgres import (
-    TEST_DB_PREFIX,
-    PostgresServer,
-    create_database,
     create_database_if_missing,
-    drop_database,
     ensure_postgres,
     postgres_status,
 )
@@ -38,24 +34,6 @@ from .procs import (
     spawn,
     wait_ready,
 )
-
-__all__ = [
-    "TEST_DB_PREFIX",
-    "ClickHouseServer",
-    "PostgresServer",
-    "ServiceError",
-    "TansuBroker",
-    "create_database",
-    "create_topic",
-    "drop_database",
-    "ensure_clickhouse_installed",
-    "ensure_postgres",
-    "free_port",
-    "main",
-    "start_clickhouse",
-    "start_tansu",
-    "tansu_binary",
-]
 
 log = logging.getLogger(__name__)
 
