@@ -54,7 +54,8 @@ GRANTS = {
     "auditor": {"dashboard", "auditor"},
     "admin": {"emitter", "dashboard", "auditor", "admin"},
 }
-PARAMS = {"district_id": D1, "session_id": "s-1", "school_id": "s1", "student_id": "st-1"}
+PARAMS = {"district_id": D1, "session_id": "s-1", "school_id": "s1", "student_id": "st-1",
+          "as_of": "2026-01-05"}  # fmt: skip
 
 
 @dataclass
