@@ -120,7 +120,7 @@ def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, pg_dsn: 
     rows, ids, versions = stored(pg_dsn)
     assert rows == ids == len(expected)
     assert all(v == list(range(1, len(v) + 1)) for v in versions.values())
-    headers = {"Authorization": f"Bearer {KEY}"}
+    headers = {"Authorization": f"Bearer {KEY}", "X-Purpose": "concurrency test"}
     with httpx.Client(base_url=api.base_url, timeout=60, headers=headers) as client:
         verify = client.get("/v1/audit/verify", params={"district_id": DISTRICT}).json()
         assert verify["ok"] and verify["checked"] == len(expected), verify
