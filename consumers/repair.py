@@ -7,9 +7,8 @@ loses it (a crash between its writes; an unclean leader election) leaves a hole 
 watermarks that follow it: `/readyz` says caught up while figures miss events. This finds
 such holes by comparing positions, the ledger's index against `ledger_events`, window by
 window (counts first, lists only where counts differ), and repairs them by projecting the
-missing events straight from the ledger through the projectors' writer (read models and raw
-rows). Every table skips positions it holds, so a repair racing a late redelivery still
-counts each event once.
+missing events straight from the ledger, the same rows the rebuild writes. Rows are keyed by
+position, so a repair racing a late redelivery still counts each event once.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ from tutorledger.consumers.projector import decode
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.positions import bucket_counts, positions_between
-from tutorledger.projections.rows import event_row
-from tutorledger.projections.writer import ReadModelWriter
+from tutorledger.projections.rows import COLUMNS, event_row
 
 WINDOW = 65_536
 SHOWN = 1000  # positions listed in a report; the counts are always complete
@@ -95,10 +93,11 @@ def runs(positions: list[int]) -> Iterator[tuple[int, int]]:
 
 
 def fill(ledger: Ledger, store: ProjectionStore, positions: list[int], batch: int = 5000) -> int:
-    """Project the events at `positions` from the ledger through the projectors' writer (the
-    read models and the raw rows, skipping what is already there); returns the rows."""
+    """Project the events at `positions` from the ledger into the raw rows; returns the rows.
+
+    Known gap: the read models are not filled here (with them, a lost request already stalls
+    the projector's writer, see README Guarantees); run `tutorledger rebuild` after a repair."""
     wanted = set(positions)
-    writer = ReadModelWriter(store)
     inserted = 0
     for first, last in runs(sorted(wanted)):
         start = first
@@ -107,7 +106,7 @@ def fill(ledger: Ledger, store: ProjectionStore, positions: list[int], batch: in
             if not notes:
                 break
             rows = [event_row(n.id, decode(ledger, n)) for n in notes if n.id in wanted]
-            writer.write(rows)
+            store.insert("ledger_events", COLUMNS, rows)
             inserted += len(rows)
             start = int(notes[-1].id) + 1
     return inserted

@@ -48,7 +48,7 @@ def participation(
         if (date_from and day < date_from) or (date_to and day > date_to):
             continue
         chosen.append(s)
-    served = len({s["request"]["student_id"] for s in chosen})
+    served = len({student_of(s["request"]) for s in chosen})
     enrolled = 0
     for school in schools:
         if school_id and school["school_id"] != school_id:
@@ -68,3 +68,8 @@ def participation(
         "sessions_cancelled": sum("cancelled" in s["steps"] for s in chosen),
         "sessions_per_served_student": requested / served if served else None,
     }
+
+
+def student_of(request: dict[str, Any]) -> str:
+    """The student of a request payload: the id as sent, or the token once stored/published."""
+    return str(request.get("student_id") or request["student_token"])

@@ -14,6 +14,8 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from reference import student_of
+
 
 @dataclass
 class Session:
@@ -124,7 +126,7 @@ def demand(
                 **_key((school, subject)),
                 "requests": len(group),
                 "completed": sum(s.completed for s in group),
-                "students": len({s.request["student_id"] for s in group}),
+                "students": len({student_of(s.request) for s in group}),
                 "share": share,
                 "lift": share / district_share,
             }
@@ -254,7 +256,7 @@ def engagement(events: list[dict[str, Any]], district_id: str, tz: str, **f: Any
     sessions: Counter[str] = Counter()
     for s in chosen:
         week = tuple(local(s, tz).date().isocalendar())[:2]
-        student = s.request["student_id"]
+        student = student_of(s.request)
         weeks[week].add(student)  # type: ignore[index]
         requests[week] += 1  # type: ignore[index]
         per_student[student].add(week)  # type: ignore[arg-type]
