@@ -53,5 +53,7 @@ def repair(
     if report.unexpected:
         console.print(f"[red]{len(report.unexpected)} projected position(s) not in the ledger[/]")
     typer.echo(json.dumps(report.as_dict()))
-    if report.unexpected or (dry_run and report.missing):
+    if report.read_model_missing:
+        console.print(f"[yellow]{len(report.read_model_missing)} read-model row(s) missing[/]")
+    if report.unexpected or (dry_run and not report.ok):
         raise typer.Exit(1)

@@ -6,9 +6,12 @@ acknowledgement is only as good as the broker. A broker that acknowledges a reco
 loses it (a crash between its writes; an unclean leader election) leaves a hole *below* the
 watermarks that follow it: `/readyz` says caught up while figures miss events. This finds
 such holes by comparing positions, the ledger's index against `ledger_events`, window by
-window (counts first, lists only where counts differ), and repairs them by projecting the
-missing events straight from the ledger, the same rows the rebuild writes. Rows are keyed by
-position, so a repair racing a late redelivery still counts each event once.
+window (counts first, lists only where counts differ), and the read models against the raw
+rows (the metrics read the read models), and repairs them by projecting the missing events
+straight from the ledger through the projectors' writer. Every table skips positions it
+holds, so a repair racing a late redelivery still counts each event once. Positions are
+filled in ascending order, so a lost request is written before its lost steps, and a step
+whose request is present finds it in the read model: the writer never waits here.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from tutorledger.consumers.projector import decode
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.positions import bucket_counts, positions_between
-from tutorledger.projections.rows import COLUMNS, event_row
+from tutorledger.projections.read_models import SCHOOL_UPDATED, STEPS, current_tables
+from tutorledger.projections.rows import event_row
+from tutorledger.projections.writer import ReadModelWriter
 
 WINDOW = 65_536
 SHOWN = 1000  # positions listed in a report; the counts are always complete
@@ -34,6 +39,13 @@ PROJECTED_POSITIONS_SQL = """
 SELECT DISTINCT position FROM ledger_events
 WHERE position > %(after)s AND position <= %(upto)s ORDER BY position
 """
+# Raw rows a read model should hold but does not (the metrics read the read models).
+READ_MODEL_GAPS_SQL = """
+SELECT DISTINCT position FROM ledger_events
+WHERE position <= %(upto)s AND type IN %(types)s
+  AND position NOT IN (SELECT position FROM {table} WHERE position <= %(upto)s)
+ORDER BY position
+"""
 
 
 @dataclass
@@ -43,11 +55,12 @@ class GapReport:
     upto: int
     missing: list[int] = field(default_factory=list)
     unexpected: list[int] = field(default_factory=list)
+    read_model_missing: list[int] = field(default_factory=list)
     repaired: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.unexpected
+        return not self.missing and not self.unexpected and not self.read_model_missing
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +70,8 @@ class GapReport:
             "missing_positions": self.missing[:SHOWN],
             "unexpected": len(self.unexpected),
             "unexpected_positions": self.unexpected[:SHOWN],
+            "read_model_missing": len(self.read_model_missing),
+            "read_model_missing_positions": self.read_model_missing[:SHOWN],
             "repaired": self.repaired,
         }
 
@@ -76,7 +91,18 @@ def find_gaps(recorder: Any, store: ProjectionStore, upto: int, width: int = WIN
         projected = {int(r[0]) for r in store.execute(PROJECTED_POSITIONS_SQL, params)}
         report.missing.extend(sorted(ledger - projected))
         report.unexpected.extend(sorted(projected - ledger))
+    report.read_model_missing = read_model_gaps(store, upto)
     return report
+
+
+def read_model_gaps(store: ProjectionStore, upto: int) -> list[int]:
+    """Raw rows in (0, upto] whose read-model row is absent (session steps, school updates)."""
+    tables = current_tables(store)
+    found: set[int] = set()
+    for table, types in ((tables.facts, tuple(STEPS)), (tables.schools, (SCHOOL_UPDATED,))):
+        sql = READ_MODEL_GAPS_SQL.format(table=table)
+        found |= {int(r[0]) for r in store.execute(sql, {"upto": upto, "types": types})}
+    return sorted(found)
 
 
 def runs(positions: list[int]) -> Iterator[tuple[int, int]]:
@@ -93,11 +119,10 @@ def runs(positions: list[int]) -> Iterator[tuple[int, int]]:
 
 
 def fill(ledger: Ledger, store: ProjectionStore, positions: list[int], batch: int = 5000) -> int:
-    """Project the events at `positions` from the ledger into the raw rows; returns the rows.
-
-    Known gap: the read models are not filled here (with them, a lost request already stalls
-    the projector's writer, see README Guarantees); run `tutorledger rebuild` after a repair."""
+    """Project the events at `positions` from the ledger through the projectors' writer (the
+    read models and the raw rows, skipping what is already there); returns the rows."""
     wanted = set(positions)
+    writer = ReadModelWriter(store)
     inserted = 0
     for first, last in runs(sorted(wanted)):
         start = first
@@ -106,7 +131,7 @@ def fill(ledger: Ledger, store: ProjectionStore, positions: list[int], batch: in
             if not notes:
                 break
             rows = [event_row(n.id, decode(ledger, n)) for n in notes if n.id in wanted]
-            store.insert("ledger_events", COLUMNS, rows)
+            writer.write(rows)
             inserted += len(rows)
             start = int(notes[-1].id) + 1
     return inserted
@@ -117,6 +142,7 @@ def repair(
 ) -> GapReport:
     """Find the gaps up to `upto` and, unless `dry_run`, fill them from the ledger."""
     report = find_gaps(ledger.recorder, store, upto)
-    if report.missing and not dry_run:
-        report.repaired = fill(ledger, store, report.missing)
+    wanted = sorted(set(report.missing) | set(report.read_model_missing))
+    if wanted and not dry_run:
+        report.repaired = fill(ledger, store, wanted)
     return report

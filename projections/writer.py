@@ -65,6 +65,19 @@ class RequestCache:
         items[key] = request
 
 
+def once_each(rows: Sequence[Row]) -> list[Row]:
+    """The batch with each position once. A consumer that seeks back after a broker restart
+    can hand one batch the same record twice; the table check below cannot see a copy that
+    is not inserted yet, and the metrics read the read models without FINAL."""
+    seen: set[int] = set()
+    out: list[Row] = []
+    for row in rows:
+        if row[0] not in seen:
+            seen.add(row[0])
+            out.append(row)
+    return out
+
+
 def present_positions(store: ProjectionStore, table: str, positions: Sequence[int]) -> set[int]:
     """Which of `positions` `table` already holds (bounded by their range: partition pruning)."""
     if not positions:
@@ -91,6 +104,7 @@ class ReadModelWriter:
         """Insert `rows`; `dedupe=False` only for a writer that alone fills fresh tables."""
         if not rows:
             return
+        rows = once_each(rows)
         target = tables or current_tables(self.store)
         facts, schools = self.derive(rows, target)
         if dedupe:

@@ -29,6 +29,7 @@ from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
 from tutorledger.projections.rows import COLUMNS, event_row
 from tutorledger.projections.schema import migrate
+from tutorledger.projections.writer import ReadModelWriter
 
 DUMP = "SELECT * FROM ledger_events FINAL ORDER BY position"
 
@@ -57,7 +58,7 @@ def project_all_but(ledger: Ledger, store: ProjectionStore, lost: set[int]) -> i
     head = int(ledger.recorder.max_notification_id() or 0)
     notes = ledger.recorder.select_notifications(start=1, limit=head)
     rows = [event_row(n.id, decode(ledger, n)) for n in notes if n.id not in lost]
-    store.insert("ledger_events", COLUMNS, rows)
+    ReadModelWriter(store).write(rows)  # what the projectors write: read models and raw rows
     now = datetime(2026, 1, 1)
     marks = [(p, 3, head, now) for p in range(3)]
     store.insert("stream_watermarks", WATERMARK_COLUMNS, marks)
@@ -69,13 +70,19 @@ def test_repair_names_the_lost_positions_and_fills_them(
 ) -> None:
     head = int(ledger.recorder.max_notification_id() or 0)
     assert head > 1000
-    lost = {1, 2, head // 3, *range(head // 2, head // 2 + 7), head}
+    # Steps, not requests: a projector given a step whose request is missing stops and
+    # waits for it (then `repair --upto` the ledger head, past the claimed position).
+    steps = [n.id for n in ledger.recorder.select_notifications(start=1, limit=head)
+             if decode(ledger, n)["type"] != "session.requested"]  # fmt: skip
+    lost = {*steps[:2], steps[len(steps) // 3], *steps[len(steps) // 2 : len(steps) // 2 + 7],
+            steps[-1]}  # fmt: skip
     project_all_but(ledger, projections, lost)
     assert stream_position(projections) == head  # the watermarks claim complete
 
     found = find_gaps(ledger.recorder, projections, head, width=256)  # several windows
     assert found.missing == sorted(lost) and not found.unexpected and not found.ok
-    assert find_gaps(ledger.recorder, projections, head // 2 - 1).missing == [1, 2, head // 3]
+    early = find_gaps(ledger.recorder, projections, head // 2 - 1).missing
+    assert early == sorted(p for p in lost if p <= head // 2 - 1) and len(early) >= 3
 
     report = repair(ledger, projections, head)
     assert report.repaired == len(lost) and report.missing == sorted(lost)
@@ -132,3 +139,20 @@ def test_repair_command_dry_run_then_fill(
     assert filled.exit_code == 0 and '"repaired": 2' in filled.stdout, filled.output
     again = runner.invoke(app, ["repair", "--dry-run"], env=env)
     assert again.exit_code == 0 and '"ok": true' in again.stdout, again.output
+
+
+def test_raw_rows_without_their_read_model_rows_are_found_and_filled(
+    ledger: Ledger, projections: ProjectionStore
+) -> None:
+    """The metrics read the read models: a raw row whose fact is absent is a hole too."""
+    head = int(ledger.recorder.max_notification_id() or 0)
+    notes = ledger.recorder.select_notifications(start=1, limit=head)
+    steps = [n for n in notes if decode(ledger, n)["type"] != "session.requested"]
+    lost = {steps[0].id, steps[len(steps) // 2].id}
+    project_all_but(ledger, projections, lost)
+    raw = [event_row(n.id, decode(ledger, n)) for n in notes if n.id in lost]
+    projections.insert("ledger_events", COLUMNS, raw)
+    found = find_gaps(ledger.recorder, projections, head)
+    assert found.missing == [] and found.read_model_missing == sorted(lost)
+    assert repair(ledger, projections, head).repaired == len(lost)
+    assert find_gaps(ledger.recorder, projections, head).ok
