@@ -27,9 +27,10 @@ from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
+from tutorledger.projections.read_models import current_tables
 from tutorledger.projections.rows import COLUMNS, event_row
 from tutorledger.projections.schema import migrate
-from tutorledger.projections.writer import ReadModelWriter
+from tutorledger.projections.writer import MissingRequest, ReadModelWriter
 
 DUMP = "SELECT * FROM ledger_events FINAL ORDER BY position"
 
@@ -156,3 +157,34 @@ def test_raw_rows_without_their_read_model_rows_are_found_and_filled(
     assert found.missing == [] and found.read_model_missing == sorted(lost)
     assert repair(ledger, projections, head).repaired == len(lost)
     assert find_gaps(ledger.recorder, projections, head).ok
+
+
+def test_a_projector_stalled_on_a_lost_request_goes_on_after_repair_upto(
+    ledger: Ledger, projections: ProjectionStore
+) -> None:
+    """The broker lost a request; its later steps arrive. The writer refuses them (it cannot
+    place a step without its request), so the projector retries the batch and the claimed
+    position stops. `repair --upto` the ledger head fills the request from the ledger, and
+    the very same retried batch then goes through: nothing lost, nothing written twice."""
+    head = int(ledger.recorder.max_notification_id() or 0)
+    notes = ledger.recorder.select_notifications(start=1, limit=head)
+    rows = [event_row(n.id, decode(ledger, n)) for n in notes]
+    types = [decode(ledger, n)["type"] for n in notes]
+    cut = next(i for i in range(len(rows) // 2, len(rows)) if types[i] == "session.requested")
+    session = rows[cut][COLUMNS.index("session_id")]
+    later = [i for i in range(cut + 1, len(rows))
+             if rows[i][COLUMNS.index("session_id")] == session]  # fmt: skip
+    assert later, "the generated district has a step after this request"
+    writer = ReadModelWriter(projections)
+    writer.write(rows[:cut])  # everything before the lost request
+    retried = rows[cut + 1 :]  # the batch the projector receives, request missing
+    with pytest.raises(MissingRequest):
+        writer.write(retried)
+    report = repair(ledger, projections, head)  # what `repair --upto <head>` runs
+    assert rows[cut][0] in report.missing and report.repaired >= 1
+    ReadModelWriter(projections).write(retried)  # the projector's next retry
+    assert find_gaps(ledger.recorder, projections, head).ok
+    assert [r[0] for r in projections.execute(DUMP)] == list(range(1, head + 1))
+    facts = current_tables(projections).facts  # read without FINAL: each position once
+    total, distinct = projections.execute(f"SELECT count(), uniqExact(position) FROM {facts}")[0]
+    assert total == distinct > 0
