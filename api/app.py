@@ -14,9 +14,11 @@ from tutorledger.api.openapi import install_openapi
 from tutorledger.api.routes import (
     admin,
     audit,
+    cohorts,
     events,
     health,
     metrics,
+    outcomes,
     privacy,
     roster,
     schools,
@@ -62,7 +64,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (events, sessions, schools, metrics, audit, admin, privacy, roster, health):
+    modules = (events, sessions, schools, metrics, audit, admin, privacy, roster, health)
+    for module in (*modules, cohorts, outcomes):
         app.include_router(module.router)
     dashboard.install(app, settings)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)

@@ -135,8 +135,13 @@ class Participation(BaseModel):
     head_hash: str | None
     filters: dict[str, Any]
     enrolled: int | None
+    cohort_size: int | None = Field(
+        default=None, description="With cohort_id: the cohort's members as of the position"
+    )
     students_served: int | None
-    reach_rate: float | None = Field(description="students_served / enrolled (0-1)")
+    reach_rate: float | None = Field(
+        description="students_served / enrolled (0-1); with cohort_id, / cohort_size"
+    )
     sessions_requested: int | None
     sessions_matched: int | None
     sessions_completed: int | None

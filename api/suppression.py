@@ -111,9 +111,10 @@ def _grouped(plan: Plan, body: dict[str, Any], counts: tuple[str, ...]) -> None:
 
 def _participation(plan: Plan, body: dict[str, Any]) -> None:
     c = {n: plan.cell(body, n) for n in (
-        "enrolled", "students_served", "sessions_requested", "sessions_matched",
+        "enrolled", "cohort_size", "students_served", "sessions_requested", "sessions_matched",
         "sessions_completed", "sessions_cancelled")}  # fmt: skip
-    plan.derived.append(((id(body), "reach_rate"), [c["students_served"], c["enrolled"]]))
+    base = c["enrolled"] if body.get("cohort_size") is None else c["cohort_size"]
+    plan.derived.append(((id(body), "reach_rate"), [c["students_served"], base]))
     plan.derived.append(
         ((id(body), "sessions_per_served_student"), [c["sessions_requested"], c["students_served"]])
     )
@@ -173,6 +174,13 @@ def _engagement(plan: Plan, body: dict[str, Any]) -> None:
     plan.lines.append([plan.cell(r, "requests") for r in rows])
 
 
+def _outcomes(plan: Plan, body: dict[str, Any]) -> None:
+    plan.lines.append([plan.cell(r, "students") for r in body["rows"]])
+    for r in body["rows"]:
+        for name in ("mean_from", "mean_to", "mean_change"):
+            plan.derived.append(((id(r), name), [(id(r), "students")]))
+
+
 PLANNERS: dict[str, Callable[[Plan, dict[str, Any]], None]] = {
     "participation": _participation,
     "demand": _demand,
@@ -180,6 +188,7 @@ PLANNERS: dict[str, Callable[[Plan, dict[str, Any]], None]] = {
     "satisfaction": _satisfaction,
     "timing": _timing,
     "engagement": _engagement,
+    "outcomes": _outcomes,
 }
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 from pydantic import ValidationError
 
 from tutorledger.domain import privacy
@@ -40,6 +40,8 @@ from tutorledger.domain.session import TutoringSession, session_key
 
 __all__ = ["Ledger", "LedgerEntry", "LedgerIndex", "Outcome"]  # the batch types live in batch.py
 MAX_ATTEMPTS = 8
+# What a record-building callback hands `Ledger.save_built`: aggregates, entries, key writes.
+Built = tuple[list[Aggregate], list[LedgerEntry], KeyWrites | None]
 
 
 def _raw_event_id(raw: Any) -> str | None:
@@ -207,6 +209,20 @@ class Ledger(Application[UUID]):
             school = School(envelope=canonical)
         digest = body_digest(canonical)
         return school, LedgerEntry(key, school.version, event_id, district_id, canonical, digest)
+
+    def save_built(self, build: Callable[[], Built]) -> list[Recording]:
+        """Save what `build` returns under the write lock, in one transaction; `build` runs
+        again after a lost write race, so it must read the state it depends on afresh."""
+        with self._write_lock:
+            for _ in range(MAX_ATTEMPTS):
+                aggregates, entries, writes = build()
+                if not entries:
+                    return []
+                try:
+                    return self.save(*aggregates, ledger_entries=entries, key_writes=writes)
+                except IntegrityError:
+                    continue
+        raise Unavailable("could not record after repeated write conflicts; retry later")
 
     def get_session(self, district_id: str, session_id: str) -> TutoringSession | None:
         try:

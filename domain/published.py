@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
+from tutorledger.domain.cohort import COHORT_EVENT_TYPE, CohortUpdatedEnvelope
 from tutorledger.domain.envelope import (
     CancelledEnvelope,
     CompletedEnvelope,
@@ -24,6 +25,7 @@ from tutorledger.domain.envelope import (
     _Strict,
 )
 from tutorledger.domain.erasure import ErasureEnvelope
+from tutorledger.domain.grades import GRADE_EVENT_TYPE, GradeRecordedEnvelope
 from tutorledger.domain.privacy import ERASURE_EVENT_TYPE, TOKEN_PATTERN
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, SchoolUpdatedEnvelope
 
@@ -63,6 +65,8 @@ _SESSION: TypeAdapter[PublishedSession] = TypeAdapter(PublishedSession)
 _OTHER: dict[str, type[BaseModel]] = {
     SCHOOL_EVENT_TYPE: SchoolUpdatedEnvelope,
     ERASURE_EVENT_TYPE: ErasureEnvelope,
+    COHORT_EVENT_TYPE: CohortUpdatedEnvelope,
+    GRADE_EVENT_TYPE: GradeRecordedEnvelope,
 }
 
 

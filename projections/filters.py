@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.cohorts import members_condition
 from tutorledger.projections.read_models import Tables, current_tables
 
 
@@ -23,6 +24,7 @@ class Filters:
     date_from: date | None = None
     date_to: date | None = None
     generation: int | None = None  # pin the read models' generation (default: the published one)
+    cohort_id: str | None = None  # only the cohort's members as of the position (pins generation)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -32,6 +34,7 @@ class Filters:
             "school_id": self.school_id or "",
             "subject": self.subject or "",
             "grade": -1 if self.grade is None else self.grade,
+            "cohort_id": self.cohort_id or "",
             "date_from": self.date_from or date(1970, 1, 2),
             "date_to": self.date_to or date(2105, 12, 31),
             # Whatever the zone (offsets lie within ±14 h), a local day lies inside these UTC
@@ -65,6 +68,10 @@ def facts_where(filters: Filters, steps: tuple[int, ...]) -> str:
         conditions.append("subject = %(subject)s")
     if filters.grade is not None:
         conditions.append("grade = %(grade)s")
+    if filters.cohort_id is not None:
+        if filters.generation is None:
+            raise ValueError("a cohort filter needs a pinned read-model generation")
+        conditions.append(members_condition(Tables(filters.generation).cohorts))
     if filters.date_from is not None:
         conditions.append("requested_at >= toDateTime(%(utc_from)s, 'UTC')")
         conditions.append("toDate(requested_at, %(tz)s) >= %(date_from)s")

@@ -1,10 +1,11 @@
-"""Participation: who used tutoring, how much, against enrolment."""
+"""Participation: who used tutoring, how much, against enrolment (or a cohort's size)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.cohorts import list_cohorts
 from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.read_models import CANCELLED, COMPLETED, MATCHED, REQUESTED
 from tutorledger.projections.schools import latest_enrollment_sql
@@ -29,6 +30,15 @@ WHERE %(grade)s = -1 OR g = %(grade)s
 """
 
 
+def cohort_size(store: ProjectionStore, filters: Filters) -> int:
+    """Members of the filter's cohort as of its position: a cohort's reach denominator."""
+    cohorts = filters.tables(store).cohorts
+    found = list_cohorts(
+        store, cohorts, filters.district_id, filters.as_of_position, filters.cohort_id or ""
+    )
+    return found[0]["size"] if found else 0
+
+
 def participation(store: ProjectionStore, filters: Filters) -> dict[str, Any]:
     """Participation figures for the filters: one scan of the steps it counts."""
     params = filters.params()
@@ -38,10 +48,12 @@ def participation(store: ProjectionStore, filters: Filters) -> dict[str, Any]:
     enrolled_rows = store.execute(enrolled_sql(tables.schools), params)
     enrolled = int(enrolled_rows[0][0] or 0) if enrolled_rows else 0
     served = int(served)
+    base = enrolled if filters.cohort_id is None else cohort_size(store, filters)
     return {
         "enrolled": enrolled,
+        "cohort_size": None if filters.cohort_id is None else base,
         "students_served": served,
-        "reach_rate": served / enrolled if enrolled else None,
+        "reach_rate": served / base if base else None,
         "sessions_requested": int(requested),
         "sessions_matched": int(matched),
         "sessions_completed": int(completed),

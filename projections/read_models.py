@@ -51,7 +51,8 @@ SCHOOL_COLUMNS: tuple[str, ...] = (
     "enrollment_counts",
 )
 FACTS, SCHOOLS = "session_facts", "school_updates"
-MODELS = (FACTS, SCHOOLS)
+COHORTS, GRADES = "cohort_updates", "grade_facts"
+MODELS = (FACTS, SCHOOLS, COHORTS, GRADES)
 GENERATIONS_TABLE = "read_model_generations"
 # Where each ledger_events column sits in an event row (projections.rows.COLUMNS).
 _AT = {name: i for i, name in enumerate(COLUMNS)}
@@ -72,6 +73,14 @@ class Tables:
     def schools(self) -> str:
         return f"{SCHOOLS}_g{self.generation}"
 
+    @property
+    def cohorts(self) -> str:
+        return f"{COHORTS}_g{self.generation}"
+
+    @property
+    def grades(self) -> str:
+        return f"{GRADES}_g{self.generation}"
+
     def all(self) -> tuple[str, ...]:
         return tuple(f"{model}_g{self.generation}" for model in MODELS)
 
@@ -84,6 +93,16 @@ def current_generation(store: ProjectionStore) -> int:
 
 def current_tables(store: ProjectionStore) -> Tables:
     return Tables(current_generation(store))
+
+
+def complete_generation(store: ProjectionStore) -> None:
+    """Give the published generation every model: a model added by a later migration is
+    created as generation 1 only, which a store already rebuilt past it would not read."""
+    live = current_tables(store)
+    names = {str(r[0]) for r in store.execute("SHOW TABLES")}
+    for model, table in zip(MODELS, live.all(), strict=True):
+        if table not in names and f"{model}_g1" in names:
+            store.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {model}_g1")
 
 
 def student_key(student_id: str) -> int:

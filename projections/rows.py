@@ -1,6 +1,7 @@
 """Event → row mapping: one `ledger_events` row per ledger event, keyed by position.
 
 No personal data reaches a row: the `student_id` column holds the student's random token
+(a cohort's `members` too)
 (distinct counts stay exact), `topic` and `comment` are always empty (free text never leaves
 the event store), and the stored ciphertext is dropped.
 """
@@ -34,6 +35,11 @@ COLUMNS: tuple[str, ...] = (
     "enrollment_grades",
     "enrollment_counts",
     "as_of",
+    "cohort_id",
+    "members",
+    "term",
+    "term_end",
+    "score",
 )
 _EPOCH = date(1970, 1, 1)
 
@@ -69,4 +75,9 @@ def event_row(position: int, event: dict[str, Any]) -> tuple[Any, ...]:
         [int(g) for g in grades] if grades else [],  # no comprehension frame per session event
         [int(enrollment[g]) for g in grades] if grades else [],
         date.fromisoformat(payload["as_of"]) if "as_of" in payload else _EPOCH,
+        event.get("cohort_id", ""),
+        payload.get("student_tokens") or [],  # a cohort's members: tokens only
+        payload.get("term", ""),
+        date.fromisoformat(payload["term_end"]) if "term_end" in payload else _EPOCH,
+        float(payload.get("score", 0.0)),
     )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from importlib import resources
 
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.read_models import complete_generation
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def migrate(store: ProjectionStore) -> list[str]:
         )
         log.info("migration applied", extra={"migration": name})
         applied.append(name)
+    complete_generation(store)
     return applied
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from tutorledger.domain.errors import Unavailable
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.insight_rows import COHORT_COLUMNS, GRADE_COLUMNS, insight_rows
 from tutorledger.projections.read_models import (
     FACT_COLUMNS,
     REQUESTED,
@@ -112,6 +113,9 @@ class ReadModelWriter:
             facts = [f for f in facts if f[9] not in seen]
         self.store.insert(target.facts, FACT_COLUMNS, facts)
         self.store.insert(target.schools, SCHOOL_COLUMNS, schools)
+        cohorts, grades = insight_rows(rows)  # rare events; copies are harmless (argMax)
+        self.store.insert(target.cohorts, COHORT_COLUMNS, cohorts)
+        self.store.insert(target.grades, GRADE_COLUMNS, grades)
         self.store.insert(raw_table, COLUMNS, rows)
 
     def derive(self, rows: Sequence[Row], tables: Tables) -> tuple[list[Row], list[Row]]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from tutorledger.api import metric_schemas as ms
 from tutorledger.api.bounds import GROUP_BY_PATTERN, BoundedDate, query_date
+from tutorledger.api.cohort_filter import pin_cohort
 from tutorledger.api.csv_response import CSV_MEDIA_TYPE, csv_response, wants_csv
 from tutorledger.api.deps import Dashboard, RuntimeDep, check_district
 from tutorledger.api.metric_docs import DOCS
@@ -55,11 +56,19 @@ FormatQ = Annotated[
 GroupByQ = Annotated[
     str | None, Query(pattern=GROUP_BY_PATTERN, description=f"Group rows by {GROUP_BY_HELP}")
 ]
+CohortQ = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Only this cohort's members as of the position (see /v1/cohorts)",
+    ),
+]
 Keys = tuple[str, ...]
 M = TypeVar("M", bound=BaseModel)
 DEMAND_KEYS: Keys = ("school_id", "subject")
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}},
+    404: {"model": ErrorResponse, "description": "unknown_cohort: no such cohort at the position"},
     422: {"model": ErrorResponse, "description": "Bad filter: from after to, grade 13, …"},
 }
 
@@ -73,6 +82,7 @@ def build_filters(
     date_from: date | None,
     date_to: date | None,
     as_of_position: int | None,
+    cohort_id: str | None = None,
 ) -> tuple[Filters, str | None]:
     """Resolve the effective position (never past what is projected) and its chain head."""
     if date_from and date_to and date_from > date_to:
@@ -91,6 +101,8 @@ def build_filters(
         date_from=date_from,
         date_to=date_to,
     )
+    if cohort_id is not None:
+        filters = pin_cohort(runtime.projections, filters, cohort_id)
     return filters, head[1] if head else None
 
 
@@ -102,6 +114,7 @@ def echo(filters: Filters) -> dict[str, Any]:
         "from": filters.date_from.isoformat() if filters.date_from else None,
         "to": filters.date_to.isoformat() if filters.date_to else None,
         "time_zone": filters.tz,
+        "cohort_id": filters.cohort_id,
     }
 
 
@@ -144,12 +157,14 @@ def metric_scope(
     as_of_position: AsOfQ = None,
     output_format: FormatQ = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    cohort_id: CohortQ = None,
 ) -> Scope:
     """The filters every metric shares (docs/contract.md), checked the same way everywhere."""
     check_district(principal, district_id)
     filters, head_hash = build_filters(
-        runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position
-    )
+        runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position,
+        cohort_id,
+    )  # fmt: skip
     profile = runtime.settings.district(district_id)
     return Scope(filters, head_hash, profile, wants_csv(output_format, accept), principal.role)
 
