@@ -18,6 +18,7 @@ from eventsourcing.domain import Aggregate, event
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tutorledger.domain.envelope import DISTRICT_PATTERN, DistrictId, Subject
+from tutorledger.domain.errors import TutorLedgerError
 from tutorledger.domain.privacy import TOKEN_PATTERN
 
 GRADE_NAMESPACE = UUID("c2d8e0b4-6f1a-4d3e-9b27-5a8c1e7f0d92")
@@ -93,3 +94,17 @@ def grade_envelope(district_id: str, token: str, grade: Grade, at: datetime) -> 
     }
     GradeRecordedEnvelope.model_validate(body)
     return body
+
+
+class InvalidGrades(TutorLedgerError):
+    """The grades file has bad rows; nothing was recorded. `details` names each line."""
+
+    code = "invalid_grades"
+    status = 422
+
+
+class InvalidGradeMapping(TutorLedgerError):
+    """The grades mapping (columns, terms, letter scale) cannot be used; nothing recorded."""
+
+    code = "invalid_grade_mapping"
+    status = 422

@@ -210,7 +210,7 @@ class Ledger(Application[UUID]):
         digest = body_digest(canonical)
         return school, LedgerEntry(key, school.version, event_id, district_id, canonical, digest)
 
-    def save_built(self, build: Callable[[], Built]) -> list[Recording]:
+    def save_built(self, build: Callable[[], Built]) -> list[Recording[UUID]]:
         """Save what `build` returns under the write lock, in one transaction; `build` runs
         again after a lost write race, so it must read the state it depends on afresh."""
         with self._write_lock:

@@ -73,7 +73,7 @@ def record_grades(ledger: Ledger, district_id: str, grades: Sequence[Grade]) -> 
         at = datetime.now(UTC)
         ids = [g.student_id for g in grades]
         tokens, writes = tokenise(ledger.index, ledger.cipher, district_id, ids, at)
-        envelopes = {}
+        envelopes: dict[UUID, dict[str, Any]] = {}
         for g in grades:
             envelope = grade_envelope(district_id, tokens[g.student_id], g, at)
             envelopes.setdefault(UUID(envelope["event_id"]), envelope)
