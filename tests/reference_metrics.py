@@ -285,3 +285,41 @@ def engagement(events: list[dict[str, Any]], district_id: str, tz: str, **f: Any
             for y, w in span
         ],
     }
+
+
+def in_cohort(events: list[dict[str, Any]], students: set[str]) -> list[dict[str, Any]]:
+    """The events of sessions whose request names one of `students` (the cohort's members):
+    every figure restricted to a cohort is the same figure over these events."""
+    chosen = {
+        (e["district_id"], e["session_id"])
+        for e in events
+        if e["type"] == "session.requested" and student_of(e["payload"]) in students
+    }
+    return [e for e in events if (e["district_id"], e.get("session_id")) in chosen]
+
+
+def outcome_bands(
+    grades: dict[str, tuple[float, float]], completed_in_window: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Per usage band: students, mean earlier and later grade, mean change (exact fractions)."""
+    bands: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for student, (before, after) in grades.items():
+        n = completed_in_window.get(student, 0)
+        band = "none" if n == 0 else "1-2" if n <= 2 else "3-9" if n <= 9 else "10+"
+        bands[band].append((before, after))
+    out = {}
+    for band in ("none", "1-2", "3-9", "10+"):
+        pairs = bands.get(band, [])
+        k = len(pairs)
+
+        def mean(values: list[float], k: int = k) -> float | None:
+            return round(float(sum(Fraction(v) for v in values) / k), 6) if k else None
+
+        out[band] = {
+            "band": band,
+            "students": k,
+            "mean_from": mean([a for a, _ in pairs]),
+            "mean_to": mean([b for _, b in pairs]),
+            "mean_change": mean([b - a for a, b in pairs]),
+        }
+    return out
