@@ -46,10 +46,10 @@ FROM (
             AND position <= %(as_of)s AND term IN %(terms)s {cohort}
         GROUP BY student_key
         HAVING has_from > 0 AND has_to > 0
-    ) ANY LEFT JOIN (
+    ) AS graded ANY LEFT JOIN (
         SELECT student_key, count() AS n FROM {facts} WHERE {usage}
         GROUP BY student_key
-    ) USING student_key
+    ) AS used USING student_key
 )
 GROUP BY band
 """
