@@ -82,8 +82,11 @@ def _figures(
         )
         cases.append((f"{name} engagement", engagement(store, f), ref.engagement(mine, GEN, TZ)))
         served = participation(store, f)
-        cases.append((f"{name} reach", (served["cohort_size"], served["students_served"]),
-                      (len(members), len({e["payload"]["student_id"] for e in mine if e["type"] == "session.requested"}))))  # fmt: skip
+        requests = [e["payload"] for e in mine if e["type"] == "session.requested"]
+        expected = (len(members), len({r["student_id"] for r in requests}))
+        cases.append(
+            (f"{name} reach", (served["cohort_size"], served["students_served"]), expected)
+        )
     return cases
 
 
