@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tutorledger.consumers.projector import decode
+from tutorledger.domain.cohort import COHORT_EVENT_TYPE
+from tutorledger.domain.grades import GRADE_EVENT_TYPE
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.positions import bucket_counts, positions_between
@@ -96,10 +98,16 @@ def find_gaps(recorder: Any, store: ProjectionStore, upto: int, width: int = WIN
 
 
 def read_model_gaps(store: ProjectionStore, upto: int) -> list[int]:
-    """Raw rows in (0, upto] whose read-model row is absent (session steps, school updates)."""
+    """Raw rows in (0, upto] whose read-model row is absent (session steps, school updates,
+    cohort updates, grades)."""
     tables = current_tables(store)
     found: set[int] = set()
-    for table, types in ((tables.facts, tuple(STEPS)), (tables.schools, (SCHOOL_UPDATED,))):
+    for table, types in (
+        (tables.facts, tuple(STEPS)),
+        (tables.schools, (SCHOOL_UPDATED,)),
+        (tables.cohorts, (COHORT_EVENT_TYPE,)),
+        (tables.grades, (GRADE_EVENT_TYPE,)),
+    ):
         sql = READ_MODEL_GAPS_SQL.format(table=table)
         found |= {int(r[0]) for r in store.execute(sql, {"upto": upto, "types": types})}
     return sorted(found)

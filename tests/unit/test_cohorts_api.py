@@ -219,3 +219,15 @@ def test_small_cohort_sizes_withheld_from_dashboards(client: TestClient, events:
         headers=auth("dashboard"),
     ).json()
     assert body["cohort_size"] is None and body["reach_rate"] is None and body["suppressed"]
+
+
+def test_rebuild_reproduces_cohorts_and_their_figures(
+    client: TestClient, events: list[Any]
+) -> None:
+    put(client, "rebuilt", students(events)[::7])
+    before = get(client, "/v1/cohorts")
+    figures = get(client, "/v1/metrics/wait-times", cohort_id="rebuilt", group_by="school")
+    response = client.post("/v1/admin/rebuild", headers=auth("admin"))
+    assert response.status_code == 200, response.text
+    assert get(client, "/v1/cohorts") == before
+    assert get(client, "/v1/metrics/wait-times", cohort_id="rebuilt", group_by="school") == figures
