@@ -55,6 +55,27 @@ GROUP BY band
 """
 
 
+OPTIONS_SQL = """
+SELECT subject, term, max(term_end) FROM {grades}
+WHERE district_id = %(district_id)s AND position <= %(as_of)s
+GROUP BY subject, term
+"""
+
+
+def grade_options(
+    store: ProjectionStore, filters: Filters
+) -> tuple[list[str], list[tuple[str, date]]]:
+    """(graded subjects, terms with their grading dates in date order) as of the position."""
+    subjects: set[str] = set()
+    ends: dict[str, date] = {}
+    for subject, term, end in store.execute(
+        OPTIONS_SQL.format(grades=filters.tables(store).grades), filters.params()
+    ):
+        subjects.add(str(subject))
+        ends[str(term)] = max(ends.get(str(term), _day(end)), _day(end))
+    return sorted(subjects), sorted(ends.items(), key=lambda p: (p[1], p[0]))
+
+
 def term_window(
     store: ProjectionStore, filters: Filters, term_from: str, term_to: str
 ) -> tuple[date, date]:

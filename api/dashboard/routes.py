@@ -115,7 +115,7 @@ def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQue
     check_district(principal, district_id)
     filters, head = build_filters(
         runtime, district_id, q.school_id, q.subject, q.grade, q.date_from, q.date_to,
-        q.as_of_position,
+        q.as_of_position, q.cohort_id,
     )  # fmt: skip
     profile = runtime.settings.district(district_id)
     return Scope(filters, head, profile, csv=False, role=principal.role)
@@ -133,6 +133,7 @@ def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery)
         "reproduce_url": reproduce,
         "all_schools": views.schools(store, views.narrowed(scope, school_id=None)),
         "subjects": subject_options(store, scope),
+        "cohorts": views.cohort_options(store, scope),
         "time_zone": scope.filters.tz,
     }
 

@@ -35,6 +35,7 @@ from tutorledger.api.routes.metrics import (
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.cohorts import list_cohorts
 from tutorledger.projections.schools import latest_schools
 
 Builder = Callable[..., BaseModel]
@@ -185,3 +186,9 @@ def drill_view(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel]:
         "wait_times": answer(store, scope, wait_times_body),
         "satisfaction": answer(store, scope, satisfaction_body),
     }
+
+
+def cohort_options(store: ProjectionStore, scope: Scope) -> list[dict[str, Any]]:
+    """The district's cohorts as of the page's position, for the cohort picker."""
+    f = scope.filters
+    return list_cohorts(store, f.tables(store).cohorts, f.district_id, f.as_of_position)
