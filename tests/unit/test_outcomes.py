@@ -184,8 +184,9 @@ def test_dashboards_see_small_bands_withheld(client: TestClient, graded: ge.Grad
 def test_dashboard_outcomes_table_and_cohort_picker(
     client: TestClient, graded: ge.GradedDistrict
 ) -> None:
-    client.put(f"/v1/cohorts/{D}/picked", json={"name": "Picked", "student_ids": sorted(graded.grades)[1::2]},
-               headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    picked = {"name": "Picked", "student_ids": sorted(graded.grades)[1::2]}
+    client.put(f"/v1/cohorts/{D}/picked", json=picked, headers=admin)
     assert client.post("/signin", data={"key": ADMIN}, follow_redirects=False).status_code == 303
     page = client.get(f"/dashboard/{D}/outcomes")
     assert page.status_code == 200, page.text
@@ -196,8 +197,10 @@ def test_dashboard_outcomes_table_and_cohort_picker(
     assert "not effect" in page.text and 'id="o-subject"' in page.text
     district = client.get(f"/dashboard/{D}", params={"cohort_id": "picked"})
     assert district.status_code == 200 and 'value="picked" selected' in district.text
-    participation = exact(client.get("/v1/metrics/participation", params={"district_id": D, "cohort_id": "picked"},
-                                     headers={"Authorization": f"Bearer {ADMIN}"}).json())  # fmt: skip
+    params = {"district_id": D, "cohort_id": "picked"}
+    participation = exact(
+        client.get("/v1/metrics/participation", params=params, headers=admin).json()
+    )
     assert f'data-col="cohort_size" data-value="{participation["cohort_size"]}"' in district.text
     missing = client.get(f"/dashboard/{D}", params={"cohort_id": "nobody"})
     assert missing.status_code == 404 and "unknown_cohort" in missing.text
