@@ -60,6 +60,8 @@ HOTSPOT = ("sch-03", "geometry")  # bench.district plants it at the third school
 class Site:
     base: str
     api: httpx.Client
+    home: Path  # the served store's directory (the CLI runs there too)
+    keys: Path
 
     def metric(self, name: str, **params: Any) -> dict[str, Any]:
         query = {"district_id": DISTRICT, **{k: v for k, v in params.items() if v is not None}}
@@ -97,7 +99,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     # cells withheld alike (suppression is by role).
     auth = {"Authorization": f"Bearer {KEYS['dashboard']}"}
     with httpx.Client(base_url=server.base_url, headers=auth, timeout=120) as api:
-        yield Site(server.base_url, api)
+        yield Site(server.base_url, api, tmp, keys)
     stop(server)
 
 
@@ -378,3 +380,70 @@ def test_print_layout(browser: WebDriver, site: Site) -> None:
     pdf = browser.print_page()
     (SCREENSHOTS / "district-print.pdf").write_bytes(base64.b64decode(pdf))
     assert (SCREENSHOTS / "district-print.pdf").read_bytes().startswith(b"%PDF")
+
+
+def odd_cohort(site: Site) -> list[str]:
+    """Record the cohort of odd-numbered demo students (again: a harmless new update)."""
+    admin = {"Authorization": f"Bearer {KEYS['admin']}"}
+    members = [f"stu-{n:06d}" for n in range(1, 401, 2)]
+    body = {"name": "Odd students", "student_ids": members}
+    put = httpx.put(f"{site.base}/v1/cohorts/{DISTRICT}/odd", json=body, headers=admin)
+    assert put.status_code == 200, put.text
+    return members
+
+
+def test_cohort_picker_filters_every_view(browser: WebDriver, site: Site) -> None:
+    members = odd_cohort(site)
+    open_view(browser, f"{site.base}/dashboard/{DISTRICT}")
+    Select(browser.find_element(By.ID, "f-cohort")).select_by_value("odd")
+    browser.find_element(By.ID, "apply").click()
+    wait_for(lambda: "cohort_id=odd" in browser.current_url, "the cohort in the URL")
+    open_view(browser, browser.current_url)
+    assert filters_of(browser) == {"cohort_id": "odd"}
+    check_district_page(browser, site)  # every table equals the API with cohort_id=odd
+    page = summary(browser, "tbl-participation")
+    assert page["cohort_size"] == float(len(members))
+    whole = site.metric("participation")
+    assert (
+        page["students_served"] is not None and page["students_served"] < whole["students_served"]
+    )
+    screenshot(browser, "district-cohort")
+
+
+def test_outcomes_table_equals_the_api(browser: WebDriver, site: Site) -> None:
+    terms = '[terms]\n"2026-t1" = "2026-09-06"\n"2026-t2" = "2026-09-27"\n'
+    (site.home / "grades.toml").write_text(terms)
+    lines = ["student,subject,term,grade"]
+    for n in range(1, 401):
+        lines.append(f"stu-{n:06d},Algebra,2026-t1,{50 + n % 40}")
+        lines.append(f"stu-{n:06d},Algebra,2026-t2,{55 + (n * 7) % 40}")
+    (site.home / "grades.csv").write_text("\n".join(lines) + "\n")
+    command = [str(installed.cli()), "import-grades", "grades.csv", "--district", DISTRICT,
+               "--mapping", "grades.toml"]  # fmt: skip
+    done = subprocess.run(command, cwd=site.home, env=server_env(site.home, site.keys),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["recorded"] == 800
+    odd_cohort(site)
+    browser.get(f"{site.base}/dashboard/{DISTRICT}")
+    browser.find_element(By.ID, "outcomes-link").click()
+    wait_for(lambda: browser.find_elements(By.ID, "tbl-outcomes"), "the outcomes table")
+    position = int(browser.find_element(By.ID, "as-of-position").get_attribute("data-value"))
+    api = site.metric("outcomes", subject="algebra", term_from="2026-t1", term_to="2026-t2",
+                      as_of_position=position)  # fmt: skip
+    rows = by_key(browser, "tbl-outcomes")
+    assert list(rows) == [r["band"] for r in api["rows"]]
+    for r in api["rows"]:
+        same(rows[r["band"]], r)
+    assert "not effect" in browser.find_element(By.ID, "interpretation").text
+    Select(browser.find_element(By.ID, "f-cohort")).select_by_value("odd")
+    browser.find_element(By.ID, "apply").click()
+    wait_for(lambda: "cohort_id=odd" in browser.current_url, "the cohort in the URL")
+    wait_for(lambda: browser.find_elements(By.ID, "tbl-outcomes"), "the outcomes table")
+    position = int(browser.find_element(By.ID, "as-of-position").get_attribute("data-value"))
+    api = site.metric("outcomes", subject="algebra", term_from="2026-t1", term_to="2026-t2",
+                      cohort_id="odd", as_of_position=position)  # fmt: skip
+    rows = by_key(browser, "tbl-outcomes")
+    for r in api["rows"]:
+        same(rows[r["band"]], r)
+    screenshot(browser, "outcomes")
