@@ -47,6 +47,7 @@ class GradeRecord(Aggregate):
     @event("Recorded")
     def __init__(self, envelope: dict[str, Any]) -> None:
         self.district_id: str = envelope["district_id"]
+        self.envelope = envelope
 
 
 class _Frozen(BaseModel):

@@ -84,6 +84,8 @@ def record_grades(ledger: Ledger, district_id: str, grades: Sequence[Grade]) -> 
         writes.issued = [(k, s) for k, s in writes.issued if k.token in used]
         writes.activity = {t: a for t, a in writes.activity.items() if t in used}
         records = [GradeRecord(envelope=e) for e in fresh]
+        # Linked to the student's key like their sessions: the record export includes them.
+        writes.sessions = [(r.envelope["payload"]["student_token"], r.id) for r in records]
         return list(records), [_entry(r, e) for r, e in zip(records, fresh, strict=True)], writes
 
     recordings = ledger.save_built(build)

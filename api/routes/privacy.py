@@ -153,7 +153,7 @@ def list_disclosures(
 
 
 def sessions_of(runtime: Runtime, token: str) -> list[RecordSession]:
-    """Every session of the student, every event decrypted, in ledger order."""
+    """Every session (and grade) of the student, every event decrypted, in ledger order."""
     recorder: Any = runtime.ledger.recorder
     sessions = []
     for key in recorder.sessions_of(token):
@@ -164,7 +164,8 @@ def sessions_of(runtime: Runtime, token: str) -> list[RecordSession]:
             RecordEvent(position=p, hash=h, event=o.envelope)
             for (p, _, h, _), o in zip(rows, opened, strict=True)
         ]
-        sessions.append(RecordSession(session_id=events[0]["session_id"], events=items))
+        # A grade is linked like a session; it has no session id.
+        sessions.append(RecordSession(session_id=events[0].get("session_id", ""), events=items))
     sessions.sort(key=lambda s: s.events[0].position)
     return sessions
 

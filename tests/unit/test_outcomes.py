@@ -205,3 +205,16 @@ def test_dashboard_outcomes_table_and_cohort_picker(
     missing = client.get(f"/dashboard/{D}", params={"cohort_id": "nobody"})
     assert missing.status_code == 404 and "unknown_cohort" in missing.text
     client.post("/signout")
+
+
+def test_a_students_record_export_includes_their_grades(
+    client: TestClient, graded: ge.GradedDistrict
+) -> None:
+    student = sorted(graded.grades)[3]
+    headers = {"Authorization": f"Bearer {ADMIN}", "X-Purpose": "parent request"}
+    record = client.get(f"/v1/privacy/students/{D}/{student}", headers=headers)
+    assert record.status_code == 200, record.text
+    events = [e["event"] for s in record.json()["sessions"] for e in s["events"]]
+    grades = [e for e in events if e["type"] == "grade.recorded"]
+    assert sorted(g["payload"]["term"] for g in grades) == [ge.TERM_FROM, ge.TERM_TO]
+    assert len([e for e in events if e["type"] == "session.requested"]) >= 4
