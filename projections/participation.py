@@ -49,9 +49,10 @@ def participation(store: ProjectionStore, filters: Filters) -> dict[str, Any]:
     enrolled = int(enrolled_rows[0][0] or 0) if enrolled_rows else 0
     served = int(served)
     base = enrolled if filters.cohort_id is None else cohort_size(store, filters)
+    cohort = {} if filters.cohort_id is None else {"cohort_size": base}
     return {
         "enrolled": enrolled,
-        "cohort_size": None if filters.cohort_id is None else base,
+        **cohort,
         "students_served": served,
         "reach_rate": served / base if base else None,
         "sessions_requested": int(requested),
