@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from importlib import resources
 
@@ -37,6 +38,21 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
+ADD_COLUMN = re.compile(r"^ALTER TABLE (\w+) ADD COLUMN (\w+) ", re.IGNORECASE)
+
+
+def apply(store: ProjectionStore, statement: str) -> None:
+    """Run one statement; an ADD COLUMN whose column exists is skipped, so a migration cut
+    short (process killed before it was recorded) runs again cleanly. ClickHouse 18.16 has no
+    `ADD COLUMN IF NOT EXISTS`."""
+    added = ADD_COLUMN.match(statement)
+    if added is not None:
+        present = {str(r[0]) for r in store.execute(f"DESCRIBE TABLE {added[1]}")}
+        if added[2] in present:
+            return
+    store.execute(statement)
+
+
 def migrate(store: ProjectionStore) -> list[str]:
     """Apply migrations not yet recorded; returns the names applied."""
     store.execute(CREATE_MIGRATIONS_TABLE_SQL)
@@ -46,7 +62,7 @@ def migrate(store: ProjectionStore) -> list[str]:
         if version in done:
             continue
         for statement in statements(sql):
-            store.execute(statement)
+            apply(store, statement)
         store.insert(
             "schema_migrations", ("version", "name", "applied_at"), [(version, name, _now())]
         )

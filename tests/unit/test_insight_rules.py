@@ -71,3 +71,28 @@ def test_openapi_declares_every_status(tmp_path: Path) -> None:
         assert "404" in paths[f"/v1/metrics/{metric}"]["get"]["responses"]  # unknown_cohort
         names = {p["name"] for p in paths[f"/v1/metrics/{metric}"]["get"]["parameters"]}
         assert "cohort_id" in names
+
+
+def test_a_migration_cut_short_runs_again(tmp_path: Path) -> None:
+    from tutorledger.infra.clickhouse import open_projection_store
+    from tutorledger.projections import schema
+
+    store = open_projection_store(Settings(clickhouse=f"chdb://{tmp_path}/ch?database=cut"))
+    try:
+        store.execute(schema.CREATE_MIGRATIONS_TABLE_SQL)
+        done = [(v, n, sql) for v, n, sql in schema.migrations() if v < 4]
+        for version, name, sql in done:
+            for statement in schema.statements(sql):
+                store.execute(statement)
+            store.insert(
+                "schema_migrations", ("version", "name", "applied_at"), [(version, name, AT)]
+            )
+        # As if killed after the first statements of migration 4, before it was recorded.
+        cut = schema.statements({v: sql for v, _, sql in schema.migrations()}[4])[:2]
+        for statement in cut:
+            store.execute(statement)
+        assert schema.migrate(store) == ["0004_cohorts_grades.sql"]
+        columns = {str(r[0]) for r in store.execute("DESCRIBE TABLE ledger_events")}
+        assert {"cohort_id", "members", "term", "term_end", "score"} <= columns
+    finally:
+        store.close()
