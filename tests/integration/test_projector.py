@@ -121,6 +121,9 @@ def test_projector_killed_mid_stream_loses_and_duplicates_nothing(tmp_path: Path
     ledger = open_ledger(settings)
     store = open_projection_store(settings)
     try:
+        # A projector starts by migrating (every kill may have landed before that on a
+        # loaded machine, or inside a migration), then catches up.
+        migrate(store)
         LedgerFollower(ledger, store, batch_size=300).catch_up()
         head = int(ledger.recorder.max_notification_id() or 0)
         total, distinct, top = store.execute(
