@@ -45,6 +45,8 @@ REQUIRED = [
     ("GET", "/v1/sessions/", "auditor"),
     ("GET", "/v1/audit/", "auditor"),
     ("PUT", "/v1/schools/", "admin"),
+    ("PUT", "/v1/cohorts/", "admin"),
+    ("GET", "/v1/cohorts", "dashboard"),
     ("POST", "/v1/admin/", "admin"),
     ("", "/v1/privacy/", "admin"),
 ]
@@ -55,7 +57,7 @@ GRANTS = {
     "admin": {"emitter", "dashboard", "auditor", "admin"},
 }
 PARAMS = {"district_id": D1, "session_id": "s-1", "school_id": "s1", "student_id": "st-1",
-          "as_of": "2026-01-05"}  # fmt: skip
+          "as_of": "2026-01-05", "cohort_id": "c1"}  # fmt: skip
 
 
 @dataclass
@@ -111,6 +113,8 @@ def body_for(method: str, path: str) -> Any:
                                      subject="math")]}  # fmt: skip
     if path.startswith("/v1/schools/"):
         return {"name": "School", "enrollment": {"3": 10}, "as_of": "2026-01-05"}
+    if path.startswith("/v1/cohorts/"):
+        return {"name": "Cohort", "student_ids": ["st-2"]}
     return {"reason": "security matrix"} if method in ("POST", "PUT") else None
 
 
