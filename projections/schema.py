@@ -43,14 +43,21 @@ ADD_COLUMN = re.compile(r"^ALTER TABLE (\w+) ADD COLUMN (\w+) ", re.IGNORECASE)
 
 def apply(store: ProjectionStore, statement: str) -> None:
     """Run one statement; an ADD COLUMN whose column exists is skipped, so a migration cut
-    short (process killed before it was recorded) runs again cleanly. ClickHouse 18.16 has no
-    `ADD COLUMN IF NOT EXISTS`."""
+    short (process killed before it was recorded) runs again cleanly and processes racing on
+    one migration all succeed. ClickHouse 18.16 has no `ADD COLUMN IF NOT EXISTS`."""
     added = ADD_COLUMN.match(statement)
-    if added is not None:
-        present = {str(r[0]) for r in store.execute(f"DESCRIBE TABLE {added[1]}")}
-        if added[2] in present:
-            return
-    store.execute(statement)
+    if added is not None and _has_column(store, added[1], added[2]):
+        return
+    try:
+        store.execute(statement)
+    except Exception:
+        # Several processes migrating at once (`serve --workers N`): another one added it.
+        if added is None or not _has_column(store, added[1], added[2]):
+            raise
+
+
+def _has_column(store: ProjectionStore, table: str, column: str) -> bool:
+    return column in {str(r[0]) for r in store.execute(f"DESCRIBE TABLE {table}")}
 
 
 def migrate(store: ProjectionStore) -> list[str]:

@@ -96,3 +96,27 @@ def test_a_migration_cut_short_runs_again(tmp_path: Path) -> None:
         assert {"cohort_id", "members", "term", "term_end", "score"} <= columns
     finally:
         store.close()
+
+
+class RacedStore:
+    """A projection store on which another process adds the column between our check and our
+    ALTER (what `serve --workers 3` does at startup)."""
+
+    def __init__(self) -> None:
+        self.columns = ["position"]
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        if sql.startswith("DESCRIBE"):
+            return [(c, "String") for c in self.columns]
+        self.columns.append("score")  # the other process wins the race
+        raise RuntimeError("Cannot add column score: column with this name already exists")
+
+
+def test_processes_racing_on_one_migration_all_succeed() -> None:
+    from tutorledger.projections.schema import apply
+
+    store = RacedStore()
+    apply(store, "ALTER TABLE ledger_events ADD COLUMN score Float64")  # type: ignore[arg-type]
+    assert store.columns == ["position", "score"]
+    with pytest.raises(RuntimeError):
+        apply(store, "CREATE TABLE t (a UInt8) ENGINE = Memory")  # type: ignore[arg-type]
