@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from tutorledger.api import cli_audit, cli_import, cli_privacy, cli_repair
+from tutorledger.api import cli_audit, cli_import, cli_migrate, cli_privacy, cli_repair
 from tutorledger.api.cli_common import (
     ClickhouseOpt,
     StoreOpt,
@@ -37,6 +37,7 @@ app.add_typer(cli_audit.commands)
 app.add_typer(cli_import.commands)
 app.add_typer(cli_repair.commands)
 app.add_typer(cli_privacy.commands)
+app.add_typer(cli_migrate.commands)
 
 
 @app.command()

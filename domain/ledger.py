@@ -29,11 +29,13 @@ from tutorledger.domain.envelope import (
 )
 from tutorledger.domain.erasure import StudentErasure, erasure_envelope
 from tutorledger.domain.errors import (
+    MigrationRejected,
     InvalidEvent,
     NotFound,
     Rejection,
     Unavailable,
 )
+from tutorledger.domain.migration import MIGRATION_EVENT_TYPE, LedgerMigration
 from tutorledger.domain.privacy import Cipher, KeyWrites
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
 from tutorledger.domain.session import TutoringSession, session_key
@@ -139,10 +141,13 @@ class Ledger(Application[UUID]):
         return loaded
 
     def _save(self, batch: Batch) -> dict[tuple[UUID, int], int]:
-        touched = [a for a in batch.aggregates.values() if a is not None]
         if not batch.entries:
             return {}
-        recordings = self.save(*touched, ledger_entries=batch.entries, key_writes=batch.writes)
+        # Positions follow the order events were accepted in, not session by session.
+        order = {(e.originator_id, e.originator_version): i for i, e in enumerate(batch.entries)}
+        events = [e for a in batch.aggregates.values() if a is not None for e in a.collect_events()]
+        events.sort(key=lambda e: order[(e.originator_id, e.originator_version)])
+        recordings = self.save(*events, ledger_entries=batch.entries, key_writes=batch.writes)
         return {
             (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
             for r in recordings
@@ -207,6 +212,41 @@ class Ledger(Application[UUID]):
             school = School(envelope=canonical)
         digest = body_digest(canonical)
         return school, LedgerEntry(key, school.version, event_id, district_id, canonical, digest)
+
+    def append_verbatim(self, envelopes: Sequence[dict[str, Any]]) -> int:
+        """Append school updates and migration markers as given (event ids and times kept),
+        in one transaction; ids already stored are skipped. For `migrate-ledger` only: such
+        events carry no personal fields. Returns how many were appended."""
+        with self._write_lock:
+            seen = self.index.lookup_event_ids([UUID(e["event_id"]) for e in envelopes])
+            pairs = [self._verbatim(e) for e in envelopes if UUID(e["event_id"]) not in seen]
+            if pairs:
+                self.save(*(a for a, _ in pairs), ledger_entries=[e for _, e in pairs])
+            return len(pairs)
+
+    def _verbatim(self, canonical: dict[str, Any]) -> tuple[Aggregate, LedgerEntry]:
+        aggregate: Aggregate
+        if canonical["type"] == MIGRATION_EVENT_TYPE:
+            aggregate = LedgerMigration(envelope=canonical)
+        elif canonical["type"] == SCHOOL_EVENT_TYPE:
+            key = school_key(canonical["district_id"], canonical["school_id"])
+            try:
+                school: School = self.repository.get(key)
+                school.update(canonical)
+                aggregate = school
+            except AggregateNotFoundError:
+                aggregate = School(envelope=canonical)
+        else:
+            raise MigrationRejected(f"{canonical['type']} events cannot be appended verbatim")
+        entry = LedgerEntry(
+            aggregate.id,
+            aggregate.version,
+            UUID(canonical["event_id"]),
+            canonical["district_id"],
+            canonical,
+            body_digest(canonical),
+        )
+        return aggregate, entry
 
     def get_session(self, district_id: str, session_id: str) -> TutoringSession | None:
         try:

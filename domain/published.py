@@ -24,6 +24,7 @@ from tutorledger.domain.envelope import (
     _Strict,
 )
 from tutorledger.domain.erasure import ErasureEnvelope
+from tutorledger.domain.migration import MIGRATION_EVENT_TYPE, MigrationEnvelope
 from tutorledger.domain.privacy import ERASURE_EVENT_TYPE, TOKEN_PATTERN
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, SchoolUpdatedEnvelope
 
@@ -63,6 +64,7 @@ _SESSION: TypeAdapter[PublishedSession] = TypeAdapter(PublishedSession)
 _OTHER: dict[str, type[BaseModel]] = {
     SCHOOL_EVENT_TYPE: SchoolUpdatedEnvelope,
     ERASURE_EVENT_TYPE: ErasureEnvelope,
+    MIGRATION_EVENT_TYPE: MigrationEnvelope,
 }
 
 
