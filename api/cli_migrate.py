@@ -86,8 +86,13 @@ def migrate_ledger(
              for d, h in report.heads.items()}  # fmt: skip
     typer.echo(
         json.dumps(
-            {"target": target, "events": report.total, "migrated": report.migrated,
-             "resumed_after": report.resumed_after, "districts": heads}  # fmt: skip
+            {
+                "target": target,
+                "events": report.total,
+                "migrated": report.migrated,
+                "resumed_after": report.resumed_after,
+                "districts": heads,
+            }  # fmt: skip
         )
     )
 

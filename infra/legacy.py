@@ -46,7 +46,9 @@ def open_store(url: str, *, read_only: bool = False) -> Ledger:
     return Ledger(env=env, cipher=AesGcmCipher())
 
 
-def _rows(ledger: Ledger, sql: str, params: tuple[Any, ...] = (), *, write: bool = False) -> list[Any]:
+def sql_rows(
+    ledger: Ledger, sql: str, params: tuple[Any, ...] = (), *, write: bool = False
+) -> list[Any]:
     recorder: Any = ledger.recorder
     if isinstance(recorder, SQLiteLedgerRecorder):
         with recorder.datastore.transaction(commit=write) as c:
@@ -62,21 +64,21 @@ def _rows(ledger: Ledger, sql: str, params: tuple[Any, ...] = (), *, write: bool
 def has_table(ledger: Ledger, name: str) -> bool:
     if isinstance(ledger.recorder, SQLiteLedgerRecorder):
         sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = %s"
-        return bool(_rows(ledger, sql, (name,))[0][0])
-    return _rows(ledger, "SELECT to_regclass(%s)", (name,))[0][0] is not None
+        return bool(sql_rows(ledger, sql, (name,))[0][0])
+    return sql_rows(ledger, "SELECT to_regclass(%s)", (name,))[0][0] is not None
 
 
 def heads(ledger: Ledger) -> dict[str, Head]:
     """Every district's chain head and event count (empty when there is no index)."""
     if not has_table(ledger, "ledger_index"):
         return {}
-    counts = _rows(
+    counts = sql_rows(
         ledger,
         "SELECT district_id, count(*), max(position) FROM ledger_index GROUP BY district_id",
     )
     found: dict[str, Head] = {}
     for district, events, last in counts:
-        row = _rows(ledger, "SELECT chain_hash FROM ledger_index WHERE position = %s", (last,))
+        row = sql_rows(ledger, "SELECT chain_hash FROM ledger_index WHERE position = %s", (last,))
         found[str(district)] = Head(int(last), str(row[0][0]), int(events))
     return found
 
@@ -85,12 +87,12 @@ def key_rows(ledger: Ledger) -> int:
     """Students in the key table: 0 for a ledger that never sealed anything."""
     if not has_table(ledger, "student_keys"):
         return 0
-    return int(_rows(ledger, "SELECT count(*) FROM student_keys")[0][0])
+    return int(sql_rows(ledger, "SELECT count(*) FROM student_keys")[0][0])
 
 
 def last_event_id(ledger: Ledger) -> UUID | None:
     """The emitter's event id of the ledger's latest event (None when empty)."""
-    rows = _rows(ledger, "SELECT event_id FROM ledger_index ORDER BY position DESC LIMIT 1")
+    rows = sql_rows(ledger, "SELECT event_id FROM ledger_index ORDER BY position DESC LIMIT 1")
     if not rows:
         return None
     value = rows[0][0]
@@ -99,25 +101,25 @@ def last_event_id(ledger: Ledger) -> UUID | None:
 
 def stored_count(ledger: Ledger) -> int:
     """Stored events, indexed or not (an old ledger must have an index row for each)."""
-    return int(_rows(ledger, "SELECT count(*) FROM stored_events")[0][0])
+    return int(sql_rows(ledger, "SELECT count(*) FROM stored_events")[0][0])
 
 
 def event_count(ledger: Ledger) -> int:
-    return int(_rows(ledger, "SELECT count(*) FROM ledger_index")[0][0])
+    return int(sql_rows(ledger, "SELECT count(*) FROM ledger_index")[0][0])
 
 
 def read_state(ledger: Ledger) -> dict[str, str]:
     """The migration's record in the target ('source': fingerprint, 'completed_at')."""
     if not has_table(ledger, STATE_TABLE):
         return {}
-    return {str(k): str(v) for k, v in _rows(ledger, f"SELECT name, value FROM {STATE_TABLE}")}
+    return {str(k): str(v) for k, v in sql_rows(ledger, f"SELECT name, value FROM {STATE_TABLE}")}
 
 
 def write_state(ledger: Ledger, name: str, value: str) -> None:
-    _rows(
+    sql_rows(
         ledger,
         f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
         write=True,
     )
-    _rows(ledger, f"DELETE FROM {STATE_TABLE} WHERE name = %s", (name,), write=True)
-    _rows(ledger, f"INSERT INTO {STATE_TABLE} VALUES (%s, %s)", (name, value), write=True)
+    sql_rows(ledger, f"DELETE FROM {STATE_TABLE} WHERE name = %s", (name,), write=True)
+    sql_rows(ledger, f"INSERT INTO {STATE_TABLE} VALUES (%s, %s)", (name, value), write=True)

@@ -22,7 +22,9 @@ from tutorledger.infra.legacy import open_store
 NEW_TABLES = ("student_sessions", "student_keys", "privacy_secrets")
 
 
-def write_plaintext_ledger(url: str, events: Iterable[dict[str, Any]], batch: int = 500) -> list[dict[str, Any]]:
+def write_plaintext_ledger(
+    url: str, events: Iterable[dict[str, Any]], batch: int = 500
+) -> list[dict[str, Any]]:
     """Append `events` in the old format; returns the accepted ones (canonical), in order.
     Resends and events the lifecycle refuses are left out, as the old ledger did."""
     ledger = open_store(url)
@@ -72,10 +74,10 @@ def _flush(ledger: Any, pending: list[tuple[TutoringSession, LedgerEntry]]) -> N
 
 
 def _drop_new_tables(ledger: Any) -> None:
-    from tutorledger.infra.legacy import _rows
+    from tutorledger.infra.legacy import sql_rows
 
     for table in NEW_TABLES:
-        _rows(ledger, f"DROP TABLE IF EXISTS {table}", write=True)
+        sql_rows(ledger, f"DROP TABLE IF EXISTS {table}", write=True)
 
 
 def put_school(url: str, district_id: str, school_id: str, enrollment: dict[str, int]) -> None:
@@ -84,7 +86,9 @@ def put_school(url: str, district_id: str, school_id: str, enrollment: dict[str,
 
     ledger = open_store(url)
     try:
-        ledger.put_school(district_id, school_id, f"School {school_id}", enrollment, date(2026, 1, 5))
+        ledger.put_school(
+            district_id, school_id, f"School {school_id}", enrollment, date(2026, 1, 5)
+        )
         _drop_new_tables(ledger)
     finally:
         ledger.close()
