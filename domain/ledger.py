@@ -29,8 +29,8 @@ from tutorledger.domain.envelope import (
 )
 from tutorledger.domain.erasure import StudentErasure, erasure_envelope
 from tutorledger.domain.errors import (
-    MigrationRejected,
     InvalidEvent,
+    MigrationRejected,
     NotFound,
     Rejection,
     Unavailable,
