@@ -51,12 +51,16 @@ def migrate_ledger(
 ) -> None:
     """Copy a ledger written before sealed storage into a new, sealed ledger.
 
-    Every old event is re-appended through the normal write path (ids, order and timestamps
-    kept; student ids, topics and comments sealed under new per-student keys). Each
-    district's new chain opens with a `ledger.migrated` event recording the old chain's head
-    hash and event count; `tutorledger check-migration` proves the link. Interrupted? Run
-    the same command again: it resumes. Point TUTORLEDGER_EVENT_STORE at the new ledger
-    afterwards; remove the old one when you no longer need it.
+    Every old event goes through the normal write path: ids, order and timestamps kept.
+
+    Student ids, topics and comments are sealed under new per-student keys.
+
+    Each district's new chain opens with a `ledger.migrated` entry: the old head hash and count.
+
+    Interrupted? Run the same command again: it resumes where it stopped.
+
+    Afterwards: `tutorledger check-migration --old … --new …`, then point
+    TUTORLEDGER_EVENT_STORE at the new ledger. The old one is kept until you remove it.
     """
     from tutorledger.consumers.migrate import migrate
     from tutorledger.infra.legacy import open_store

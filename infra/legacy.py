@@ -101,7 +101,8 @@ def last_event_id(ledger: Ledger) -> UUID | None:
 
 def stored_count(ledger: Ledger) -> int:
     """Stored events, indexed or not (an old ledger must have an index row for each)."""
-    return int(sql_rows(ledger, "SELECT count(*) FROM stored_events")[0][0])
+    table: str = getattr(ledger.recorder, "events_table_name", "stored_events")
+    return int(sql_rows(ledger, f"SELECT count(*) FROM {table}")[0][0])
 
 
 def event_count(ledger: Ledger) -> int:
