@@ -10,12 +10,14 @@ current recorder creates are dropped, so the store holds exactly the old tables.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 from uuid import UUID
 
 from tutorledger.domain.batch import LedgerEntry
 from tutorledger.domain.envelope import EventType, body_digest, parse_envelope
 from tutorledger.domain.errors import Rejection
+from tutorledger.domain.school import SCHOOL_EVENT_TYPE
 from tutorledger.domain.session import TutoringSession, session_key
 from tutorledger.infra.legacy import open_store
 
@@ -26,7 +28,9 @@ def write_plaintext_ledger(
     url: str, events: Iterable[dict[str, Any]], batch: int = 500
 ) -> list[dict[str, Any]]:
     """Append `events` in the old format; returns the accepted ones (canonical), in order.
-    Resends and events the lifecycle refuses are left out, as the old ledger did."""
+    Resends and events the lifecycle refuses are left out, as the old ledger did. An item
+    {"type": "school.updated", "district_id", "school_id", "enrollment"} records a school
+    update at that point."""
     ledger = open_store(url)
     sessions: dict[UUID, TutoringSession] = {}
     accepted: list[dict[str, Any]] = []
@@ -34,6 +38,11 @@ def write_plaintext_ledger(
     pending: list[tuple[TutoringSession, LedgerEntry]] = []
     try:
         for raw in events:
+            if raw.get("type") == SCHOOL_EVENT_TYPE:  # a school update between them
+                _flush(ledger, pending)
+                ledger.put_school(raw["district_id"], raw["school_id"], "A school",
+                                  raw["enrollment"], date(2026, 1, 5))  # fmt: skip
+                continue
             env = parse_envelope(raw)
             canonical = env.canonical()
             if canonical["event_id"] in seen:
@@ -82,8 +91,6 @@ def _drop_new_tables(ledger: Any) -> None:
 
 def put_school(url: str, district_id: str, school_id: str, enrollment: dict[str, int]) -> None:
     """A school update, recorded as the old versions did (its format did not change)."""
-    from datetime import date
-
     ledger = open_store(url)
     try:
         ledger.put_school(

@@ -11,6 +11,9 @@ from builders import envelope
 from legacy import put_school, write_plaintext_ledger
 
 from tutorledger.bench.district import DistrictSpec, generate
+from tutorledger.consumers.migrate import migrate
+from tutorledger.infra.audit import chain_scan, envelope_of, iter_rows
+from tutorledger.infra.legacy import open_store
 
 DISTRICTS = ("mig-a", "mig-b")
 STUDENT, TOPIC, COMMENT = "stu-migr-QX5522", "Migrated topic QT71", "private words QZ6604"
@@ -62,3 +65,31 @@ def digest_of(url: str) -> str:
         if not p.name.endswith("-shm"):
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def run(source: str, target: str, **kw: Any) -> Any:
+    a, b = open_store(source, read_only=True), open_store(target)
+    try:
+        return migrate(a, b, **kw)
+    finally:
+        a.close()
+        b.close()
+
+
+def stored(url: str) -> list[dict[str, Any]]:
+    """The ledger's events in position order, as stored (sealed)."""
+    ledger = open_store(url, read_only=True)
+    try:
+        scan = chain_scan(ledger.recorder)
+        rows = iter_rows(scan, None, 2**62)
+        return [envelope_of(ledger.mapper, r.stored) for r in rows if r.stored is not None]
+    finally:
+        ledger.close()
+
+
+def decrypted(url: str) -> list[dict[str, Any]]:
+    ledger = open_store(url, read_only=True)
+    try:
+        return [o.envelope for o in ledger.open_stored(stored(url))]
+    finally:
+        ledger.close()

@@ -10,11 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from migration_data import DISTRICTS, SECRETS, digest_of, files_of, plaintext_ledger
+from migration_data import (
+    DISTRICTS,
+    SECRETS,
+    decrypted,
+    digest_of,
+    files_of,
+    plaintext_ledger,
+    run,
+    stored,
+)
 from reference_metrics import fold
 
 from tutorledger.consumers import continuity
-from tutorledger.consumers.migrate import migrate
 from tutorledger.domain.errors import (
     SourceChainBroken,
     SourceEmpty,
@@ -22,7 +30,7 @@ from tutorledger.domain.errors import (
     TargetNotEmpty,
 )
 from tutorledger.domain.migration import MIGRATION_EVENT_TYPE
-from tutorledger.infra.audit import chain_scan, envelope_of, iter_rows, verify_chain
+from tutorledger.infra.audit import verify_chain
 from tutorledger.infra.legacy import open_store, sql_rows
 
 
@@ -30,34 +38,6 @@ from tutorledger.infra.legacy import open_store, sql_rows
 def old(tmp_path: Path) -> tuple[str, list[dict[str, Any]]]:
     url = f"sqlite:///{tmp_path}/old.db"
     return url, plaintext_ledger(url)
-
-
-def run(source: str, target: str, **kw: Any) -> Any:
-    a, b = open_store(source, read_only=True), open_store(target)
-    try:
-        return migrate(a, b, **kw)
-    finally:
-        a.close()
-        b.close()
-
-
-def stored(url: str) -> list[dict[str, Any]]:
-    """The ledger's events in position order, as stored (sealed)."""
-    ledger = open_store(url, read_only=True)
-    try:
-        scan = chain_scan(ledger.recorder)
-        rows = iter_rows(scan, None, 2**62)
-        return [envelope_of(ledger.mapper, r.stored) for r in rows if r.stored is not None]
-    finally:
-        ledger.close()
-
-
-def decrypted(url: str) -> list[dict[str, Any]]:
-    ledger = open_store(url, read_only=True)
-    try:
-        return [o.envelope for o in ledger.open_stored(stored(url))]
-    finally:
-        ledger.close()
 
 
 def test_migrated_ledger_holds_every_event_sealed_in_order_and_continues_the_old_chain(
