@@ -27,7 +27,7 @@ from tutorledger.api.cli_common import (
     load_settings,
     metered,
 )
-from tutorledger.domain.errors import TutorLedgerError
+from tutorledger.domain.errors import MigrationIncomplete, TutorLedgerError
 
 commands = typer.Typer()
 DistrictOpt = Annotated[str | None, typer.Option("--district", help="One district (default: all)")]
@@ -76,7 +76,7 @@ def verify(district: DistrictOpt = None, event_store: StoreOpt = None) -> None:
             )
         links = continuity.links(ledger)
         if report.ok and continuity.unfinished(ledger):
-            report.ok, report.problem = False, "migration_incomplete"
+            report.ok, report.problem = False, MigrationIncomplete.code
     finally:
         ledger.close()
     rate = report.checked / report.seconds if report.seconds else 0.0
@@ -85,7 +85,7 @@ def verify(district: DistrictOpt = None, event_store: StoreOpt = None) -> None:
             f"[green]chain intact:[/] {report.checked:,} events in {report.seconds:.1f}s "
             f"({rate:,.0f} ev/s), {len(report.heads)} district(s)"
         )
-    elif report.problem == "migration_incomplete":
+    elif report.problem == MigrationIncomplete.code:
         console.print("[red]migration_incomplete:[/] run the same `migrate-ledger` again")
     else:
         console.print(

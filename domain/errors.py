@@ -144,3 +144,10 @@ class MigrationRejected(MigrationError):
     """An old event was refused by today's write path (the migration stops before it)."""
 
     code = "migration_rejected"
+
+
+class MigrationIncomplete(TutorLedgerError):
+    """The store is a target `migrate-ledger` has not finished filling: not to be served."""
+
+    code = "migration_incomplete"
+    status = 503

@@ -13,6 +13,7 @@ import pytest
 from migration_data import (
     DISTRICTS,
     SECRETS,
+    STUDENT,
     decrypted,
     digest_of,
     files_of,
@@ -22,8 +23,10 @@ from migration_data import (
 )
 from reference_metrics import fold
 
+from tutorledger.api.runtime import Runtime
 from tutorledger.consumers import continuity
 from tutorledger.domain.errors import (
+    MigrationIncomplete,
     SourceChainBroken,
     SourceEmpty,
     SourceSealed,
@@ -32,6 +35,7 @@ from tutorledger.domain.errors import (
 from tutorledger.domain.migration import MIGRATION_EVENT_TYPE
 from tutorledger.infra.audit import verify_chain
 from tutorledger.infra.legacy import open_store, sql_rows
+from tutorledger.infra.settings import Settings
 
 
 @pytest.fixture
@@ -135,6 +139,8 @@ def test_an_interrupted_migration_is_unfinished_until_a_rerun_completes_it(
         assert verify_chain(half.recorder, half.mapper).ok
     finally:
         half.close()
+    with pytest.raises(MigrationIncomplete):  # the API will not serve it either
+        Runtime.build(Settings(event_store=target, clickhouse=f"chdb://{tmp_path}/ch"))
     report = run(source, target, page=50)
     assert report.resumed_after == 150
     assert report.migrated == report.total - 150
@@ -183,3 +189,29 @@ def test_the_continuity_check_fails_when_the_old_ledger_moved_on(
         b.close()
     assert not ok
     assert [x.district_id for x in links if not x.ok] == [DISTRICTS[1]]
+
+
+def test_the_migrated_ledger_keeps_the_write_paths_rules(
+    old: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """Resends are duplicates (keyed digests), a changed body conflicts, an old session can
+    continue, and an erasure works on a migrated student."""
+    source, accepted = old
+    target = f"sqlite:///{tmp_path}/new.db"
+    run(source, target)
+    ledger = open_store(target)
+    try:
+        resent = ledger.record_events(accepted[:40])
+        assert {o.status for o in resent} == {"duplicate"}
+        changed = {**accepted[0], "payload": {**accepted[0]["payload"], "grade": 1}}
+        (conflict,) = ledger.record_events([changed])
+        assert conflict.error is not None and conflict.error.code == "event_id_conflict"
+        key = ledger.index.find_student(DISTRICTS[0], STUDENT)
+        assert key is not None
+        ledger.erase(DISTRICTS[0], key.token, "parent_request")
+        assert ledger.index.find_student(DISTRICTS[0], STUDENT) is None
+        assert verify_chain(ledger.recorder, ledger.mapper).ok
+        marked = [e for e in stored(target) if e.get("session_id") == "marked-0"]
+        assert {o.erased for o in ledger.open_stored(marked)} >= {("student_id", "topic")}
+    finally:
+        ledger.close()
