@@ -129,3 +129,18 @@ def test_migration_keeps_every_figure_and_leaves_nothing_readable(
     migrated, ingested = figures(target, chdb[0]), figures(fresh, chdb[1])
     assert migrated == ingested
     assert migrated[DISTRICTS[0]]["participation"] != migrated[DISTRICTS[1]]["participation"]
+
+
+def test_a_sqlite_ledger_migrates_into_postgresql(tmp_path: Path, pg_dsn: str) -> None:
+    old = f"sqlite:///{tmp_path}/old.db"
+    accepted = plaintext_ledger(old, students=20)
+    source, new = open_store(old, read_only=True), open_store(pg_dsn)
+    try:
+        report = migrate(source, new, page=64)
+        assert report.migrated == len(accepted) + 1
+        assert verify_chain(new.recorder, new.mapper).ok
+        assert continuity.check(source, new)[0]
+    finally:
+        source.close()
+        new.close()
+    assert not [s for s in SECRETS if s in content_of(pg_dsn)]

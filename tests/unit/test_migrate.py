@@ -215,3 +215,13 @@ def test_the_migrated_ledger_keeps_the_write_paths_rules(
         assert {o.erased for o in ledger.open_stored(marked)} >= {("student_id", "topic")}
     finally:
         ledger.close()
+
+
+def test_a_postgresql_source_needs_an_explicit_target() -> None:
+    from typer.testing import CliRunner
+
+    from tutorledger.api.cli import app
+
+    result = CliRunner().invoke(app, ["migrate-ledger", "--from", "postgresql://u@h/old"])
+    assert result.exit_code == 2
+    assert "--to" in result.output
