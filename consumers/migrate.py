@@ -77,8 +77,11 @@ def check_source(source: Ledger) -> dict[str, legacy.Head]:
     old = legacy.heads(source)
     if not old:
         raise SourceEmpty("the source holds no ledger events")
-    if legacy.key_rows(source):
-        raise SourceSealed("the source already has a student key table in use: it is sealed")
+    if students := legacy.key_rows(source):
+        raise SourceSealed(
+            f"the source's key table holds {students} student(s): it is sealed, or this version "
+            "wrote sealed sessions into it; migrate-ledger copies plaintext ledgers only"
+        )
     indexed = sum(h.events for h in old.values())
     if legacy.stored_count(source) != indexed:
         raise SourceChainBroken("the source has stored events without index rows (run verify)")

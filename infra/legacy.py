@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 from uuid import UUID
 
-from tutorledger.domain.errors import SourceEmpty
+from eventsourcing.persistence import PersistenceError
+
+from tutorledger.domain.errors import SourceEmpty, Unavailable
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.crypto import AesGcmCipher
 from tutorledger.infra.store import store_env
@@ -43,7 +45,11 @@ def open_store(url: str, *, read_only: bool = False) -> Ledger:
             if not path.is_file():
                 raise SourceEmpty(f"no ledger file at {path}")
             env["SQLITE_DBNAME"] = f"file:{quote(str(path.resolve()))}?mode=ro"
-    return Ledger(env=env, cipher=AesGcmCipher())
+    try:
+        return Ledger(env=env, cipher=AesGcmCipher())
+    except PersistenceError as exc:  # the URL names nothing usable: say so, not a traceback
+        where = urlparse(url)._replace(netloc=urlparse(url).hostname or "").geturl()
+        raise Unavailable(f"cannot open the store at {where} (does it exist?)") from exc
 
 
 def sql_rows(
