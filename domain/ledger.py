@@ -30,12 +30,11 @@ from tutorledger.domain.envelope import (
 from tutorledger.domain.erasure import StudentErasure, erasure_envelope
 from tutorledger.domain.errors import (
     InvalidEvent,
-    MigrationRejected,
     NotFound,
     Rejection,
     Unavailable,
 )
-from tutorledger.domain.migration import MIGRATION_EVENT_TYPE, LedgerMigration
+from tutorledger.domain.migration import verbatim_record
 from tutorledger.domain.privacy import Cipher, KeyWrites
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
 from tutorledger.domain.session import TutoringSession, session_key
@@ -219,34 +218,14 @@ class Ledger(Application[UUID]):
         events carry no personal fields. Returns how many were appended."""
         with self._write_lock:
             seen = self.index.lookup_event_ids([UUID(e["event_id"]) for e in envelopes])
-            pairs = [self._verbatim(e) for e in envelopes if UUID(e["event_id"]) not in seen]
+            pairs = [
+                verbatim_record(e, self.get_school)
+                for e in envelopes
+                if UUID(e["event_id"]) not in seen
+            ]
             if pairs:
                 self.save(*(a for a, _ in pairs), ledger_entries=[e for _, e in pairs])
             return len(pairs)
-
-    def _verbatim(self, canonical: dict[str, Any]) -> tuple[Aggregate, LedgerEntry]:
-        aggregate: Aggregate
-        if canonical["type"] == MIGRATION_EVENT_TYPE:
-            aggregate = LedgerMigration(envelope=canonical)
-        elif canonical["type"] == SCHOOL_EVENT_TYPE:
-            key = school_key(canonical["district_id"], canonical["school_id"])
-            try:
-                school: School = self.repository.get(key)
-                school.update(canonical)
-                aggregate = school
-            except AggregateNotFoundError:
-                aggregate = School(envelope=canonical)
-        else:
-            raise MigrationRejected(f"{canonical['type']} events cannot be appended verbatim")
-        entry = LedgerEntry(
-            aggregate.id,
-            aggregate.version,
-            UUID(canonical["event_id"]),
-            canonical["district_id"],
-            canonical,
-            body_digest(canonical),
-        )
-        return aggregate, entry
 
     def get_session(self, district_id: str, session_id: str) -> TutoringSession | None:
         try:

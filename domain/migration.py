@@ -9,13 +9,17 @@ can check it against the new ledger's first entry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from tutorledger.domain.envelope import DistrictId
+from tutorledger.domain.batch import LedgerEntry
+from tutorledger.domain.envelope import DistrictId, body_digest
+from tutorledger.domain.errors import MigrationRejected
+from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School
 
 MIGRATION_EVENT_TYPE = "ledger.migrated"
 MIGRATION_NAMESPACE = UUID("3d8e1b52-7c4f-4a09-b6e1-95f2c0a7d4e3")
@@ -81,3 +85,31 @@ class MigrationEnvelope(_Frozen):
     district_id: DistrictId
     occurred_at: AwareDatetime
     payload: MigrationPayload
+
+
+def verbatim_record(
+    canonical: dict[str, Any], school: Callable[[str, str], School | None]
+) -> tuple[Aggregate, LedgerEntry]:
+    """A school update or a migration marker as an aggregate event with its ledger entry,
+    the envelope kept as given (`school` loads the school's current state, if any)."""
+    aggregate: Aggregate
+    if canonical["type"] == MIGRATION_EVENT_TYPE:
+        aggregate = LedgerMigration(envelope=canonical)
+    elif canonical["type"] == SCHOOL_EVENT_TYPE:
+        found = school(canonical["district_id"], canonical["school_id"])
+        if found is None:
+            aggregate = School(envelope=canonical)
+        else:
+            found.update(canonical)
+            aggregate = found
+    else:
+        raise MigrationRejected(f"{canonical['type']} events cannot be appended verbatim")
+    entry = LedgerEntry(
+        aggregate.id,
+        aggregate.version,
+        UUID(canonical["event_id"]),
+        canonical["district_id"],
+        canonical,
+        body_digest(canonical),
+    )
+    return aggregate, entry
