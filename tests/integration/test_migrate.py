@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from legacy import put_school
@@ -144,3 +145,52 @@ def test_a_sqlite_ledger_migrates_into_postgresql(tmp_path: Path, pg_dsn: str) -
         source.close()
         new.close()
     assert not [s for s in SECRETS if s in content_of(pg_dsn)]
+
+
+def test_a_migrated_ledger_flows_through_kafka_mode_with_the_same_figures(
+    pg_dsn: str, kafka_bootstrap: str, clickhouse_url: str, clickhouse_server: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Relay → Kafka → projector → ClickHouse 18.16 on a migrated PostgreSQL ledger: the
+    markers are projected (not dead-lettered) and every figure equals a fresh ingest's,
+    projected into the same server."""
+    from clickhouse_driver import Client
+    from pipeline import kafka_settings, running_pipeline, wait_caught_up
+
+    old = f"sqlite:///{tmp_path}/old.db"
+    plaintext_ledger(old, students=40)
+    source, new = open_store(old, read_only=True), open_store(pg_dsn)
+    try:
+        migrate(source, new)
+    finally:
+        source.close()
+        new.close()
+    settings = kafka_settings(pg_dsn, kafka_bootstrap, clickhouse_url)
+    with running_pipeline(settings) as store:
+        head = wait_caught_up(settings, store)
+        kinds = dict(store.execute("SELECT type, count() FROM ledger_events GROUP BY type"))
+        assert kinds["ledger.migrated"] == len(DISTRICTS)
+        assert sum(kinds.values()) == head
+        runtime = Runtime.build(settings)
+        try:
+            migrated = {d: without_volatile(metric_answers(runtime, d, None, None, head)[1])
+                        for d in DISTRICTS}  # fmt: skip
+        finally:
+            runtime.stop()
+    fresh = f"sqlite:///{tmp_path}/fresh.db"
+    put_school(fresh, DISTRICTS[0], "sch-01", {"5": 120, "6": 110})
+    ledger = open_store(fresh)
+    try:
+        ledger.record_events(events(40))
+    finally:
+        ledger.close()
+    name = f"t_{uuid.uuid4().hex}"
+    parsed = urlparse(clickhouse_server)
+    client = Client(host=parsed.hostname, port=parsed.port, user="default")
+    client.execute(f"CREATE DATABASE {name}")
+    try:
+        ingested = figures(fresh, parsed._replace(path=f"/{name}").geturl())
+    finally:
+        client.execute(f"DROP DATABASE IF EXISTS {name}")
+        client.disconnect()
+    assert migrated == ingested
