@@ -9,6 +9,7 @@ target_not_empty, migration_rejected, migration_error).
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Annotated
 
@@ -62,23 +63,20 @@ def migrate_ledger(
     Afterwards: `tutorledger check-migration --old … --new …`, then point
     TUTORLEDGER_EVENT_STORE at the new ledger. The old one is kept until you remove it.
     """
-    from tutorledger.consumers.migrate import migrate
+    from tutorledger.consumers.migrate import migrate, open_target
     from tutorledger.infra.legacy import open_store
 
     settings = load_settings()
     source = source or settings.event_store
     target = target or default_target(source)
     try:
-        old = open_store(source, read_only=True)
-        new = open_store(target)
-        try:
+        with ExitStack() as stores:
+            old = stores.enter_context(closing(open_store(source, read_only=True)))
+            new = stores.enter_context(closing(open_target(target)))
             with metered("migrating ledger") as meter:
                 report = migrate(
                     old, new, page=page_size, on_start=meter.start, on_progress=meter.advance
                 )
-        finally:
-            old.close()
-            new.close()
     except TutorLedgerError as exc:
         raise fail(exc) from exc
     rate = report.migrated / report.seconds if report.seconds else 0.0

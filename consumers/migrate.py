@@ -88,17 +88,37 @@ def check_source(source: Ledger) -> dict[str, legacy.Head]:
     return old
 
 
+def refuse_foreign(target: Ledger) -> dict[str, str]:
+    """The target's migration record, unless it holds anything but an unfinished migration."""
+    state = legacy.read_state(target)
+    if "completed_at" in state:
+        raise TargetNotEmpty(f"the target holds a finished migration ({state['completed_at']})")
+    if not state and (legacy.event_count(target) or legacy.key_rows(target)):
+        raise TargetNotEmpty("the target already holds a ledger; give a new, empty store")
+    return state
+
+
+def open_target(url: str) -> Ledger:
+    """The target, opened for writing only once a read-only look found it empty (or an
+    unfinished migration): a refused store is left without so much as a new table."""
+    try:
+        probe = legacy.open_store(url, read_only=True)
+    except SourceEmpty:  # no such SQLite file yet: a new target
+        return legacy.open_store(url)
+    try:
+        refuse_foreign(probe)
+    finally:
+        probe.close()
+    return legacy.open_store(url)
+
+
 def prepare_target(target: Ledger, source: Ledger, old: dict[str, legacy.Head]) -> int:
     """Claim an empty target (or resume one this source started); returns the source
     position to continue after."""
-    state, print_ = legacy.read_state(target), fingerprint(old)
-    if "completed_at" in state:
-        raise TargetNotEmpty(f"the target holds a finished migration ({state['completed_at']})")
+    state, print_ = refuse_foreign(target), fingerprint(old)
     if state and state.get("source") != print_:
         raise TargetNotEmpty("the target holds an unfinished migration of another ledger")
     if not state:
-        if legacy.event_count(target) or legacy.key_rows(target):
-            raise TargetNotEmpty("the target already holds a ledger; give a new, empty store")
         legacy.write_state(target, "source", print_)
     opening = markers(old)
     target.append_verbatim(opening)

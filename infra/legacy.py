@@ -112,6 +112,8 @@ def stored_count(ledger: Ledger) -> int:
 
 
 def event_count(ledger: Ledger) -> int:
+    if not has_table(ledger, "ledger_index"):
+        return 0
     return int(sql_rows(ledger, "SELECT count(*) FROM ledger_index")[0][0])
 
 

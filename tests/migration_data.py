@@ -11,7 +11,7 @@ from builders import envelope
 from legacy import put_school, write_plaintext_ledger
 
 from tutorledger.bench.district import DistrictSpec, generate
-from tutorledger.consumers.migrate import migrate
+from tutorledger.consumers.migrate import migrate, open_target
 from tutorledger.infra.audit import chain_scan, envelope_of, iter_rows
 from tutorledger.infra.legacy import open_store
 
@@ -68,7 +68,7 @@ def digest_of(url: str) -> str:
 
 
 def run(source: str, target: str, **kw: Any) -> Any:
-    a, b = open_store(source, read_only=True), open_store(target)
+    a, b = open_store(source, read_only=True), open_target(target)
     try:
         return migrate(a, b, **kw)
     finally:

@@ -92,8 +92,12 @@ def test_a_filled_or_finished_target_is_refused_and_left_alone(
     # A ledger that is not a migration at all (here: the old ledger itself as a target).
     other = f"sqlite:///{tmp_path}/other.db"
     plaintext_ledger(other, students=10)
+    untouched = digest_of(other)
     with pytest.raises(TargetNotEmpty, match="already holds a ledger"):
         run(source, other)
+    assert digest_of(other) == untouched, "a refused target was written to"
+    with pytest.raises(TargetNotEmpty):  # the old ledger itself as the target
+        run(source, source)
     assert digest_of(target) == after
 
 
