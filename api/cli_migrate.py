@@ -64,7 +64,7 @@ def migrate_ledger(
     TUTORLEDGER_EVENT_STORE at the new ledger. The old one is kept until you remove it.
     """
     from tutorledger.consumers.migrate import migrate, open_target
-    from tutorledger.infra.legacy import open_store
+    from tutorledger.infra.legacy import open_store, redacted
 
     settings = load_settings()
     source = source or settings.event_store
@@ -82,14 +82,14 @@ def migrate_ledger(
     rate = report.migrated / report.seconds if report.seconds else 0.0
     console.print(
         f"[green]migrated[/] {report.migrated:,} events in {report.seconds:.1f}s "
-        f"({rate:,.0f} ev/s), {len(report.heads)} district(s) → {target}"
+        f"({rate:,.0f} ev/s), {len(report.heads)} district(s) → {redacted(target)}"
     )
     heads = {d: {"previous_head": h.chain_hash, "previous_events": h.events}
              for d, h in report.heads.items()}  # fmt: skip
     typer.echo(
         json.dumps(
             {
-                "target": target,
+                "target": redacted(target),
                 "events": report.total,
                 "migrated": report.migrated,
                 "resumed_after": report.resumed_after,
@@ -104,22 +104,25 @@ def check_migration(
     old: Annotated[str, typer.Option("--old", help="The old (plaintext) ledger's URL")],
     new: Annotated[str, typer.Option("--new", help="The migrated ledger's URL")],
 ) -> None:
-    """Prove continuity: recompute the old ledger's chains and compare each district's head
-    hash and event count with what the migrated ledger's first entry recorded (exit 1 if
-    any differs). Run `tutorledger verify` on the new ledger as well."""
+    """Prove continuity between an old ledger and its migrated copy.
+
+    Recomputes the old ledger's chains from its events (stored hashes are not trusted).
+
+    Compares each district's head hash and event count with the new ledger's first entry.
+
+    Exit 1 if any differs. Run `tutorledger verify` on the new ledger as well.
+    """
     from tutorledger.consumers.continuity import check
     from tutorledger.infra.legacy import open_store
 
     try:
-        before, after = open_store(old, read_only=True), open_store(new, read_only=True)
+        with ExitStack() as stores:
+            before = stores.enter_context(closing(open_store(old, read_only=True)))
+            after = stores.enter_context(closing(open_store(new, read_only=True)))
+            with metered("verifying old chain") as meter:
+                ok, problem, result = check(before, after, meter.start, meter.advance)
     except TutorLedgerError as exc:
         raise fail(exc) from exc
-    try:
-        with metered("verifying old chain") as meter:
-            ok, problem, result = check(before, after, meter.start, meter.advance)
-    finally:
-        before.close()
-        after.close()
     for link in result:
         colour = "green" if link.ok else "red"
         console.print(f"[{colour}]{link.district_id}[/]: old head {link.old_head} "

@@ -48,8 +48,15 @@ def open_store(url: str, *, read_only: bool = False) -> Ledger:
     try:
         return Ledger(env=env, cipher=AesGcmCipher())
     except PersistenceError as exc:  # the URL names nothing usable: say so, not a traceback
-        where = urlparse(url)._replace(netloc=urlparse(url).hostname or "").geturl()
-        raise Unavailable(f"cannot open the store at {where} (does it exist?)") from exc
+        raise Unavailable(f"cannot open the store at {redacted(url)} (does it exist?)") from exc
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for output and logs."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
 
 
 def sql_rows(
