@@ -17,7 +17,16 @@ from urllib.parse import urlparse
 
 import pytest
 from legacy import put_school
-from migration_data import DISTRICTS, SECRETS, digest_of, events, files_of, plaintext_ledger
+from migration_data import (
+    DISTRICTS,
+    SECRETS,
+    decrypted,
+    digest_of,
+    events,
+    files_of,
+    plaintext_ledger,
+    run,
+)
 
 from tutorledger import services
 from tutorledger.api.cli_audit import metric_answers
@@ -194,3 +203,30 @@ def test_a_migrated_ledger_flows_through_kafka_mode_with_the_same_figures(
         client.execute(f"DROP DATABASE IF EXISTS {name}")
         client.disconnect()
     assert migrated == ingested
+
+
+class Crash(Exception):
+    pass
+
+
+def test_an_interrupted_migration_resumes_on_both_stores(stores: list[str]) -> None:
+    old, target, _ = stores
+    accepted = plaintext_ledger(old, students=20)
+    calls: list[int] = []
+
+    def crash_on_second(n: int) -> None:
+        calls.append(n)
+        if len(calls) == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run(old, target, page=40, on_progress=crash_on_second)
+    half = open_store(target, read_only=True)
+    try:
+        assert continuity.unfinished(half)
+    finally:
+        half.close()
+    report = run(old, target, page=40)
+    assert report.resumed_after > 0 and report.migrated == report.total - 80
+    sessions = [e for e in decrypted(target) if e["type"].startswith("session.")]
+    assert sessions == accepted
