@@ -3,7 +3,9 @@ old versions wrote it, migrated into a new store of the same kind, then projecte
 metric of both districts equals the metrics of the same events ingested fresh; the chain
 verifies and continues the old heads; no student id, topic or comment is readable in the
 new store (file bytes on SQLite, a full pg_dump on PostgreSQL); a re-run is refused; the
-old ledger is byte-for-byte (SQLite) or row-for-row (PostgreSQL) what it was."""
+old ledger is byte-for-byte (SQLite) or row-for-row (PostgreSQL) what it was. Also: SQLite
+into PostgreSQL; Kafka mode (relay, tansu, projector, ClickHouse 18.16) on a migrated
+ledger; a crash mid-way, resumed, on both stores."""
 
 from __future__ import annotations
 
