@@ -23,6 +23,7 @@ class Session:
     requested: datetime
     matched: datetime | None = None
     completed: bool = False
+    completed_at: datetime | None = None
     cancelled: bool = False
     survey: dict[str, Any] | None = None
 
@@ -45,6 +46,7 @@ def fold(events: list[dict[str, Any]], district_id: str) -> list[Session]:
             s.matched = at
         elif kind == "completed":
             s.completed = True
+            s.completed_at = s.completed_at or at
         elif kind == "cancelled":
             s.cancelled = True
         elif kind == "surveyed" and s.survey is None:
