@@ -73,3 +73,80 @@ def dosage(
         "target_minutes": target,
         "rows": rows,
     }
+
+
+def _days(at: date, days: int) -> dict[str, date]:
+    return {"date_from": at - timedelta(days=days - 1), "date_to": at}
+
+
+def school_alerts(events: list[dict[str, Any]], d: str, tz: str, at: date) -> list[dict[str, Any]]:
+    """subject_hotspot, long_waits and falling_use with the default thresholds, in that order:
+    (kind, scope, figures)."""
+    out: list[dict[str, Any]] = []
+    for row in ref.demand(events, d, tz, ("school", "subject"), **_days(at, 28)):
+        if row["requests"] >= 20 and row["lift"] >= 2:
+            scope = {"school_id": row["school_id"], "subject": row["subject"]}
+            figures = {k: row[k] for k in ("requests", "students", "share", "lift")}
+            out.append({"kind": "subject_hotspot", "scope": scope, "figures": figures})
+    week = _days(at, 7)
+    district = ref.wait_times(events, d, tz, **week)[0]["p90"]
+    for row in ref.wait_times(events, d, tz, ("school",), **week):
+        if district is not None and row["p90"] is not None and row["p90"] > 2 * district:
+            figures = {"matched": row["matched"], "school_p90": row["p90"],
+                       "district_p90": district, "ratio": row["p90"] / district}  # fmt: skip
+            out.append({"kind": "long_waits", "scope": {"school_id": row["school_id"]},
+                        "figures": figures})  # fmt: skip
+    out += falling_use(events, d, tz, at)
+    return out
+
+
+def falling_use(events: list[dict[str, Any]], d: str, tz: str, at: date) -> list[dict[str, Any]]:
+    """Last complete ISO week on or before `at` against three weeks earlier."""
+    last = at
+    while last.isoweekday() != 7:  # the last Sunday on or before `at`
+        last -= timedelta(days=1)
+    after_week = last - timedelta(days=6)
+    before_week = after_week - timedelta(weeks=3)
+    active: dict[tuple[str, date], set[str]] = defaultdict(set)
+    for s in ref.select(events, d, tz, date_from=before_week, date_to=last):
+        active[(s.request["school_id"], _week(s, tz))].add(student_of(s.request))
+    out = []
+    for school in sorted({k[0] for k in active}):
+        before = len(active.get((school, before_week), ()))
+        after = len(active.get((school, after_week), ()))
+        if before >= 10 and Fraction(before - after, before) >= Fraction(3, 10):
+            figures = {
+                "week_before": "{}-W{:02d}".format(*before_week.isocalendar()[:2]),
+                "week_after": "{}-W{:02d}".format(*after_week.isocalendar()[:2]),
+                "active_before": before,
+                "active_after": after,
+                "drop": (before - after) / before,
+            }
+            out.append({"kind": "falling_use", "scope": {"school_id": school}, "figures": figures})
+    return out
+
+
+def student_alerts(events: list[dict[str, Any]], d: str, tz: str, at: date) -> list[dict[str, Any]]:
+    """repeated_subject and long_session: (kind, student id, subject, session ids, figures)."""
+    out: list[dict[str, Any]] = []
+    asked: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for s in ref.select(events, d, tz, **_days(at, 14)):
+        asked[(student_of(s.request), s.request["subject"])].append(s.session_id)
+    for (student, subject), ids in sorted(asked.items()):
+        if len(ids) >= 5:
+            out.append({"kind": "repeated_subject", "student": student, "subject": subject,
+                        "session_ids": sorted(ids), "figures": {"requests": len(ids)}})  # fmt: skip
+    baseline = [us for s in ref.select(events, d, tz, **_days(at, 28))
+                if (us := _length_us(s)) is not None]  # fmt: skip
+    if not baseline:
+        return out
+    p99 = ref.nearest_rank(baseline, 99)
+    for s in ref.select(events, d, tz, **_days(at, 7)):
+        us = _length_us(s)
+        if us is not None and us > p99:
+            out.append({"kind": "long_session", "student": student_of(s.request),
+                        "subject": s.request["subject"], "session_ids": [s.session_id],
+                        "figures": {"length_minutes": float(Fraction(us, US_MIN)),
+                                    "district_percentile_minutes": float(Fraction(p99, US_MIN)),
+                                    "baseline_sessions": len(baseline)}})  # fmt: skip
+    return out

@@ -24,6 +24,7 @@ class Session:
     matched: datetime | None = None
     completed: bool = False
     completed_at: datetime | None = None
+    session_id: str = ""
     cancelled: bool = False
     survey: dict[str, Any] | None = None
 
@@ -39,7 +40,9 @@ def fold(events: list[dict[str, Any]], district_id: str) -> list[Session]:
         s = sessions.get(e["session_id"])
         if kind == "requested":
             if s is None:
-                sessions[e["session_id"]] = Session(dict(e["payload"]), at)
+                sessions[e["session_id"]] = Session(
+                    dict(e["payload"]), at, session_id=e["session_id"]
+                )
         elif s is None:
             continue
         elif kind == "matched" and s.matched is None:
