@@ -95,24 +95,50 @@ def _protect(alert: dict[str, Any], threshold: int) -> None:
             alert["suppressed"] = True
 
 
-def _alerts(
+def alert_list(
+    store: ProjectionStore,
+    filters: Filters,
+    head: str | None,
+    rules: AlertRules,
+    at: date | None,
+    compute: Compute,
+) -> tuple[schemas.AlertList, list[Alert]]:
+    """The alerts `compute` finds at the filters' position, windows ending at `at` (default:
+    the local date of the district's latest event then). Filters other than the district and
+    position are ignored: alerts are district-wide."""
+    base = Filters(filters.district_id, filters.as_of_position, filters.tz,
+                   generation=filters.generation)  # fmt: skip
+    day = at or latest_local_date(store, base)
+    found = compute(store, base, day, rules) if day else []
+    body = schemas.AlertList(
+        district_id=base.district_id,
+        at=day,
+        as_of_position=base.as_of_position,
+        head_hash=head,
+        time_zone=base.tz,
+        rules=rules,
+        alerts=[schemas.AlertOut.model_validate(_out(a, base.district_id)) for a in found],
+    )
+    return body, found
+
+
+def protect(body: schemas.AlertList, role: str, threshold: int) -> schemas.AlertList:
+    """The school alerts as `role` may see them: exact for auditors and admins."""
+    if role in EXACT_ROLES:
+        return body
+    data = body.model_dump(mode="python")
+    for alert in data["alerts"]:
+        _protect(alert, threshold)
+    data["suppressed"] = any(a.get("suppressed") for a in data["alerts"])
+    return schemas.AlertList.model_validate(data)
+
+
+def _resolve(
     runtime: Runtime, district_id: str, at: date | None, as_of: int | None, compute: Compute
 ) -> tuple[schemas.AlertList, list[Alert]]:
     filters, head = build_filters(runtime, district_id, None, None, None, None, None, as_of)
-    profile = runtime.settings.district(district_id)
-    store = runtime.projections
-    day = at or latest_local_date(store, filters)
-    found = compute(store, filters, day, profile.alerts) if day else []
-    body = schemas.AlertList(
-        district_id=district_id,
-        at=day,
-        as_of_position=filters.as_of_position,
-        head_hash=head,
-        time_zone=filters.tz,
-        rules=profile.alerts,
-        alerts=[schemas.AlertOut.model_validate(_out(a, district_id)) for a in found],
-    )
-    return body, found
+    rules = runtime.settings.district(district_id).alerts
+    return alert_list(runtime.projections, filters, head, rules, at, compute)
 
 
 @router.get("", response_model=schemas.AlertList, description=SCHOOL_DOC)
@@ -124,15 +150,9 @@ def get_alerts(
     as_of_position: AsOfQ = None,
 ) -> schemas.AlertList:
     check_district(principal, district_id)
-    body, _ = _alerts(runtime, district_id, at, as_of_position, school_alerts)
-    if principal.role in EXACT_ROLES:
-        return body
-    data = body.model_dump(mode="python")
+    body, _ = _resolve(runtime, district_id, at, as_of_position, school_alerts)
     threshold = runtime.settings.district(district_id).suppression_threshold
-    for alert in data["alerts"]:
-        _protect(alert, threshold)
-    data["suppressed"] = any(a.get("suppressed") for a in data["alerts"])
-    return schemas.AlertList.model_validate(data)
+    return protect(body, principal.role, threshold)
 
 
 @router.get("/students", response_model=schemas.AlertList, description=STUDENT_DOC)
@@ -146,7 +166,7 @@ def get_student_alerts(
 ) -> schemas.AlertList:
     check_district(principal, district_id)
     purpose = require_purpose(x_purpose)
-    body, found = _alerts(runtime, district_id, at, as_of_position, student_alerts)
+    body, found = _resolve(runtime, district_id, at, as_of_position, student_alerts)
     students = {a.scope["student_token"] for a in found}
     resource = f"at={body.at} as_of_position={body.as_of_position}"
     disclose(
