@@ -37,7 +37,7 @@ class Alert:
 
 LATEST_SQL = """
 SELECT toDate(max(occurred_at), %(tz)s), count() FROM ledger_events
-WHERE district_id = %(district_id)s AND position <= %(as_of)s
+WHERE district_id = %(district_id)s AND position <= %(as_of)s AND session_id != ''
 """
 
 WEEKLY_ACTIVE_SQL = """
@@ -48,7 +48,9 @@ GROUP BY school_id, week
 
 
 def latest_local_date(store: ProjectionStore, filters: Filters) -> date | None:
-    """The district's local date of its latest event at the position (None: no event)."""
+    """The local date of the district's latest session event at the position (None: none).
+    Session events only: a roster or school update is recorded when it is loaded, which says
+    nothing about when students last asked for help."""
     rows = store.execute(LATEST_SQL, filters.params())
     if not rows or not int(rows[0][1]):
         return None

@@ -31,7 +31,7 @@ from tutorledger.projections.filters import Filters
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 AtQ = Annotated[
     BoundedDate | None,
-    Query(description="Windows end on this local date (default: the latest event's)"),
+    Query(description="Windows end on this local date (default: the latest session event's)"),
 ]
 Compute = Callable[[ProjectionStore, Filters, date, AlertRules], list[Alert]]
 # Per kind: each count figure and the figures derived from it (withheld with it when small).
@@ -42,10 +42,10 @@ COUNTS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 RULES = """
 
-Thresholds are per district (`alerts` in the districts file; defaults in brackets). Windows are
-local dates ending at `at` inclusive (default: the local date of the district's latest event
-at the position). `evidence` lists API paths pinned to the same `as_of_position` that show the
-figures."""
+Thresholds are per district (`alerts` in the districts file; defaults in brackets). Windows
+are local dates ending at `at` inclusive (default: the local date of the district's latest
+session event at the position). `evidence` lists API paths pinned to the same
+`as_of_position` that show the figures."""
 SCHOOL_DOC = (
     "Kinds: `subject_hotspot` — a school × subject whose demand `lift` ≥ `hotspot_lift` [2] "
     "with ≥ `hotspot_requests` [20] requests in the last `hotspot_days` [28]; `long_waits` — "
@@ -104,8 +104,8 @@ def alert_list(
     compute: Compute,
 ) -> tuple[schemas.AlertList, list[Alert]]:
     """The alerts `compute` finds at the filters' position, windows ending at `at` (default:
-    the local date of the district's latest event then). Filters other than the district and
-    position are ignored: alerts are district-wide."""
+    the local date of the district's latest session event then). Filters other than the
+    district and position are ignored: alerts are district-wide."""
     base = Filters(filters.district_id, filters.as_of_position, filters.tz,
                    generation=filters.generation)  # fmt: skip
     day = at or latest_local_date(store, base)

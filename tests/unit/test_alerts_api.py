@@ -195,10 +195,15 @@ def test_alerts_at_an_earlier_position_are_reproduced_exactly(
     assert sorted(a["kind"] for a in before["alerts"]) == sorted(a["kind"] for a in expected)
 
 
-def test_default_at_is_the_latest_events_local_date(
+def test_default_at_is_the_latest_session_events_local_date(
     client: TestClient, loaded: dict[str, Any]
 ) -> None:
+    # A school update is recorded when it is loaded (today): it must not move the windows.
+    school = {"name": "School 1", "enrollment": {"5": 100}, "as_of": "2026-09-01"}
+    put = client.put(f"/v1/schools/{D}/sch-01", json=school, headers=auth(ADMIN))
+    assert put.status_code == 200, put.text
     body = get(client, "/v1/alerts", district_id=D)
+    assert body["as_of_position"] == put.json()["position"]
     latest = max(e["occurred_at"] for e in loaded["events"])
     assert body["at"] == datetime.fromisoformat(latest).astimezone(ZoneInfo(TZ)).date().isoformat()
     assert body["rules"]["hotspot_lift"] == 2.0 and body["time_zone"] == TZ
