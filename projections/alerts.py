@@ -22,6 +22,7 @@ from tutorledger.projections.read_models import REQUESTED
 from tutorledger.projections.wait_times import wait_times
 
 Evidence = tuple[str, dict[str, Any]]  # a metric path and its query parameters
+EARLIEST = date(1970, 1, 1)  # no window starts before the first date the API accepts
 
 
 @dataclass
@@ -59,7 +60,7 @@ def latest_local_date(store: ProjectionStore, filters: Filters) -> date | None:
 
 def window(base: Filters, at: date, days: int) -> tuple[Filters, tuple[date, date]]:
     """The `days` local dates ending at `at`, inclusive, at the same position."""
-    first = at - timedelta(days=days - 1)
+    first = max(at - timedelta(days=days - 1), EARLIEST)
     return replace(base, date_from=first, date_to=at), (first, at)
 
 
@@ -129,7 +130,7 @@ def falling_use(store: ProjectionStore, base: Filters, at: date, rules: AlertRul
     last = at - timedelta(days=6)
     last -= timedelta(days=last.weekday())
     first = last - timedelta(weeks=rules.falling_use_weeks)
-    span = (first, last + timedelta(days=6))
+    span = (max(first, EARLIEST), last + timedelta(days=6))
     f = replace(base, date_from=span[0], date_to=span[1])
     sql = WEEKLY_ACTIVE_SQL.format(facts=f.tables(store).facts, where=facts_where(f, (REQUESTED,)))
     active: dict[tuple[str, date], int] = {}
