@@ -28,16 +28,22 @@ GROUP BY session_id
 HAVING countIf(step = 2) > 0 AND countIf(step = 1) > 0
 """
 
-TOTALS_SQL = f"""
-SELECT count() AS sessions, uniqExact(student) AS students, sum(length_us) AS total_us,
-    quantilesExact({LEVELS})(length_us) AS ranks, max(length_us) AS longest
-FROM ({{lengths}})
-"""
-
-WEEKS_SQL = """
-SELECT week, count() AS active, sum(us) AS total_us, countIf(us >= %(target_us)s) AS meeting
-FROM (SELECT student, week, sum(length_us) AS us FROM ({lengths}) GROUP BY student, week)
-GROUP BY week ORDER BY week
+# One pass over the lengths: per (student, week), then per week, then one row holding the
+# weekly figures as arrays beside the totals (-Array combinators over the weeks' arrays), so
+# the per-session grouping runs once.
+DOSAGE_SQL = f"""
+SELECT groupArray(week), groupArray(active), groupArray(week_us), groupArray(meeting),
+    sum(week_n), uniqExactArray(students), sum(week_us), quantilesExactArray({LEVELS})(lengths),
+    maxArray(lengths)
+FROM (
+    SELECT week, count() AS active, sum(us) AS week_us, countIf(us >= %(target_us)s) AS meeting,
+        sum(n) AS week_n, groupArray(student) AS students, groupArrayArray(lens) AS lengths
+    FROM (
+        SELECT student, week, sum(length_us) AS us, count() AS n, groupArray(length_us) AS lens
+        FROM ({{lengths}}) GROUP BY student, week
+    )
+    GROUP BY week
+)
 """
 
 
@@ -78,22 +84,22 @@ def _weeks(filters: Filters, found: dict[date, tuple[int, int, int]]) -> list[di
 
 def dosage(store: ProjectionStore, filters: Filters, target_minutes: int) -> dict[str, Any]:
     """Completed sessions' count, minutes and length percentiles, and weekly dosage rows."""
-    lengths = lengths_sql(store, filters)
     params = {**filters.params(), "target_us": target_minutes * US_PER_MINUTE}
-    sessions, students, total_us, ranks, longest = store.execute(
-        TOTALS_SQL.format(lengths=lengths), params
+    sql = DOSAGE_SQL.format(lengths=lengths_sql(store, filters))
+    weeks, active, week_us, meeting, sessions, students, total_us, ranks, longest = store.execute(
+        sql, params
     )[0]
-    n, total = int(sessions), int(total_us or 0)
+    n, total, served = int(sessions or 0), int(total_us or 0), int(students or 0)
     picks = [_minutes(int(v)) if n else None for v in ranks]
     found = {
-        date.fromisoformat(str(week)): (int(active), int(us), int(meeting))
-        for week, active, us, meeting in store.execute(WEEKS_SQL.format(lengths=lengths), params)
+        date.fromisoformat(str(w)): (int(a), int(u), int(m))
+        for w, a, u, m in zip(weeks, active, week_us, meeting, strict=True)
     }
     return {
         "sessions_completed": n,
-        "students_served": int(students),
+        "students_served": served,
         "minutes": _minutes(total),
-        "minutes_per_student": total / (int(students) * US_PER_MINUTE) if n else None,
+        "minutes_per_student": total / (served * US_PER_MINUTE) if n else None,
         "length_mean": total / (n * US_PER_MINUTE) if n else None,
         **{f"length_p{p}": v for p, v in zip(PERCENTILES, picks, strict=True)},
         "length_max": _minutes(int(longest)) if n else None,

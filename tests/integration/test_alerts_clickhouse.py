@@ -32,7 +32,9 @@ def _answers(store: ProjectionStore, position: int) -> dict[str, Any]:
     base = Filters(D, position, TZ)
     schools = [asdict(a) for a in school_alerts(store, base, AT, RULES)]
     students = [asdict(a) for a in student_alerts(store, base, AT, RULES)]
-    return _plain({"dosage": dosage(store, base, 60), "schools": schools, "students": students})
+    nobody = dosage(store, Filters(D, position, TZ, school_id="no-such-school"), 60)
+    return _plain({"dosage": dosage(store, base, 60), "schools": schools, "students": students,
+                   "nobody": nobody})  # fmt: skip
 
 
 def _school_view(answer: dict[str, Any]) -> list[dict[str, Any]]:
@@ -72,7 +74,7 @@ def test_alerts_identical_on_clickhouse_18_and_chdb_and_equal_reference(
         finally:
             store.close()
     for a, b in zip(answers["chdb"], answers["clickhouse"], strict=True):
-        assert a["dosage"] == b["dosage"] and a["schools"] == b["schools"]
+        assert (a["dosage"], a["schools"], a["nobody"]) == (b["dosage"], b["schools"], b["nobody"])
         assert _tokenless(a) == _tokenless(b)  # each load draws its own tokens
     for answer, prefix in zip(answers["chdb"], (events, events[:early]), strict=True):
         assert _school_view(answer) == _plain(insight.school_alerts(prefix, D, TZ, AT))
@@ -80,6 +82,7 @@ def test_alerts_identical_on_clickhouse_18_and_chdb_and_equal_reference(
         assert _student_view(answer) == sorted(
             (a["kind"], a["subject"], a["session_ids"]) for a in expected
         )
+        assert answer["nobody"] == _plain(insight.dosage(prefix, D, TZ, school_id="no-such-school"))
         assert answer["dosage"] == _plain(insight.dosage(prefix, D, TZ))
     head_kinds = {a["kind"] for a in answers["chdb"][0]["schools"] + answers["chdb"][0]["students"]}
     assert head_kinds == {"subject_hotspot", "long_waits", "falling_use", "repeated_subject",
