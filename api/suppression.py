@@ -173,6 +173,17 @@ def _engagement(plan: Plan, body: dict[str, Any]) -> None:
     plan.lines.append([plan.cell(r, "requests") for r in rows])
 
 
+def _dosage(plan: Plan, body: dict[str, Any]) -> None:
+    sessions, students = plan.cell(body, "sessions_completed"), plan.cell(body, "students_served")
+    for name in ("minutes", "length_mean", "length_p50", "length_p90", "length_p99", "length_max"):
+        plan.derived.append(((id(body), name), [sessions]))
+    plan.derived.append(((id(body), "minutes_per_student"), [sessions, students]))
+    for r in body["rows"]:
+        active, meeting = plan.cell(r, "active_students"), plan.cell(r, "students_meeting_target")
+        plan.complements.append((active, meeting, meeting))
+        plan.derived.append(((id(r), "minutes"), [active]))
+
+
 PLANNERS: dict[str, Callable[[Plan, dict[str, Any]], None]] = {
     "participation": _participation,
     "demand": _demand,
@@ -180,6 +191,7 @@ PLANNERS: dict[str, Callable[[Plan, dict[str, Any]], None]] = {
     "satisfaction": _satisfaction,
     "timing": _timing,
     "engagement": _engagement,
+    "dosage": _dosage,
 }
 
 

@@ -42,7 +42,13 @@ from tutorledger.projections.writer import ReadModelWriter, RequestCache
 from tutorledger.services.procs import free_port
 
 KEY = "bench-metrics-admin-key-000000"
-HTTP_METRICS = ("participation", "demand", "wait-times", "satisfaction", "timing", "engagement")
+HTTP_METRICS = (
+    "participation", "demand", "wait-times", "satisfaction", "timing", "engagement", "dosage",
+)  # fmt: skip
+ALERTS = {
+    "alerts": ("/v1/alerts", {}),
+    "alerts/students": ("/v1/alerts/students", {"X-Purpose": "latency benchmark"}),
+}
 RSS_FIELDS = {"rss": "VmRSS", "peak": "VmHWM"}
 
 
@@ -231,11 +237,22 @@ def time_http(
                 )
                 for metric in HTTP_METRICS
             }
+        for name, query in (
+            ("alerts, latest", {}),
+            ("alerts, as_of middle", {"as_of_position": head // 2}),
+        ):
+            params = {"district_id": spec.district_id, **query}
+            report[name] = {
+                kind: timed_ms(partial(_get, client, path, params, extra), repeats)
+                for kind, (path, extra) in ALERTS.items()
+            }
     return report
 
 
-def _get(client: httpx.Client, path: str, params: dict[str, Any]) -> None:
-    client.get(path, params=params).raise_for_status()
+def _get(
+    client: httpx.Client, path: str, params: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    client.get(path, params=params, headers=headers).raise_for_status()
 
 
 def run(size: int, repeats: int = 20, clickhouse: str | None = None) -> dict[str, Any]:

@@ -140,8 +140,8 @@ def step_of(row: tuple[Any, ...]) -> int | None:
 
 def fact_row(row: tuple[Any, ...], step: int, request: Request) -> tuple[Any, ...]:
     """The session_facts row of one session event row, given its session's request."""
-    wait = 0
-    if step == MATCHED:
+    wait = 0  # matched: the wait; completed: request → completion (so length = the difference)
+    if step in (MATCHED, COMPLETED):
         wait = request.wait_us(utc(row[_AT["occurred_at"]]), int(row[_AT["occurred_us"]]))
     return (
         row[_AT["district_id"]],
