@@ -142,9 +142,9 @@ class ReadModelWriter:
         fetched = self._fetch(waiting, tables) if waiting else {}
         for index, row, step in waiting:
             key = session_key(row)
-            if (request := fetched.get(key) or self.cache.get(key)) is None:
+            if (looked := fetched.get(key) or self.cache.get(key)) is None:
                 raise MissingRequest(f"no projected request for a step at position {row[0]}")
-            facts[index] = fact_row(row, step, request)
+            facts[index] = fact_row(row, step, looked)
         return [f for f in facts if f is not None], schools
 
     def _fetch(
