@@ -14,20 +14,21 @@ chunk's latency. The report says whether the rate was actually held.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from queue import Queue
+from queue import Empty, Queue
 from typing import Any
 
 from tutorledger.bench.suite import Stage
 from tutorledger.infra.settings import Settings
 
-TICK = 0.05  # seconds between appends: 20 chunks a second
+TICK = 0.1  # seconds between appends: ten chunks a second
 POLL = 0.02  # seconds between two reads of the projected position
 WARMUP = 100  # events appended (and awaited) before the clock starts
 
@@ -122,60 +123,82 @@ class InProcessProjector:
         self.dlq.close()
 
 
-def watch(store: Any, until: float, sent: list[tuple[float, int, int]], out: Any,
-          timeout: float = 300.0) -> tuple[list[float], dict[str, float]]:  # fmt: skip
-    """Poll the projected position; per-event latencies (commit → queryable) and the
-    emitter's own figures once it is done and every chunk is visible (or `timeout`)."""
-    from queue import Empty
+@dataclass
+class Chunk:
+    """One append: when it was due and committed, its top position, when it was relayed
+    (acknowledged by the broker) and when it was queryable."""
 
-    from tutorledger.consumers.kafka_projector import stream_position
+    due: float
+    done: float
+    top: int
+    events: int
+    relayed: float | None = None
+    visible: float | None = None
 
-    latencies: list[float] = []
-    pending: list[tuple[float, int, int]] = []
+
+def drain(out: Any, chunks: list[Chunk], emitter: dict[str, float]) -> None:
+    """Take every line the emitter has sent so far."""
+    while True:
+        try:
+            msg = out.get_nowait()
+        except Empty:
+            return
+        if msg[0] == "exit" and not emitter:
+            raise RuntimeError("the emitter exited early (see its log)")
+        if msg[0] == "chunk":
+            chunks.append(Chunk(*msg[1:]))
+        elif msg[0] == "done":
+            emitter.update(began=msg[1], ended=msg[2])
+
+
+def watch(visible: Callable[[], int], relayed: Callable[[], int], out: Any,
+          timeout: float = 300.0) -> tuple[list[Chunk], dict[str, float]]:  # fmt: skip
+    """Poll the relay's and the projections' positions until the emitter is done and every
+    chunk is queryable (or `timeout` after the last append)."""
+    chunks: list[Chunk] = []
     emitter: dict[str, float] = {}
-    deadline = until + timeout
-    while time.monotonic() < deadline and not (emitter and not pending):
-        while True:
-            try:
-                msg = out.get_nowait()
-            except Empty:
-                break
-            if msg[0] == "exit" and not emitter:
-                raise RuntimeError("the emitter exited early (see its log)")
-            if msg[0] == "chunk":
-                sent.append(msg[1:])
-                pending.append((msg[2], msg[3], msg[4]))
-            elif msg[0] == "done":
-                emitter = {"began": msg[1], "ended": msg[2]}
-                deadline = msg[2] + timeout
-        visible = stream_position(store)
+    waiting: list[Chunk] = []
+    while not emitter or waiting:
+        seen = len(chunks)
+        drain(out, chunks, emitter)
+        waiting.extend(chunks[seen:])
+        if emitter and time.monotonic() > emitter["ended"] + timeout:
+            break
+        relay_at, shown_at = relayed(), visible()
         now = time.monotonic()
-        latencies.extend(now - at for at, top, n in pending if top <= visible for _ in range(n))
-        pending = [p for p in pending if p[1] > visible]
+        for c in waiting:
+            if c.relayed is None and c.top <= relay_at:
+                c.relayed = now
+            if c.top <= shown_at:
+                c.visible = now
+        waiting = [c for c in waiting if c.visible is None]
         time.sleep(POLL)
-    return latencies, emitter
+    return chunks, emitter
 
 
-def summarize(label: str, rate: int, latencies: list[float], sent: list[Any],
-              emitter: dict[str, float]) -> Stage:  # fmt: skip
-    """The stage: achieved append rate, whether it was held, latency percentiles."""
-    events = sum(s[3] for s in sent)
-    wall = (emitter.get("ended") or time.monotonic()) - (emitter.get("began") or 0.0)
-    slips = sorted(done - due for due, done, _, _ in sent) or [0.0]
-    ordered = sorted(latencies) or [float("nan")]
+def percentiles(values: list[float], prefix: str) -> dict[str, float]:
+    ordered = sorted(values) or [float("nan")]
+    at = {q: ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] for q in (50, 95, 99)}
+    return {f"{prefix}p{q}_ms": round(v * 1000, 1) for q, v in at.items()}
 
-    def pct(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
 
+def summarize(label: str, rate: int, chunks: list[Chunk], emitter: dict[str, float]) -> Stage:
+    """The stage: achieved append rate, whether it was held, latency percentiles (commit →
+    queryable; commit → relayed, for where the time goes)."""
+    events = sum(c.events for c in chunks)
+    wall = emitter.get("ended", 0.0) - emitter.get("began", 0.0)
     achieved = events / wall if wall > 0 else 0.0
+    lags = [c.visible - c.done for c in chunks if c.visible is not None for _ in range(c.events)]
+    relay = [c.relayed - c.done for c in chunks if c.relayed is not None for _ in range(c.events)]
+    late = sorted(c.done - c.due for c in chunks) or [0.0]
     return Stage(f"end-to-end lag ({label})", events, wall, extra={
         "target_events_per_second": rate,
         "sustained": bool(emitter) and achieved >= 0.97 * rate,
-        "append_late_p99_ms": round(slips[int(0.99 * (len(slips) - 1))] * 1000, 1),
-        "events_seen": len(latencies),
-        "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-        "max_ms": round(ordered[-1] * 1000, 1),
-        "mean_ms": round(statistics.fmean(ordered) * 1000, 1),
+        "append_late_p99_ms": round(late[int(0.99 * (len(late) - 1))] * 1000, 1),
+        "events_seen": len(lags),
+        **percentiles(lags, ""),
+        "max_ms": round(max(lags, default=float("nan")) * 1000, 1),
+        **percentiles(relay, "relayed_"),
     })  # fmt: skip
 
 
@@ -183,8 +206,10 @@ def sustained_lag(bootstrap: str, clickhouse: str, workdir: Path, rate: int = 20
                   seconds: float = 60.0) -> Stage:  # fmt: skip
     """Own ledger, topic and group; relay (and on a server, projector) as processes."""
     from tutorledger.consumers.kafka_projector import stream_position
+    from tutorledger.consumers.relay import relay_position
     from tutorledger.infra.clickhouse import open_projection_store
     from tutorledger.infra.kafka import ensure_topics
+    from tutorledger.infra.store import open_ledger
     from tutorledger.projections.schema import migrate
 
     tag = uuid.uuid4().hex[:8]
@@ -206,7 +231,8 @@ def sustained_lag(bootstrap: str, clickhouse: str, workdir: Path, rate: int = 20
     local = InProcessProjector(settings, store) if chdb else None
     if not chdb:
         procs.append(spawn_cli("project", settings, workdir / f"lag-{tag}-project.log"))
-    sent: list[Any] = []
+    ledger = open_ledger(settings)
+    tracking = ledger.factory.tracking_recorder()
     try:
         settle = time.monotonic() + 300  # group join, topic metadata, first batch
         while stream_position(store) < warm and time.monotonic() < settle:
@@ -214,7 +240,8 @@ def sustained_lag(bootstrap: str, clickhouse: str, workdir: Path, rate: int = 20
         assert emitter.stdin is not None
         emitter.stdin.write("go\n")
         emitter.stdin.flush()
-        latencies, figures = watch(store, time.monotonic() + seconds, sent, out)
+        chunks, figures = watch(lambda: stream_position(store),
+                                lambda: relay_position(tracking), out)  # fmt: skip
     finally:
         emitter.kill()
         emitter.wait(timeout=60)
@@ -224,8 +251,9 @@ def sustained_lag(bootstrap: str, clickhouse: str, workdir: Path, rate: int = 20
         if local is not None:
             local.close()
         store.close()
+        ledger.close()
     label = "ClickHouse server" if not chdb else "chdb"
-    return summarize(f"{label}, {rate}/s for {seconds:.0f} s", rate, latencies, sent, figures)
+    return summarize(f"{label}, {rate}/s for {seconds:.0f} s", rate, chunks, figures)
 
 
 if __name__ == "__main__":

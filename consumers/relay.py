@@ -177,7 +177,7 @@ class Relay:
         self.position = last
         return len(page)
 
-    def run(self, stop: threading.Event, poll_seconds: float = 0.2) -> None:
+    def run(self, stop: threading.Event, poll_seconds: float = 0.05) -> None:
         """Relay until `stop`; broker or store outages are retried, never skipped."""
         while not stop.is_set():
             try:
