@@ -21,7 +21,7 @@ from tutorledger.infra.settings import Settings
 
 RELAY_BATCH = 5000
 LAG_SECONDS = {"small": 10.0, "medium": 60.0, "large": 60.0}  # at 2,000 events/s
-ROUNDS = 2  # relay and bare producer alternate, so a burst of load elsewhere hits both
+ROUNDS = 3  # relay and bare producer alternate, so a burst of load elsewhere hits both
 
 
 def stream_settings(store_url: str, bootstrap: str, clickhouse: str, tag: str) -> Settings:
