@@ -72,7 +72,8 @@ def relayed_messages(settings: Settings) -> list[tuple[bytes, bytes, list[tuple[
     producer = make_producer(settings)
     relay = Relay(ledger, producer, settings.kafka_topic, ledger.factory.tracking_recorder(),
                   RELAY_BATCH, name="bench-encode")  # fmt: skip
-    messages, after = [], 0
+    messages: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
+    after = 0
     while page := relay.encode(after):
         messages.extend((k, v, h) for _, (_, k, v, h) in page)
         after = page[-1][0]
