@@ -195,7 +195,7 @@ def relay(
 @app.command()
 def project(
     batch_size: Annotated[int | None, typer.Option(min=1, help="Records per insert")] = None,
-    batch_seconds: Annotated[float, typer.Option(help="Longest wait to fill a batch")] = 1.0,
+    batch_seconds: Annotated[float, typer.Option(help="Longest wait to fill a batch")] = 0.5,
     clickhouse: ClickhouseOpt = None,
 ) -> None:
     """Consume Kafka into ClickHouse (production); offsets are committed after each insert."""
