@@ -148,7 +148,8 @@ def bench_import(events: list[dict[str, Any]], store_url: str, label: str, workd
 
 def raw_env(store_url: str) -> dict[str, str]:
     """The library's own recorder on a separate file or schema: the baseline's own space."""
-    env = {k: v for k, v in store_env(store_url).items() if k != "APPLICATION_RECORDER_TOPIC"}
+    ours = ("APPLICATION_RECORDER_TOPIC", "MAPPER_TOPIC")
+    env = {k: v for k, v in store_env(store_url).items() if k not in ours}
     if "SQLITE_DBNAME" in env:
         env["SQLITE_DBNAME"] += ".raw"
         return env

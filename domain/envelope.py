@@ -122,13 +122,10 @@ class _Envelope(_Strict):
 
     def canonical(self) -> dict[str, Any]:
         """The JSON form we store, hash and publish (absent optional fields omitted)."""
-        body = self.model_dump(mode="json", exclude={"payload"})
-        body["payload"] = self.payload_model().model_dump(mode="json", exclude_none=True)
+        # One dump: the payload is the only place a None can be (every top-level field is
+        # required), so exclude_none reaches exactly the payload's absent optional fields.
+        body: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
         return body
-
-    def payload_model(self) -> BaseModel:
-        payload: BaseModel = getattr(self, "payload")  # noqa: B009 - defined on subclasses
-        return payload
 
 
 class RequestedEnvelope(_Envelope):

@@ -14,7 +14,7 @@ from uuid import UUID
 from eventsourcing.persistence import ProgrammingError, StoredEvent
 
 from tutorledger.domain.batch import LedgerEntry
-from tutorledger.domain.envelope import canonical_json
+from tutorledger.infra.codec import canonical_json
 
 GENESIS_HASH = "0" * 64
 CHUNK = 500
