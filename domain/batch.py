@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any, Literal, NamedTuple, Protocol
 from uuid import UUID
 
 from eventsourcing.domain import DomainEvent
@@ -30,9 +31,9 @@ Status = Literal["accepted", "duplicate", "rejected"]
 ERASED_MESSAGE = "this session's student was erased; nothing more is recorded for it"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one submitted event, in request order."""
+class Outcome(NamedTuple):
+    """What happened to one submitted event, in request order. (Immutable tuples: one of
+    these and one LedgerEntry are made per event, and a frozen dataclass costs more.)"""
 
     event_id: str | None
     status: Status
@@ -40,8 +41,7 @@ class Outcome:
     error: Rejection | None = None
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
     """Index facts the store keeps beside each stored event (idempotency key, chain input)."""
 
     originator_id: UUID
@@ -113,6 +113,7 @@ class Batch:
     tokens: dict[tuple[str, str], str] = field(default_factory=dict)
     writes: KeyWrites = field(default_factory=KeyWrites)
     encode: privacy.Encode = canonical_json
+    created: datetime = field(default_factory=DomainEvent.create_timestamp)  # the events' time
 
     def apply(
         self, env: Any, key: UUID, cipher: Cipher
@@ -125,7 +126,7 @@ class Batch:
             return Outcome(str(env.event_id), "rejected", error=StudentErased(ERASED_MESSAGE))
         if env.event_id in self.seen:
             return self._resent(env, student, canonical, cipher)
-        step = EventType(env.type)
+        step: EventType = env.type  # validated: already the member
         problem = check_step(None if session is None else session.steps, step, env.occurred_at)
         if problem is not None:
             return Outcome(str(env.event_id), "rejected", error=problem)
@@ -136,8 +137,8 @@ class Batch:
         if session is None:
             session = self.sessions[key] = SessionState(student.token, {})
             self.writes.sessions.append((student.token, key))
-        session.note(stored)
-        self.events.append(session_event(key, session.version, stored))
+        session.note(stored, step, env.occurred_at)
+        self.events.append(session_event(key, session.version, stored, self.created))
         self.writes.touch(student.token, env.occurred_at)
         # -1: accepted earlier in this batch; its position is known only after the save.
         self.seen[env.event_id] = (-1, digest)

@@ -141,7 +141,8 @@ class Ledger(Application[UUID]):
         (in version order): what the rule needs, without rebuilding aggregates."""
         states: dict[UUID, SessionState] = {}
         for stored in stored_events:
-            key = UUID(str(stored.originator_id))
+            key = stored.originator_id
+            key = key if isinstance(key, UUID) else UUID(str(key))
             envelope = self.mapper.to_domain_event(stored).envelope  # type: ignore[attr-defined]
             states.setdefault(key, SessionState("", {})).note(envelope)
         return states

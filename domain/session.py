@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -31,8 +32,10 @@ _ALLOWED_AFTER: dict[EventType, frozenset[EventType]] = {
 }
 
 
+@lru_cache(maxsize=1 << 16)
 def session_key(district_id: str, session_id: str) -> UUID:
-    """Stable aggregate id: sessions are addressed by district + emitter's session id."""
+    """Stable aggregate id: sessions are addressed by district + emitter's session id.
+    (Cached: a session's steps usually arrive in consecutive batches.)"""
     return uuid5(SESSION_NAMESPACE, f"{district_id}/{session_id}")
 
 
@@ -151,22 +154,30 @@ class SessionState:
             state.note(envelope)
         return state
 
-    def note(self, envelope: dict[str, Any]) -> None:
-        """One more stored step (already checked by `check_step`)."""
+    def note(
+        self, envelope: dict[str, Any], step: EventType | None = None, at: datetime | None = None
+    ) -> None:
+        """One more stored step (already checked by `check_step`); `step` and `at` are the
+        envelope's type and time when the caller has them parsed already."""
         if self.version == 0:
             self.student_token = envelope["payload"].get("student_token", "")
-        self.steps[EventType(envelope["type"])] = datetime.fromisoformat(envelope["occurred_at"])
+        step = step or _STEPS[envelope["type"]]
+        self.steps[step] = at or datetime.fromisoformat(envelope["occurred_at"])
         self.version += 1
 
 
 _SESSION_TOPIC = get_topic(TutoringSession)
+_STEPS = {str(step): step for step in EventType}
 
 
-def session_event(key: UUID, version: int, envelope: dict[str, Any]) -> DomainEvent:
+def session_event(
+    key: UUID, version: int, envelope: dict[str, Any], now: datetime | None = None
+) -> DomainEvent:
     """The domain event `TutoringSession.request` (version 1) or `record` would append, built
     without running the aggregate: the same class, fields and stored form, so reading a
-    session back through the repository replays it exactly as if the aggregate had."""
-    now = DomainEvent.create_timestamp()
+    session back through the repository replays it exactly as if the aggregate had.
+    `now` (the event's creation time) defaults to the clock; a batch passes its own."""
+    now = now or DomainEvent.create_timestamp()
     if version == 1:
         return TutoringSession.Requested(  # type: ignore[attr-defined,no-any-return]
             originator_id=key,

@@ -14,6 +14,8 @@ from psycopg.sql import SQL, Composed, Identifier
 from tutorledger.domain.privacy import KeyWrites, StudentKey
 from tutorledger.infra.vault import LOOKUP_SECRET, activity_params, key_of, lookup, new_pepper
 
+NEVER = datetime.min.replace(tzinfo=UTC)  # no activity yet: before any other time
+
 
 def vault_tables(schema: str) -> list[Composed]:
     s = Identifier(schema)
@@ -75,18 +77,20 @@ class PostgresVault:
         if writes is None:
             return
         now = datetime.now(UTC)
+        activity = dict(writes.activity)
         if writes.issued:
             pepper = self._pepper(curs, create=True)
             assert pepper is not None
             curs.executemany(
-                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, '-infinity', NULL)").format(
+                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, NULL)").format(
                     self._t("student_keys")
                 ),
                 [
-                    (k.token, k.district_id, lookup(pepper, k.district_id, sid), k.secret, now)
+                    (k.token, k.district_id, lookup(pepper, k.district_id, sid), k.secret, now,
+                     activity.pop(k.token, None) or NEVER)
                     for k, sid in writes.issued
                 ],
-            )
+            )  # fmt: skip
         if writes.sessions:
             curs.executemany(
                 SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
@@ -94,12 +98,12 @@ class PostgresVault:
                 ),
                 writes.sessions,
             )
-        if writes.activity:
+        if activity:  # only rows whose activity moves forward are written
             curs.executemany(
                 SQL(
-                    "UPDATE {} SET last_activity = GREATEST(last_activity, %s) WHERE token = %s"
+                    "UPDATE {} SET last_activity = %s WHERE token = %s AND last_activity < %s"
                 ).format(self._t("student_keys")),
-                activity_params(writes.activity),
+                [(at, token, at) for at, token in activity_params(activity)],
             )
         if writes.erased:
             curs.execute(
