@@ -39,17 +39,32 @@ class OrjsonMapper(Mapper[UUID]):
     top level and its envelope as plain JSON, which is what this mapper relies on; any
     state it cannot write that way goes through the library's own transcoder."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._topics: dict[type, str] = {}
+        self._last: tuple[Any, Any] = (None, None)  # the last typed value and its encoding
+
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        cls = type(domain_event)
+        topic = self._topics.get(cls)
+        if topic is None:
+            if getattr(cls, "class_version", 1) > 1:  # upcasting bookkeeping: the library's way
+                return super().to_stored_event(domain_event)
+            topic = self._topics[cls] = get_topic(cls)
+        types: dict[type, Any] = getattr(self.transcoder, "types", {})
         state = dict(vars(domain_event))
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
-        if getattr(type(domain_event), "class_version", 1) > 1:
-            return super().to_stored_event(domain_event)
-        types: dict[type, Any] = getattr(self.transcoder, "types", {})
         for name, value in state.items():
             transcoding = types.get(type(value))
-            if transcoding is not None:
-                state[name] = {"_type_": transcoding.name, "_data_": transcoding.encode(value)}
+            if transcoding is None:
+                continue
+            last = self._last  # one read: another thread may replace it
+            if value is last[0]:  # a batch's events share one creation time
+                state[name] = last[1]
+            else:
+                typed = {"_type_": transcoding.name, "_data_": transcoding.encode(value)}
+                self._last, state[name] = (value, typed), typed
         try:
             data = orjson.dumps(state, option=_STRICT)
         except TypeError:
@@ -58,7 +73,7 @@ class OrjsonMapper(Mapper[UUID]):
             data = self.compressor.compress(data)
         if self.cipher:
             data = self.cipher.encrypt(data)
-        return StoredEvent(originator_id, originator_version, get_topic(type(domain_event)), data)
+        return StoredEvent(originator_id, originator_version, topic, data)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         data = stored_event.state

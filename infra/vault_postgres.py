@@ -14,6 +14,12 @@ from psycopg.sql import SQL, Composed, Identifier
 from tutorledger.domain.privacy import KeyWrites, StudentKey
 from tutorledger.infra.vault import LOOKUP_SECRET, activity_params, key_of, lookup, new_pepper
 
+
+def uuid_array(ids: Sequence[UUID]) -> str:
+    """A uuid[] literal: one text parameter instead of a list dumped element by element."""
+    return "{" + ",".join([u.hex for u in ids]) + "}"
+
+
 NEVER = datetime.min.replace(tzinfo=UTC)  # no activity yet: before any other time
 
 
@@ -125,9 +131,9 @@ class PostgresVault:
             curs.execute(
                 SQL(
                     "SELECT k.token, k.district_id, k.secret FROM {} s JOIN {} k "
-                    "ON k.token = s.token WHERE s.originator_id = ANY(%s)"
+                    "ON k.token = s.token WHERE s.originator_id = ANY(%s::uuid[])"
                 ).format(self._t("student_sessions"), self._t("student_keys")),
-                (list(originator_ids),),
+                (uuid_array(originator_ids),),
             )
             keys.update((r["token"], key_of(_row(r))) for r in curs.fetchall())
         tokens: dict[tuple[str, str], str] = {}
