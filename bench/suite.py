@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from tutorledger.bench.district import DistrictSpec, generate
@@ -73,79 +72,10 @@ def timed(work: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def bench_ingest(events: list[dict[str, Any]], store_url: str, label: str) -> Stage:
-    """POST /v1/events in batches of 1000 vs raw eventsourcing appends of the same events."""
-    from fastapi.testclient import TestClient
-
-    from tutorledger.api.app import create_app
-    from tutorledger.api.runtime import Runtime
-    from tutorledger.infra.clickhouse import ChdbStore
-    from tutorledger.infra.keys import KeySpec, KeyStore
-
-    settings = Settings(event_store=store_url)
-    key = uuid.uuid4().hex
-    keys = KeyStore([KeySpec(key=key, role="emitter", districts=["*"])])
-    with tempfile.TemporaryDirectory() as chdir:
-        runtime = Runtime(settings, open_ledger(settings), ChdbStore(chdir), keys)
-        app = create_app(settings, runtime=runtime)
-        headers = {"Authorization": f"Bearer {key}"}
-        with TestClient(app) as client:
-
-            def post_all() -> None:
-                for i in range(0, len(events), BATCH):
-                    r = client.post("/v1/events", json={"events": events[i : i + BATCH]},
-                                    headers=headers)  # fmt: skip
-                    r.raise_for_status()
-
-            seconds = timed(post_all)
-        runtime.stop()
-    raw = Application[uuid.UUID](env=raw_env(store_url))
-
-    def append_raw() -> None:
-        for i in range(0, len(events), BATCH):
-            raw.save(*[RawEvent(envelope=e) for e in events[i : i + BATCH]])
-
-    baseline = timed(append_raw)
-    raw.close()
-    return Stage(f"ingest ({label})", len(events), seconds, "eventsourcing appends", baseline)
-
-
-def bench_import(events: list[dict[str, Any]], store_url: str, label: str, workdir: Path) -> Stage:
-    """`import-sessions` of the same district as a vendor report vs raw eventsourcing appends
-    of the events the importer records, in the importer's own batches."""
-    from tutorledger.bench.vendor import write_report
-    from tutorledger.infra.session_import import SessionImport
-    from tutorledger.infra.session_mapping import RowConverter, load_mapping, shipped_mapping
-    from tutorledger.infra.session_reader import batches
-
-    source = workdir / f"vendor-{label}.csv"
-    write_report(source, events, "America/New_York")
-    shipped = shipped_mapping("tutorcom")
-    assert shipped is not None, "the Tutor.com-style mapping ships with the package"
-    mapping = load_mapping(shipped)
-    converter = RowConverter(mapping, f"imported-{label.lower()}", "America/New_York")
-    ledger = open_ledger(Settings(event_store=store_url))
-    job = SessionImport(ledger, source, converter, workdir / f"import-{label}.json")
-    reports: list[dict[str, Any]] = []
-    seconds = timed(lambda: reports.append(job.run()))
-    ledger.close()
-    imported = [b.events for b in batches(source, converter)]
-    raw = Application[uuid.UUID](env=raw_env(store_url))
-
-    def append_raw() -> None:
-        for batch in imported:
-            raw.save(*[RawEvent(envelope=e) for e in batch])
-
-    baseline = timed(append_raw)
-    raw.close()
-    accepted = reports[0]["events"]["accepted"]
-    return Stage(f"import-sessions ({label})", accepted, seconds, "eventsourcing appends",
-                 baseline, extra={"rows": reports[0]["rows"]})  # fmt: skip
-
-
 def raw_env(store_url: str) -> dict[str, str]:
     """The library's own recorder on a separate file or schema: the baseline's own space."""
-    env = {k: v for k, v in store_env(store_url).items() if k != "APPLICATION_RECORDER_TOPIC"}
+    ours = ("APPLICATION_RECORDER_TOPIC", "MAPPER_TOPIC")
+    env = {k: v for k, v in store_env(store_url).items() if k not in ours}
     if "SQLITE_DBNAME" in env:
         env["SQLITE_DBNAME"] += ".raw"
         return env
@@ -210,12 +140,9 @@ def run_suite(size: str, workdir: Path, postgres: str | None, kafka: str | None,
               clickhouse: str | None) -> list[dict[str, Any]]:  # fmt: skip
     events = district_events(SIZES[size])
     sqlite_url = f"sqlite:///{workdir}/ledger.db"
-    stages: list[Stage] = [bench_ingest(events, sqlite_url, "SQLite")]
-    # A file of its own: the later stages read the ingest ledger and must not see these.
-    stages.append(bench_import(events, f"sqlite:///{workdir}/imported.db", "SQLite", workdir))
-    if postgres:
-        stages.append(bench_ingest(events, postgres, "PostgreSQL"))
-        stages.append(bench_import(events, postgres, "PostgreSQL", workdir))
+    from tutorledger.bench.write_path import write_path_stages
+
+    stages: list[Stage] = write_path_stages(events, workdir, sqlite_url, postgres)
     stages.append(bench_rebuild(sqlite_url, "SQLite"))
     if postgres:
         stages.append(bench_rebuild(postgres, "PostgreSQL"))
