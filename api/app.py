@@ -13,6 +13,7 @@ from tutorledger.api.errors import install_error_handlers
 from tutorledger.api.openapi import install_openapi
 from tutorledger.api.routes import (
     admin,
+    alerts,
     audit,
     cohorts,
     events,
@@ -64,7 +65,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    modules = (events, sessions, schools, metrics, audit, admin, privacy, roster, health)
+    modules = (events, sessions, schools, metrics, alerts, audit, admin, privacy, roster, health)
     for module in (*modules, cohorts, outcomes):
         app.include_router(module.router)
     dashboard.install(app, settings)

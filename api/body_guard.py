@@ -3,7 +3,9 @@ deep, or with a key given twice (JSON parsers keep the last one silently, so an 
 `{"grade": 3, "grade": 30}` would be stored as something nobody can see it sent).
 
 A pure ASGI middleware: the body is read once, bounded by the size limit, checked, then
-replayed to the app unchanged. Only bodies that FastAPI would read as JSON are parsed.
+replayed to the app unchanged. Only bodies that FastAPI would read as JSON are parsed; the
+parsed value is left in the request's state (`parsed_body`) for routes that take it from
+there instead of parsing it again.
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ import re
 from collections import Counter
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tutorledger.api.errors import error_response
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PARSED = "tutorledger_json_body"  # where the parsed body is left, in the request's state
+NOT_PARSED = object()
+
+
+def parsed_body(request: Request) -> Any:
+    """The JSON body this guard parsed and checked (NOT_PARSED: empty, or not JSON), so a
+    route taking large bodies need not parse them again."""
+    return request.scope.get("state", {}).get(PARSED, NOT_PARSED)
 
 
 class _Rejected(Exception):
@@ -53,10 +64,11 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def check_json(body: bytes) -> None:
-    """Raise _Rejected unless `body` is UTF-8 JSON with unique keys (empty is left to the app)."""
+def check_json(body: bytes) -> Any:
+    """The parsed body; raise _Rejected unless it is UTF-8 JSON with unique keys (an empty
+    body is left to the app: NOT_PARSED)."""
     if not body.strip():
-        return
+        return NOT_PARSED
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -70,6 +82,7 @@ def check_json(body: bytes) -> None:
         raise _Rejected(400, "malformed_json", f"body is not JSON: {exc.msg}") from None
     if lone:
         raise _Rejected(400, "malformed_json", "body holds a lone UTF-16 surrogate escape")
+    return value
 
 
 def _is_json(scope: Scope) -> bool:
@@ -104,7 +117,7 @@ class BodyGuard:
         try:
             body = await self._read(scope, receive)
             if _is_json(scope):
-                check_json(body)
+                scope.setdefault("state", {})[PARSED] = check_json(body)
         except _Rejected as rejected:
             response = error_response(rejected.status, rejected.code, rejected.message)
             await response(scope, receive, send)

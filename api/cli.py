@@ -16,7 +16,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from tutorledger.api import cli_audit, cli_grades, cli_import, cli_privacy, cli_repair
+from tutorledger.api import (
+    cli_audit,
+    cli_grades,
+    cli_import,
+    cli_migrate,
+    cli_privacy,
+    cli_repair,
+)
 from tutorledger.api.cli_common import (
     ClickhouseOpt,
     StoreOpt,
@@ -37,6 +44,7 @@ app.add_typer(cli_audit.commands)
 app.add_typer(cli_import.commands)
 app.add_typer(cli_repair.commands)
 app.add_typer(cli_privacy.commands)
+app.add_typer(cli_migrate.commands)
 app.add_typer(cli_grades.commands)
 
 
@@ -195,7 +203,7 @@ def relay(
 @app.command()
 def project(
     batch_size: Annotated[int | None, typer.Option(min=1, help="Records per insert")] = None,
-    batch_seconds: Annotated[float, typer.Option(help="Longest wait to fill a batch")] = 1.0,
+    batch_seconds: Annotated[float, typer.Option(help="Longest wait to fill a batch")] = 0.5,
     clickhouse: ClickhouseOpt = None,
 ) -> None:
     """Consume Kafka into ClickHouse (production); offsets are committed after each insert."""

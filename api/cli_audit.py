@@ -27,7 +27,7 @@ from tutorledger.api.cli_common import (
     load_settings,
     metered,
 )
-from tutorledger.domain.errors import TutorLedgerError
+from tutorledger.domain.errors import MigrationIncomplete, TutorLedgerError
 
 commands = typer.Typer()
 DistrictOpt = Annotated[str | None, typer.Option("--district", help="One district (default: all)")]
@@ -55,7 +55,11 @@ def ledger_and_projections(settings: Any, hint: str | None = None) -> Iterator[t
 
 @commands.command()
 def verify(district: DistrictOpt = None, event_store: StoreOpt = None) -> None:
-    """Recompute the hash chain(s) from the event store; exit 1 at the first bad position."""
+    """Recompute the hash chain(s) from the event store; exit 1 at the first bad position.
+
+    A migrated ledger's districts also show the old chain they continue (`continues`); a
+    ledger `migrate-ledger` has not finished filling fails (migration_incomplete)."""
+    from tutorledger.consumers import continuity
     from tutorledger.infra.audit import verify_chain
     from tutorledger.infra.store import open_ledger
 
@@ -70,6 +74,9 @@ def verify(district: DistrictOpt = None, event_store: StoreOpt = None) -> None:
                 on_start=meter.start,
                 on_progress=meter.advance,
             )
+        links = {d: v for d, v in continuity.links(ledger).items() if district in (None, d)}
+        if report.ok and continuity.unfinished(ledger):
+            report.ok, report.problem = False, MigrationIncomplete.code
     finally:
         ledger.close()
     rate = report.checked / report.seconds if report.seconds else 0.0
@@ -78,12 +85,22 @@ def verify(district: DistrictOpt = None, event_store: StoreOpt = None) -> None:
             f"[green]chain intact:[/] {report.checked:,} events in {report.seconds:.1f}s "
             f"({rate:,.0f} ev/s), {len(report.heads)} district(s)"
         )
+    elif report.problem == MigrationIncomplete.code:
+        console.print("[red]migration_incomplete:[/] run the same `migrate-ledger` again")
     else:
         console.print(
             f"[red]chain broken at position {report.first_bad_position}[/] "
             f"({report.problem}); {report.checked:,} events verified before it"
         )
-    heads = {d: {"head_position": p, "head_hash": h} for d, (p, h) in report.heads.items()}
+    for d, link in sorted(links.items()):
+        console.print(
+            f"{d} continues a migrated ledger: old head {link['previous_head']} "
+            f"({link['previous_events']:,} events; check with `tutorledger check-migration`)"
+        )
+    heads = {
+        d: {"head_position": p, "head_hash": h} | ({"continues": links[d]} if d in links else {})
+        for d, (p, h) in report.heads.items()
+    }
     body = report.as_dict() | {"district_id": district, "districts": heads}
     typer.echo(json.dumps(body))
     if not report.ok:

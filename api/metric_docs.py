@@ -83,4 +83,20 @@ DOCS = {
         "a student with requests on Mon 2026-10-26, Tue 10-27 and Mon 11-02 is active in "
         "2026-W44 and 2026-W45: neither regular nor one-time." + COMMON
     ),
+    "dosage": (
+        "Session *length* = `session.completed` time − `session.matched` time, to the "
+        "microsecond, in minutes; only sessions matched and then completed (as of the "
+        "position) have one. `sessions_completed`, `students_served` (distinct students with "
+        "a completed session), `minutes` (sum of lengths), `minutes_per_student` = minutes ÷ "
+        "students_served, `length_mean`, and nearest-rank `length_p50`/`p90`/`p99` (the "
+        "⌈P·n/100⌉-th smallest length, as for wait times) and `length_max`; null without a "
+        "completed session. `rows`: one per ISO week (of the request's local date) from the "
+        "week of `from` (else the first week with a completed session) to the week of `to` "
+        "(else the last), zeros included: `active_students` (distinct students with a "
+        "completed session that week), `minutes`, and `students_meeting_target` (students "
+        "whose minutes that week reach `target_minutes`, the district's "
+        "`dosage_target_minutes`, default 60). Example: a student with sessions of 25 and 40 "
+        "minutes requested in 2026-W44 adds 65 minutes to that week and meets a 60-minute "
+        "target." + COMMON
+    ),
 }

@@ -153,3 +153,28 @@ class Engagement(MetricResponse):
     one_time_students: Count = Field(description="Exactly one request in range")
     regular_weeks: int
     rows: list[WeekRow]
+
+
+class DosageWeek(BaseModel):
+    week: str = Field(description="ISO week, e.g. 2026-W44")
+    week_start: date = Field(description="Its Monday")
+    active_students: Count = Field(description="Distinct students with a completed session")
+    minutes: float | None = Field(description="Their session minutes that week")
+    students_meeting_target: Count = Field(
+        description="Students whose minutes that week are at least target_minutes"
+    )
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
+
+
+class Dosage(MetricResponse):
+    sessions_completed: Count = Field(description="Sessions matched and then completed")
+    students_served: Count = Field(description="Distinct students with a completed session")
+    minutes: float | None = Field(description="Sum of session lengths, minutes")
+    minutes_per_student: float | None = Field(description="minutes ÷ students_served")
+    length_mean: float | None = Field(description="Mean session length, minutes")
+    length_p50: float | None = Field(description="Nearest-rank median length, minutes")
+    length_p90: float | None = Field(description="Nearest-rank 90th percentile, minutes")
+    length_p99: float | None = Field(description="Nearest-rank 99th percentile, minutes")
+    length_max: float | None = Field(description="Longest session, minutes")
+    target_minutes: int = Field(description="The district's weekly dosage target")
+    rows: list[DosageWeek]

@@ -174,6 +174,17 @@ def _engagement(plan: Plan, body: dict[str, Any]) -> None:
     plan.lines.append([plan.cell(r, "requests") for r in rows])
 
 
+def _dosage(plan: Plan, body: dict[str, Any]) -> None:
+    sessions, students = plan.cell(body, "sessions_completed"), plan.cell(body, "students_served")
+    for name in ("minutes", "length_mean", "length_p50", "length_p90", "length_p99", "length_max"):
+        plan.derived.append(((id(body), name), [sessions]))
+    plan.derived.append(((id(body), "minutes_per_student"), [sessions, students]))
+    for r in body["rows"]:
+        active, meeting = plan.cell(r, "active_students"), plan.cell(r, "students_meeting_target")
+        plan.complements.append((active, meeting, meeting))
+        plan.derived.append(((id(r), "minutes"), [active]))
+
+
 def _outcomes(plan: Plan, body: dict[str, Any]) -> None:
     plan.lines.append([plan.cell(r, "students") for r in body["rows"]])
     for r in body["rows"]:
@@ -188,6 +199,7 @@ PLANNERS: dict[str, Callable[[Plan, dict[str, Any]], None]] = {
     "satisfaction": _satisfaction,
     "timing": _timing,
     "engagement": _engagement,
+    "dosage": _dosage,
     "outcomes": _outcomes,
 }
 

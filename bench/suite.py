@@ -6,21 +6,16 @@ seconds earlier on the same machine is the number to compare across runs.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from tutorledger.bench.district import DistrictSpec, generate
-from tutorledger.domain.envelope import canonical_json
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger, store_env
 
@@ -76,79 +71,10 @@ def timed(work: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def bench_ingest(events: list[dict[str, Any]], store_url: str, label: str) -> Stage:
-    """POST /v1/events in batches of 1000 vs raw eventsourcing appends of the same events."""
-    from fastapi.testclient import TestClient
-
-    from tutorledger.api.app import create_app
-    from tutorledger.api.runtime import Runtime
-    from tutorledger.infra.clickhouse import ChdbStore
-    from tutorledger.infra.keys import KeySpec, KeyStore
-
-    settings = Settings(event_store=store_url)
-    key = uuid.uuid4().hex
-    keys = KeyStore([KeySpec(key=key, role="emitter", districts=["*"])])
-    with tempfile.TemporaryDirectory() as chdir:
-        runtime = Runtime(settings, open_ledger(settings), ChdbStore(chdir), keys)
-        app = create_app(settings, runtime=runtime)
-        headers = {"Authorization": f"Bearer {key}"}
-        with TestClient(app) as client:
-
-            def post_all() -> None:
-                for i in range(0, len(events), BATCH):
-                    r = client.post("/v1/events", json={"events": events[i : i + BATCH]},
-                                    headers=headers)  # fmt: skip
-                    r.raise_for_status()
-
-            seconds = timed(post_all)
-        runtime.stop()
-    raw = Application[uuid.UUID](env=raw_env(store_url))
-
-    def append_raw() -> None:
-        for i in range(0, len(events), BATCH):
-            raw.save(*[RawEvent(envelope=e) for e in events[i : i + BATCH]])
-
-    baseline = timed(append_raw)
-    raw.close()
-    return Stage(f"ingest ({label})", len(events), seconds, "eventsourcing appends", baseline)
-
-
-def bench_import(events: list[dict[str, Any]], store_url: str, label: str, workdir: Path) -> Stage:
-    """`import-sessions` of the same district as a vendor report vs raw eventsourcing appends
-    of the events the importer records, in the importer's own batches."""
-    from tutorledger.bench.vendor import write_report
-    from tutorledger.infra.session_import import SessionImport
-    from tutorledger.infra.session_mapping import RowConverter, load_mapping, shipped_mapping
-    from tutorledger.infra.session_reader import batches
-
-    source = workdir / f"vendor-{label}.csv"
-    write_report(source, events, "America/New_York")
-    shipped = shipped_mapping("tutorcom")
-    assert shipped is not None, "the Tutor.com-style mapping ships with the package"
-    mapping = load_mapping(shipped)
-    converter = RowConverter(mapping, f"imported-{label.lower()}", "America/New_York")
-    ledger = open_ledger(Settings(event_store=store_url))
-    job = SessionImport(ledger, source, converter, workdir / f"import-{label}.json")
-    reports: list[dict[str, Any]] = []
-    seconds = timed(lambda: reports.append(job.run()))
-    ledger.close()
-    imported = [b.events for b in batches(source, converter)]
-    raw = Application[uuid.UUID](env=raw_env(store_url))
-
-    def append_raw() -> None:
-        for batch in imported:
-            raw.save(*[RawEvent(envelope=e) for e in batch])
-
-    baseline = timed(append_raw)
-    raw.close()
-    accepted = reports[0]["events"]["accepted"]
-    return Stage(f"import-sessions ({label})", accepted, seconds, "eventsourcing appends",
-                 baseline, extra={"rows": reports[0]["rows"]})  # fmt: skip
-
-
 def raw_env(store_url: str) -> dict[str, str]:
     """The library's own recorder on a separate file or schema: the baseline's own space."""
-    env = {k: v for k, v in store_env(store_url).items() if k != "APPLICATION_RECORDER_TOPIC"}
+    ours = ("APPLICATION_RECORDER_TOPIC", "MAPPER_TOPIC")
+    env = {k: v for k, v in store_env(store_url).items() if k not in ours}
     if "SQLITE_DBNAME" in env:
         env["SQLITE_DBNAME"] += ".raw"
         return env
@@ -209,147 +135,19 @@ def bench_dashboard(size: int, clickhouse: str | None) -> list[Stage]:
     return stages
 
 
-def bench_stream(store_url: str, bootstrap: str, clickhouse: str) -> list[Stage]:
-    """Relay vs a bare producer of the same bytes; projector vs bare consume + insert; lag."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from tutorledger.consumers.kafka_projector import KafkaProjector, stream_position
-    from tutorledger.consumers.projector import decode
-    from tutorledger.consumers.relay import Relay
-    from tutorledger.infra.clickhouse import open_projection_store
-    from tutorledger.infra.kafka import ensure_topics, make_consumer, make_producer
-    from tutorledger.projections.rows import COLUMNS, event_row
-    from tutorledger.projections.schema import migrate
-
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings(
-        event_store=store_url, stream=f"kafka://{bootstrap}", clickhouse=clickhouse,
-        kafka_topic=f"bench-{tag}", kafka_dead_letter_topic=f"bench-dlq-{tag}",
-        kafka_group=f"bench-{tag}", kafka_partitions=3,
-    )  # fmt: skip
-    ensure_topics(settings)
-    ledger = open_ledger(settings)
-    producer = make_producer(settings)
-    relay = Relay(ledger, producer, settings.kafka_topic, ledger.factory.tracking_recorder(), 5000)
-    relay_seconds = timed(lambda: [None for _ in iter(relay.step, 0)])
-    notes = ledger.recorder.select_notifications(start=1, limit=10**9)
-    values = [canonical_json({**decode(ledger, n), "position": n.id}) for n in notes]
-    bare_topic = f"bench-bare-{tag}"
-
-    def bare_produce() -> None:
-        for v in values:
-            producer.send(bare_topic, value=v, partition=0)
-        producer.flush()
-
-    relay_base = timed(bare_produce)
-    store = open_projection_store(settings)
-    migrate(store)
-    consumer = make_consumer(settings, session_timeout_ms=6000, heartbeat_interval_ms=1000)
-    consumer.subscribe([settings.kafka_topic])
-    projector = KafkaProjector(consumer, store, producer, settings.kafka_dead_letter_topic, 5000)
-    head = notes[-1].id
-    while not consumer.assignment():  # join the group before timing (a join takes seconds)
-        consumer.poll(timeout_ms=200)
-    consumer.seek_to_beginning()
-    start = time.perf_counter()
-    while stream_position(store) < head:
-        projector.step()
-    project_seconds = time.perf_counter() - start
-
-    def bare_consume_insert() -> None:
-        bare = KafkaConsumer(bootstrap_servers=[bootstrap], consumer_timeout_ms=2000)
-        bare.assign([TopicPartition(bare_topic, 0)])
-        bare.seek_to_beginning()
-        got = 0
-        import json
-
-        while got < len(values):
-            batch = [r for part in bare.poll(timeout_ms=500, max_records=5000).values()
-                     for r in part]  # fmt: skip
-            rows = [event_row(d.pop("position"), d) for d in (json.loads(r.value) for r in batch)]
-            store.insert("ledger_events", COLUMNS, rows)
-            got += len(batch)
-        bare.close()
-
-    project_base = timed(bare_consume_insert)
-    lag = sustained_lag(ledger, relay, projector, store)
-    consumer.close()
-    producer.close()
-    store.close()
-    ledger.close()
-    n = len(values)
-    return [
-        Stage("relay (ledger → Kafka)", n, relay_seconds, "bare kafka-python producer", relay_base),
-        Stage("projector (Kafka → ClickHouse)", n, project_seconds, "bare consume + insert",
-              project_base),
-        lag,
-    ]  # fmt: skip
-
-
-def sustained_lag(ledger: Any, relay: Any, projector: Any, store: Any,
-                  rate: int = 500, seconds: float = 5.0) -> Stage:  # fmt: skip
-    """Append at a steady rate with relay + projector running; time from append to visible."""
-    from tutorledger.consumers.kafka_projector import stream_position
-
-    spec = DistrictSpec(district_id="lag-district", students=int(rate * seconds / 6), days=3)
-    events = generate(spec).events
-    stop = threading.Event()
-    workers = [
-        threading.Thread(target=w.run, args=(stop,), daemon=True) for w in (relay, projector)
-    ]
-    for w in workers:
-        w.start()
-    chunk = max(1, rate // 10)  # ten appends a second, open loop: never waits for the sink
-    sent: list[tuple[float, int]] = []
-    seen: dict[int, float] = {}
-    done = threading.Event()
-
-    def watch() -> None:
-        while not (done.is_set() and len(seen) == len(sent)):
-            visible = stream_position(store)
-            now = time.perf_counter()
-            for i, (_, top) in enumerate(list(sent)):
-                if i not in seen and top <= visible:
-                    seen[i] = now
-            time.sleep(0.01)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    began = time.perf_counter()
-    for n, i in enumerate(range(0, min(len(events), int(rate * seconds)), chunk)):
-        time.sleep(max(0.0, began + n * 0.1 - time.perf_counter()))
-        at = time.perf_counter()
-        outcomes = ledger.record_events(events[i : i + chunk])
-        sent.append((at, max((o.position or 0) for o in outcomes)))
-    wall = time.perf_counter() - began  # events/s below is the append rate achieved
-    done.set()
-    watcher.join(timeout=120)
-    lags = [seen[i] - at for i, (at, _) in enumerate(sent) if i in seen]
-    stop.set()
-    for w in workers:
-        w.join(timeout=30)
-    ordered = sorted(lags)
-    return Stage("end-to-end lag (append → queryable)", len(lags) * chunk, wall, extra={
-        "target_events_per_second": rate,
-        "p50_ms": round(statistics.median(ordered) * 1000, 1),
-        "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000, 1),
-    })  # fmt: skip
-
-
 def run_suite(size: str, workdir: Path, postgres: str | None, kafka: str | None,
               clickhouse: str | None) -> list[dict[str, Any]]:  # fmt: skip
     events = district_events(SIZES[size])
     sqlite_url = f"sqlite:///{workdir}/ledger.db"
-    stages: list[Stage] = [bench_ingest(events, sqlite_url, "SQLite")]
-    # A file of its own: the later stages read the ingest ledger and must not see these.
-    stages.append(bench_import(events, f"sqlite:///{workdir}/imported.db", "SQLite", workdir))
-    if postgres:
-        stages.append(bench_ingest(events, postgres, "PostgreSQL"))
-        stages.append(bench_import(events, postgres, "PostgreSQL", workdir))
+    from tutorledger.bench.write_path import write_path_stages
+
+    stages: list[Stage] = write_path_stages(events, workdir, sqlite_url, postgres)
     stages.append(bench_rebuild(sqlite_url, "SQLite"))
     if postgres:
         stages.append(bench_rebuild(postgres, "PostgreSQL"))
     stages.extend(bench_dashboard(SIZES[size], clickhouse))
     if kafka and clickhouse:
-        stages.extend(bench_stream(sqlite_url, kafka, clickhouse))
+        from tutorledger.bench.stream import bench_stream
+
+        stages.extend(bench_stream(sqlite_url, kafka, clickhouse, size, workdir))
     return [s.as_dict() for s in stages]

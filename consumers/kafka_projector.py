@@ -85,7 +85,7 @@ class KafkaProjector:
         dead_letter_producer: Any,
         dead_letter_topic: str,
         batch_size: int = 5000,
-        batch_seconds: float = 1.0,
+        batch_seconds: float = 0.5,
     ) -> None:
         self.consumer = consumer
         self.store = store

@@ -10,13 +10,19 @@ at-least-once, and every sink is idempotent by ledger position.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+import orjson
 from eventsourcing.persistence import Tracking, TrackingRecorder
+from kafka.partitioner.default import murmur2
 
-from tutorledger.consumers.projector import decode
+from tutorledger.consumers.projector import decode_state
 from tutorledger.domain.envelope import canonical_json
 from tutorledger.domain.ledger import Ledger
 from tutorledger.domain.privacy import public_form
@@ -41,12 +47,50 @@ def message_headers(event: dict[str, Any], position: int) -> list[tuple[str, byt
     ]
 
 
+class PageReader(Protocol):
+    """The store's bulk read (both recorders have it): positions and raw stored states."""
+
+    def event_states(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+
+def published(ledger: Ledger, position: int, state: bytes) -> tuple[dict[str, Any], bytes]:
+    """The published form of one stored state and its message value, decoded and encoded
+    once each in C (orjson): no domain event object, no second JSON pass. Keys are sorted,
+    so a re-sent tail carries the same bytes."""
+    event = public_form(decode_state(ledger, bytes(state)))  # token only: no id, no free text
+    value = orjson.dumps({**event, "position": position}, option=orjson.OPT_SORT_KEYS)
+    return event, value
+
+
 def relay_position(tracking: TrackingRecorder, name: str = RELAY_NAME) -> int:
     return int(tracking.max_tracking_id(name) or 0)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def key_partition(key: bytes, partitions: tuple[int, ...]) -> int:
+    """The partition kafka-python's default partitioner (murmur2, as the Java client) picks
+    for `key`; cached, as a session's events share a key and murmur2 is pure Python there."""
+    return partitions[(int(murmur2(key)) & 0x7FFFFFFF) % len(partitions)]
+
+
+Message = tuple[int, bytes, bytes, list[tuple[str, bytes]]]  # partition, key, value, headers
+
+
+@dataclass
+class Prefetch:
+    """The page after `after`, read and encoded while the broker acknowledges the last one."""
+
+    after: int
+    page: Future[list[tuple[int, Message]]]
+
+
 class Relay:
-    """Moves ledger events to the topic in position order; tracks what the broker acked."""
+    """Moves ledger events to the topic in position order; tracks what the broker acked.
+
+    A page of the ledger is read in one query, encoded, produced and flushed; while the
+    broker acknowledges it the next page is read and encoded in a helper thread (nothing of
+    it is sent before the acknowledgement, so a failed page is re-sent before any later one).
+    """
 
     def __init__(
         self,
@@ -66,30 +110,45 @@ class Relay:
         self.flush_timeout = flush_timeout
         self.name = name
         self.position = relay_position(tracking, name)
+        self.reader: PageReader = ledger.recorder  # type: ignore[assignment]
         partitions = producer.partitions_for(topic)
         if not partitions:
             raise RuntimeError(f"topic {topic!r} has no partitions (does it exist?)")
-        self.partitions = sorted(partitions)
+        self.partitions = tuple(sorted(partitions))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-read")
+        self._ahead: Prefetch | None = None
+
+    def encode(self, after: int) -> list[tuple[int, Message]]:
+        """The next page after `after` as (position, message) pairs."""
+        out = []
+        for position, state in self.reader.event_states(after, self.batch_size):
+            event, value = published(self.ledger, position, state)
+            key = message_key(event)
+            headers = message_headers(event, position)
+            out.append((position, (key_partition(key, self.partitions), key, value, headers)))
+        return out
+
+    def _next_page(self) -> list[tuple[int, Message]]:
+        """The prefetched page when it is the one due and full; else a fresh read (a short
+        prefetched page would hold back events appended since it was read)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.after == self.position:
+            with contextlib.suppress(Exception):  # a failed read is retried right here
+                page = ahead.page.result()
+                if len(page) == self.batch_size:
+                    return page
+        return self.encode(self.position)
 
     def step(self) -> int:
         """Relay one batch; returns how many ledger events the broker acknowledged."""
-        notifications = self.ledger.recorder.select_notifications(
-            start=self.position + 1, limit=self.batch_size
-        )
-        if not notifications:
+        page = self._next_page()
+        if not page:
             return 0
-        futures = []
-        for n in notifications:
-            event = public_form(decode(self.ledger, n))  # token only: no id, no free text
-            futures.append(
-                self.producer.send(
-                    self.topic,
-                    key=message_key(event),
-                    value=canonical_json({**event, "position": n.id}),
-                    headers=message_headers(event, n.id),
-                )
-            )
-        last = int(notifications[-1].id)
+        futures = [
+            self.producer.send(self.topic, partition=p, key=k, value=v, headers=h)
+            for _, (p, k, v, h) in page
+        ]
+        last = int(page[-1][0])
         mark = canonical_json(
             {"type": WATERMARK_TYPE, "position": last, "partitions": len(self.partitions)}
         )
@@ -103,6 +162,8 @@ class Relay:
                     headers=[("type", WATERMARK_TYPE.encode())],
                 )
             )
+        if len(page) == self.batch_size:  # more is waiting: read it during the flush
+            self._ahead = Prefetch(last, self._pool.submit(self.encode, last))
         self.producer.flush(timeout=self.flush_timeout)
         unplaced = sum(1 for f in futures if f.get(timeout=0).offset < 0)  # raises on error
         if unplaced:
@@ -114,9 +175,9 @@ class Relay:
             )
         self.tracking.insert_tracking(Tracking(self.name, last))
         self.position = last
-        return len(notifications)
+        return len(page)
 
-    def run(self, stop: threading.Event, poll_seconds: float = 0.2) -> None:
+    def run(self, stop: threading.Event, poll_seconds: float = 0.05) -> None:
         """Relay until `stop`; broker or store outages are retried, never skipped."""
         while not stop.is_set():
             try:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any, Literal, NamedTuple, Protocol
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import StoredEvent
 
 from tutorledger.domain import privacy
-from tutorledger.domain.envelope import EventType
+from tutorledger.domain.envelope import EventType, canonical_json
 from tutorledger.domain.errors import (
     EventIdConflict,
     Rejection,
@@ -24,15 +25,15 @@ from tutorledger.domain.errors import (
     UnmigratedLedger,
 )
 from tutorledger.domain.privacy import Cipher, KeyWrites, StudentKey
-from tutorledger.domain.session import TutoringSession, check_step, session_key
+from tutorledger.domain.session import SessionState, check_step, session_event
 
 Status = Literal["accepted", "duplicate", "rejected"]
 ERASED_MESSAGE = "this session's student was erased; nothing more is recorded for it"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one submitted event, in request order."""
+class Outcome(NamedTuple):
+    """What happened to one submitted event, in request order. (Immutable tuples: one of
+    these and one LedgerEntry are made per event, and a frozen dataclass costs more.)"""
 
     event_id: str | None
     status: Status
@@ -40,8 +41,7 @@ class Outcome:
     error: Rejection | None = None
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
     """Index facts the store keeps beside each stored event (idempotency key, chain input)."""
 
     originator_id: UUID
@@ -98,48 +98,47 @@ class InBatchDuplicate:
 
 @dataclass
 class Batch:
-    aggregates: dict[UUID, Aggregate | None] = field(default_factory=dict)
+    """A batch's view of its sessions and students, and what it will append.
+
+    Sessions are checked as `SessionState` (steps, token, version), not replayed aggregates:
+    the rule is the same `check_step` the aggregate applies, and `events` are the very domain
+    events the aggregate would have appended (`session_event`)."""
+
+    sessions: dict[UUID, SessionState | None] = field(default_factory=dict)
     entries: list[LedgerEntry] = field(default_factory=list)
+    events: list[DomainEvent] = field(default_factory=list)
     seen: dict[UUID, tuple[int, bytes]] = field(default_factory=dict)
     accepted: dict[UUID, LedgerEntry] = field(default_factory=dict)
     keys: dict[str, StudentKey] = field(default_factory=dict)
     tokens: dict[tuple[str, str], str] = field(default_factory=dict)
     writes: KeyWrites = field(default_factory=KeyWrites)
+    encode: privacy.Encode = canonical_json
+    created: datetime = field(default_factory=DomainEvent.create_timestamp)  # the events' time
 
-    def apply(self, env: Any, cipher: Cipher) -> Outcome | LedgerEntry | InBatchDuplicate:
-        """Apply one valid envelope to its session; a LedgerEntry means accepted."""
+    def apply(
+        self, env: Any, key: UUID, cipher: Cipher
+    ) -> Outcome | LedgerEntry | InBatchDuplicate:
+        """Apply one valid envelope to its session (`key`); a LedgerEntry means accepted."""
         canonical = env.canonical()
-        event_id = str(env.event_id)
-        key = session_key(env.district_id, env.session_id)
-        session = self.aggregates[key]
+        session = self.sessions[key]
         student = self._student_of(env, session)
         if student is not None and student.erased:
-            return Outcome(event_id, "rejected", error=StudentErased(ERASED_MESSAGE))
+            return Outcome(str(env.event_id), "rejected", error=StudentErased(ERASED_MESSAGE))
         if env.event_id in self.seen:
             return self._resent(env, student, canonical, cipher)
-        try:
-            if session is None:
-                problem = check_step(None, EventType(env.type), env.occurred_at)
-                if problem is not None:
-                    raise problem
-            else:
-                assert isinstance(session, TutoringSession)
-                problem = check_step(session.steps, EventType(env.type), env.occurred_at)
-                if problem is not None:
-                    raise problem
-        except Rejection as problem:
-            return Outcome(event_id, "rejected", error=problem)
+        step: EventType = env.type  # validated: already the member
+        problem = check_step(None if session is None else session.steps, step, env.occurred_at)
+        if problem is not None:
+            return Outcome(str(env.event_id), "rejected", error=problem)
         if student is None:  # a request from a student this district has not sent before
             student = self._issue(env, cipher)
-        digest = privacy.digest(student, canonical, cipher)
-        stored = privacy.seal(canonical, student, cipher)
+        digest = privacy.digest(student, canonical, cipher, self.encode)
+        stored = privacy.seal(canonical, student, cipher, self.encode)
         if session is None:
-            session = TutoringSession.request(stored)
-            self.aggregates[key] = session
+            session = self.sessions[key] = SessionState(student.token, {})
             self.writes.sessions.append((student.token, key))
-        else:
-            assert isinstance(session, TutoringSession)
-            session.record(EventType(env.type), env.occurred_at, stored)
+        session.note(stored, step, env.occurred_at)
+        self.events.append(session_event(key, session.version, stored, self.created))
         self.writes.touch(student.token, env.occurred_at)
         # -1: accepted earlier in this batch; its position is known only after the save.
         self.seen[env.event_id] = (-1, digest)
@@ -153,7 +152,10 @@ class Batch:
     ) -> Outcome | InBatchDuplicate:
         """An event id already stored: the same body is a duplicate, another is a conflict."""
         position, stored_digest = self.seen[env.event_id]
-        same = student is not None and privacy.digest(student, canonical, cipher) == (stored_digest)
+        same = (
+            student is not None
+            and privacy.digest(student, canonical, cipher, self.encode) == stored_digest
+        )
         if not same:
             conflict = EventIdConflict("event_id already recorded with a different body")
             return Outcome(str(env.event_id), "rejected", error=conflict)
@@ -161,10 +163,9 @@ class Batch:
             return InBatchDuplicate(self.accepted[env.event_id])
         return Outcome(str(env.event_id), "duplicate", position)
 
-    def _student_of(self, env: Any, session: Aggregate | None) -> StudentKey | None:
+    def _student_of(self, env: Any, session: SessionState | None) -> StudentKey | None:
         """The key of the session's student (or, for a new session, of the requesting id)."""
         if session is not None:
-            assert isinstance(session, TutoringSession)
             key = self.keys.get(session.student_token)
             if key is None:
                 raise UnmigratedLedger(

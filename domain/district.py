@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tutorledger.domain.alert_rules import AlertRules
+
 DEFAULT_SCHOOL_DAYS = (1, 2, 3, 4, 5)
 Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 = Monday … 7 = Sunday")]
 
@@ -74,6 +76,10 @@ class DistrictProfile(BaseModel):
     retention_years: int | None = Field(
         default=None, ge=1, description="Shred students inactive this long (None: keep)"
     )
+    dosage_target_minutes: int = Field(
+        default=60, ge=1, le=7 * 24 * 60, description="Weekly tutoring minutes per student"
+    )
+    alerts: AlertRules = AlertRules()
 
     @field_validator("time_zone")
     @classmethod

@@ -107,3 +107,47 @@ class PurposeRequired(TutorLedgerError):
 
     code = "purpose_required"
     status = 422
+
+
+class MigrationError(TutorLedgerError):
+    """`migrate-ledger` cannot (or must not) run on the stores it was given; nothing written."""
+
+    code = "migration_error"
+    status = 409
+
+
+class SourceSealed(MigrationError):
+    """The source ledger already holds sealed events (or a student key table in use)."""
+
+    code = "source_already_sealed"
+
+
+class SourceEmpty(MigrationError):
+    """The source holds no ledger events (wrong URL, or nothing to migrate)."""
+
+    code = "source_empty"
+
+
+class SourceChainBroken(MigrationError):
+    """The old chain does not verify: migrating it would vouch for altered history."""
+
+    code = "source_chain_broken"
+
+
+class TargetNotEmpty(MigrationError):
+    """The target already holds a ledger that is not an unfinished migration of this source."""
+
+    code = "target_not_empty"
+
+
+class MigrationRejected(MigrationError):
+    """An old event was refused by today's write path (the migration stops before it)."""
+
+    code = "migration_rejected"
+
+
+class MigrationIncomplete(TutorLedgerError):
+    """The store is a target `migrate-ledger` has not finished filling: not to be served."""
+
+    code = "migration_incomplete"
+    status = 503

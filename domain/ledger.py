@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 from pydantic import ValidationError
@@ -25,6 +25,7 @@ from tutorledger.domain.batch import (
 from tutorledger.domain.envelope import (
     EventType,
     body_digest,
+    canonical_json,
     parse_envelope,
 )
 from tutorledger.domain.erasure import StudentErasure, erasure_envelope
@@ -34,9 +35,10 @@ from tutorledger.domain.errors import (
     Rejection,
     Unavailable,
 )
+from tutorledger.domain.migration import verbatim_record
 from tutorledger.domain.privacy import Cipher, KeyWrites
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
-from tutorledger.domain.session import TutoringSession, session_key
+from tutorledger.domain.session import SessionState, TutoringSession, session_key
 
 __all__ = ["Ledger", "LedgerEntry", "LedgerIndex", "Outcome"]  # the batch types live in batch.py
 MAX_ATTEMPTS = 8
@@ -61,9 +63,16 @@ class Ledger(Application[UUID]):
 
     name = "tutorledger"
 
-    def __init__(self, env: dict[str, str] | None = None, *, cipher: Cipher) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        cipher: Cipher,
+        encode: privacy.Encode = canonical_json,
+    ) -> None:
         super().__init__(env=env)
         self.cipher = cipher
+        self.encode = encode
         self._write_lock = threading.Lock()
 
     @property
@@ -90,30 +99,34 @@ class Ledger(Application[UUID]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _record_once(self, parsed: list[tuple[Any, Any]]) -> list[Outcome]:
-        batch = Batch()
+        batch = Batch(encode=self.encode)
+        keys = [
+            None if isinstance(env, Rejection) else session_key(env.district_id, env.session_id)
+            for _, env in parsed
+        ]
         valid = [env for _, env in parsed if not isinstance(env, Rejection)]
         if valid:
             # One snapshot for both: a resend another writer just committed must be seen as a
             # duplicate by id, never judged against a session state that already contains it.
-            keys = list({session_key(env.district_id, env.session_id) for env in valid})
+            sessions = list(dict.fromkeys(k for k in keys if k is not None))
             students = {
                 (env.district_id, env.payload.student_id)
                 for env in valid
                 if env.type == EventType.REQUESTED
             }
             snapshot = self.index.read_batch(
-                keys, [env.event_id for env in valid], sorted(students)
+                sessions, [env.event_id for env in valid], sorted(students)
             )
             batch.seen = dict(snapshot.seen)
             batch.keys, batch.tokens = dict(snapshot.keys), dict(snapshot.tokens)
-            batch.aggregates = dict.fromkeys(keys)
-            batch.aggregates.update(self._load_many(snapshot.stored))
+            batch.sessions = dict.fromkeys(sessions)
+            batch.sessions.update(self._replay(snapshot.stored))
         results: list[Outcome | LedgerEntry | InBatchDuplicate] = []
-        for raw, env in parsed:
-            if isinstance(env, Rejection):
+        for (raw, env), key in zip(parsed, keys, strict=True):
+            if key is None:
                 results.append(Outcome(_raw_event_id(raw), "rejected", error=env))
             else:
-                results.append(batch.apply(env, self.cipher))
+                results.append(batch.apply(env, key, self.cipher))
         positions = self._save(batch)
         outcomes: list[Outcome] = []
         for r in results:
@@ -126,28 +139,31 @@ class Ledger(Application[UUID]):
             outcomes.append(Outcome(str(entry.event_id), status, position))
         return outcomes
 
-    def _load_many(self, stored_events: list[StoredEvent]) -> dict[UUID, Aggregate]:
-        """Reconstruct every existing session of a batch from its stored events."""
-        by_id: dict[UUID, list[Any]] = {}
+    def _replay(self, stored_events: list[StoredEvent]) -> dict[UUID, SessionState]:
+        """The lifecycle state of every existing session of a batch, from its stored events
+        (in version order): what the rule needs, without rebuilding aggregates."""
+        states: dict[UUID, SessionState] = {}
         for stored in stored_events:
-            by_id.setdefault(UUID(str(stored.originator_id)), []).append(
-                self.mapper.to_domain_event(stored)
-            )
-        loaded: dict[UUID, Aggregate] = {}
-        for key, events in by_id.items():
-            aggregate = project_aggregate(None, events)
-            assert aggregate is not None
-            loaded[key] = aggregate
-        return loaded
+            key = stored.originator_id
+            key = key if isinstance(key, UUID) else UUID(str(key))
+            envelope = self.mapper.to_domain_event(stored).envelope  # type: ignore[attr-defined]
+            states.setdefault(key, SessionState("", {})).note(envelope)
+        return states
 
     def _save(self, batch: Batch) -> dict[tuple[UUID, int], int]:
-        touched = [a for a in batch.aggregates.values() if a is not None]
+        """Append the batch's events, its index entries and key writes in one transaction."""
         if not batch.entries:
             return {}
-        recordings = self.save(*touched, ledger_entries=batch.entries, key_writes=batch.writes)
+        # The library's own path from domain events to the recorder (what `save` does with
+        # the events it collects from aggregates), for events built without aggregates.
+        stored = [self.mapper.to_stored_event(event) for event in batch.events]
+        positions = self.recorder.insert_events(
+            stored, ledger_entries=batch.entries, key_writes=batch.writes
+        )
+        assert positions is not None and len(positions) == len(stored)
         return {
-            (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
-            for r in recordings
+            (e.originator_id, e.originator_version): p
+            for e, p in zip(batch.entries, positions, strict=True)
         }
 
     def put_school(
@@ -209,6 +225,21 @@ class Ledger(Application[UUID]):
             school = School(envelope=canonical)
         digest = body_digest(canonical)
         return school, LedgerEntry(key, school.version, event_id, district_id, canonical, digest)
+
+    def append_verbatim(self, envelopes: Sequence[dict[str, Any]]) -> int:
+        """Append school updates and migration markers as given (event ids and times kept),
+        in one transaction; ids already stored are skipped. For `migrate-ledger` only: such
+        events carry no personal fields. Returns how many were appended."""
+        with self._write_lock:
+            seen = self.index.lookup_event_ids([UUID(e["event_id"]) for e in envelopes])
+            pairs = [
+                verbatim_record(e, self.get_school)
+                for e in envelopes
+                if UUID(e["event_id"]) not in seen
+            ]
+            if pairs:
+                self.save(*(a for a, _ in pairs), ledger_entries=[e for _, e in pairs])
+            return len(pairs)
 
     def save_built(self, build: Callable[[], Built]) -> list[Recording[UUID]]:
         """Save what `build` returns under the write lock, in one transaction; `build` runs

@@ -11,7 +11,7 @@ The cipher itself is a port: the domain says what is sealed, infra says how.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -27,6 +27,9 @@ TOKEN_FIELD = "student_token"
 SEALED_FIELD = "sealed"
 ERASURE_EVENT_TYPE = "privacy.student_erased"
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+# Canonical JSON (keys sorted, no whitespace, UTF-8); infra may pass a faster encoder of
+# the same bytes.
+Encode = Callable[[Any], bytes]
 
 
 class Cipher(Protocol):
@@ -91,7 +94,9 @@ def has_personal(envelope: Mapping[str, Any]) -> bool:
     return any(f in envelope["payload"] for f in fields)
 
 
-def seal(envelope: dict[str, Any], key: StudentKey, cipher: Cipher) -> dict[str, Any]:
+def seal(
+    envelope: dict[str, Any], key: StudentKey, cipher: Cipher, encode: Encode = canonical_json
+) -> dict[str, Any]:
     """The stored form: personal fields replaced by the token and one ciphertext."""
     fields = PERSONAL_FIELDS.get(str(envelope["type"]), ())
     personal = {f: envelope["payload"][f] for f in fields if f in envelope["payload"]}
@@ -100,7 +105,7 @@ def seal(envelope: dict[str, Any], key: StudentKey, cipher: Cipher) -> dict[str,
     assert key.secret is not None, "cannot seal under an erased key"
     payload = {k: v for k, v in envelope["payload"].items() if k not in personal}
     payload[TOKEN_FIELD] = key.token
-    payload[SEALED_FIELD] = cipher.seal(key.secret, canonical_json(personal), _aad(envelope))
+    payload[SEALED_FIELD] = cipher.seal(key.secret, encode(personal), _aad(envelope))
     return {**envelope, "payload": payload}
 
 
@@ -139,8 +144,13 @@ def public_form(stored: Mapping[str, Any]) -> dict[str, Any]:
     return {**stored, "payload": {k: v for k, v in payload.items() if k != SEALED_FIELD}}
 
 
-def digest(key: StudentKey | None, envelope: Mapping[str, Any], cipher: Cipher) -> bytes:
+def digest(
+    key: StudentKey | None,
+    envelope: Mapping[str, Any],
+    cipher: Cipher,
+    encode: Encode = canonical_json,
+) -> bytes:
     """Idempotency digest of the emitter's body, keyed by the student's data key: after an
     erasure nothing is left from which a guessed student id could be confirmed."""
     assert key is not None and key.secret is not None
-    return cipher.mac(key.secret, canonical_json(dict(envelope)))
+    return cipher.mac(key.secret, encode(envelope))

@@ -26,6 +26,7 @@ from tutorledger.domain.envelope import (
 )
 from tutorledger.domain.erasure import ErasureEnvelope
 from tutorledger.domain.grades import GRADE_EVENT_TYPE, GradeRecordedEnvelope
+from tutorledger.domain.migration import MIGRATION_EVENT_TYPE, MigrationEnvelope
 from tutorledger.domain.privacy import ERASURE_EVENT_TYPE, TOKEN_PATTERN
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, SchoolUpdatedEnvelope
 
@@ -65,6 +66,7 @@ _SESSION: TypeAdapter[PublishedSession] = TypeAdapter(PublishedSession)
 _OTHER: dict[str, type[BaseModel]] = {
     SCHOOL_EVENT_TYPE: SchoolUpdatedEnvelope,
     ERASURE_EVENT_TYPE: ErasureEnvelope,
+    MIGRATION_EVENT_TYPE: MigrationEnvelope,
     COHORT_EVENT_TYPE: CohortUpdatedEnvelope,
     GRADE_EVENT_TYPE: GradeRecordedEnvelope,
 }

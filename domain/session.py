@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Aggregate, DomainEvent, event
+from eventsourcing.utils import get_topic
 
 from tutorledger.domain.envelope import EventType
 from tutorledger.domain.errors import (
@@ -28,8 +32,10 @@ _ALLOWED_AFTER: dict[EventType, frozenset[EventType]] = {
 }
 
 
+@lru_cache(maxsize=1 << 16)
 def session_key(district_id: str, session_id: str) -> UUID:
-    """Stable aggregate id: sessions are addressed by district + emitter's session id."""
+    """Stable aggregate id: sessions are addressed by district + emitter's session id.
+    (Cached: a session's steps usually arrive in consecutive batches.)"""
     return uuid5(SESSION_NAMESPACE, f"{district_id}/{session_id}")
 
 
@@ -129,3 +135,57 @@ class TutoringSession(Aggregate):
     @classmethod
     def request(cls, envelope: dict[str, Any]) -> TutoringSession:
         return cls(envelope=envelope)
+
+
+@dataclass
+class SessionState:
+    """What the lifecycle rule needs of a stored session (its steps, its student's token and
+    its version): the write path checks a batch against this instead of replaying aggregates."""
+
+    student_token: str
+    steps: dict[EventType, datetime]
+    version: int = 0
+
+    @classmethod
+    def replay(cls, envelopes: Iterable[dict[str, Any]]) -> SessionState:
+        """The state after the session's stored envelopes, in version order."""
+        state = cls("", {})
+        for envelope in envelopes:
+            state.note(envelope)
+        return state
+
+    def note(
+        self, envelope: dict[str, Any], step: EventType | None = None, at: datetime | None = None
+    ) -> None:
+        """One more stored step (already checked by `check_step`); `step` and `at` are the
+        envelope's type and time when the caller has them parsed already."""
+        if self.version == 0:
+            self.student_token = envelope["payload"].get("student_token", "")
+        step = step or _STEPS[envelope["type"]]
+        self.steps[step] = at or datetime.fromisoformat(envelope["occurred_at"])
+        self.version += 1
+
+
+_SESSION_TOPIC = get_topic(TutoringSession)
+_STEPS = {str(step): step for step in EventType}
+
+
+def session_event(
+    key: UUID, version: int, envelope: dict[str, Any], now: datetime | None = None
+) -> DomainEvent:
+    """The domain event `TutoringSession.request` (version 1) or `record` would append, built
+    without running the aggregate: the same class, fields and stored form, so reading a
+    session back through the repository replays it exactly as if the aggregate had.
+    `now` (the event's creation time) defaults to the clock; a batch passes its own."""
+    now = now or DomainEvent.create_timestamp()
+    if version == 1:
+        return TutoringSession.Requested(  # type: ignore[attr-defined,no-any-return]
+            originator_id=key,
+            originator_version=1,
+            timestamp=now,
+            originator_topic=_SESSION_TOPIC,
+            envelope=envelope,
+        )
+    return TutoringSession.Stepped(  # type: ignore[attr-defined,no-any-return]
+        originator_id=key, originator_version=version, timestamp=now, envelope=envelope
+    )

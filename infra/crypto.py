@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
+import os
 import secrets
 
 from cryptography.exceptions import InvalidTag
@@ -33,7 +33,7 @@ class AesGcmCipher:
         return secrets.token_urlsafe(18)  # 144 random bits, 24 characters
 
     def seal(self, key: bytes, plaintext: bytes, aad: bytes) -> str:
-        nonce = secrets.token_bytes(NONCE_BYTES)
+        nonce = os.urandom(NONCE_BYTES)  # what secrets.token_bytes reads, without its layers
         body = AESGCM(key).encrypt(nonce, plaintext, aad)
         return PREFIX + base64.urlsafe_b64encode(nonce + body).decode()
 
@@ -47,4 +47,4 @@ class AesGcmCipher:
             raise SealBroken("sealed value failed authentication") from None
 
     def mac(self, key: bytes, data: bytes) -> bytes:
-        return hmac.new(key, data, hashlib.sha256).digest()
+        return hmac.digest(key, data, "sha256")  # one-shot, in C

@@ -13,12 +13,15 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from tutorledger.domain.ledger import Ledger
+from tutorledger.infra.codec import canonical_json
 from tutorledger.infra.crypto import AesGcmCipher
 from tutorledger.infra.ledger_index import GENESIS_HASH, chain_hash
 from tutorledger.infra.settings import Settings
 
 __all__ = ["GENESIS_HASH", "chain_hash", "open_ledger", "store_env"]
 PG_RECORDERS = "tutorledger.infra.store_postgres"
+# The library's stored-event format, written and read in C (infra/codec.py).
+MAPPER = {"MAPPER_TOPIC": "tutorledger.infra.codec:OrjsonMapper"}
 
 
 def store_env(url: str) -> dict[str, str]:
@@ -34,6 +37,7 @@ def store_env(url: str) -> dict[str, str]:
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
             "APPLICATION_RECORDER_TOPIC": "tutorledger.infra.store_sqlite:SQLiteLedgerRecorder",
+            **MAPPER,
         }
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -47,9 +51,10 @@ def store_env(url: str) -> dict[str, str]:
         "POSTGRES_LOCK_TIMEOUT": "10",
         "APPLICATION_RECORDER_TOPIC": f"{PG_RECORDERS}:PostgresLedgerRecorder",
         "TRACKING_RECORDER_TOPIC": f"{PG_RECORDERS}:PostgresLedgerTrackingRecorder",
+        **MAPPER,
     }
 
 
 def open_ledger(settings: Settings) -> Ledger:
     """Build the Ledger application on the configured store (creating tables if needed)."""
-    return Ledger(env=store_env(settings.event_store), cipher=AesGcmCipher())
+    return Ledger(env=store_env(settings.event_store), cipher=AesGcmCipher(), encode=canonical_json)

@@ -48,4 +48,4 @@ def chunked(items: list[Any], size: int) -> Iterable[list[Any]]:
 
 def sqlite_time(at: datetime) -> str:
     """Fixed-width UTC text, so that text order is time order in SQLite."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -15,6 +15,14 @@ from tutorledger.domain.privacy import KeyWrites, StudentKey
 from tutorledger.infra.vault import LOOKUP_SECRET, activity_params, key_of, lookup, new_pepper
 
 
+def uuid_array(ids: Sequence[UUID]) -> str:
+    """A uuid[] literal: one text parameter instead of a list dumped element by element."""
+    return "{" + ",".join([u.hex for u in ids]) + "}"
+
+
+NEVER = datetime.min.replace(tzinfo=UTC)  # no activity yet: before any other time
+
+
 def vault_tables(schema: str) -> list[Composed]:
     s = Identifier(schema)
     return [
@@ -75,18 +83,20 @@ class PostgresVault:
         if writes is None:
             return
         now = datetime.now(UTC)
+        activity = dict(writes.activity)
         if writes.issued:
             pepper = self._pepper(curs, create=True)
             assert pepper is not None
             curs.executemany(
-                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, '-infinity', NULL)").format(
+                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, NULL)").format(
                     self._t("student_keys")
                 ),
                 [
-                    (k.token, k.district_id, lookup(pepper, k.district_id, sid), k.secret, now)
+                    (k.token, k.district_id, lookup(pepper, k.district_id, sid), k.secret, now,
+                     activity.pop(k.token, None) or NEVER)
                     for k, sid in writes.issued
                 ],
-            )
+            )  # fmt: skip
         if writes.sessions:
             curs.executemany(
                 SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
@@ -94,12 +104,12 @@ class PostgresVault:
                 ),
                 writes.sessions,
             )
-        if writes.activity:
+        if activity:  # only rows whose activity moves forward are written
             curs.executemany(
                 SQL(
-                    "UPDATE {} SET last_activity = GREATEST(last_activity, %s) WHERE token = %s"
+                    "UPDATE {} SET last_activity = %s WHERE token = %s AND last_activity < %s"
                 ).format(self._t("student_keys")),
-                activity_params(writes.activity),
+                [(at, token, at) for at, token in activity_params(activity)],
             )
         if writes.erased:
             curs.execute(
@@ -121,9 +131,9 @@ class PostgresVault:
             curs.execute(
                 SQL(
                     "SELECT k.token, k.district_id, k.secret FROM {} s JOIN {} k "
-                    "ON k.token = s.token WHERE s.originator_id = ANY(%s)"
+                    "ON k.token = s.token WHERE s.originator_id = ANY(%s::uuid[])"
                 ).format(self._t("student_sessions"), self._t("student_keys")),
-                (list(originator_ids),),
+                (uuid_array(originator_ids),),
             )
             keys.update((r["token"], key_of(_row(r))) for r in curs.fetchall())
         tokens: dict[tuple[str, str], str] = {}

@@ -33,6 +33,10 @@ VAULT_TABLES = [
 ]
 
 
+def _at(when: datetime | None) -> str:
+    return "" if when is None else sqlite_time(when)
+
+
 class SQLiteVault:
     """Key-table reads and the writes that ride in the ledger's append transaction."""
 
@@ -54,22 +58,25 @@ class SQLiteVault:
         if writes is None:
             return
         now = sqlite_time(datetime.now(UTC))
+        activity = dict(writes.activity)
         if writes.issued:
             pepper = self._pepper(c)
             c.executemany(
                 "INSERT INTO student_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
                 [
-                    (k.token, k.district_id, lookup(pepper, k.district_id, sid), k.secret, now, "")
+                    (k.token, k.district_id, lookup(pepper, k.district_id, sid), k.secret, now,
+                     _at(activity.pop(k.token, None)))
                     for k, sid in writes.issued
                 ],
-            )
+            )  # fmt: skip
         c.executemany(
             "INSERT OR IGNORE INTO student_sessions VALUES (?, ?)",
             [(token, key.hex) for token, key in writes.sessions],
         )
+        # Only rows whose activity moves forward are written (and their index entry moved).
         c.executemany(
-            "UPDATE student_keys SET last_activity = max(last_activity, ?) WHERE token = ?",
-            [(sqlite_time(at), token) for at, token in activity_params(writes.activity)],
+            "UPDATE student_keys SET last_activity = ?1 WHERE token = ?2 AND last_activity < ?1",
+            [(sqlite_time(at), token) for at, token in activity_params(activity)],
         )
         if writes.erased:
             # secure_delete: the freed bytes of the old row are zeroed, not left in the file.

@@ -143,23 +143,30 @@ class ReadModelWriter:
                     continue
                 request = found
             facts.append(fact_row(row, step, request))
+        fetched = self._fetch(waiting, tables) if waiting else {}
         for index, row, step in waiting:
-            facts[index] = fact_row(row, step, self._lookup(row, waiting, tables))
+            key = session_key(row)
+            if (looked := fetched.get(key) or self.cache.get(key)) is None:
+                raise MissingRequest(f"no projected request for a step at position {row[0]}")
+            facts[index] = fact_row(row, step, looked)
         return [f for f in facts if f is not None], schools
 
-    def _lookup(self, row: Row, waiting: list[tuple[int, Row, int]], tables: Tables) -> Request:
-        key = session_key(row)
-        if (request := self.cache.get(key)) is None:
-            self._fetch(key[0], [session_key(r)[1] for _, r, _ in waiting], tables)
-            if (request := self.cache.get(key)) is None:
-                raise MissingRequest(f"no projected request for a step at position {row[0]}")
-        return request
-
-    def _fetch(self, district_id: str, session_ids: list[str], tables: Tables) -> None:
-        """Load the requests of these sessions from the read model into the cache."""
-        params = {"district_id": district_id, "sessions": tuple(set(session_ids))}
-        for sid, school, subject, grade, student, at, us in self.store.execute(
-            REQUESTS_SQL.format(facts=tables.facts), params
-        ):
-            request = Request(school, subject, int(grade), int(student), utc(at), int(us))
-            self.cache.put((district_id, sid), request)
+    def _fetch(
+        self, waiting: list[tuple[int, Row, int]], tables: Tables
+    ) -> dict[SessionKey, Request]:
+        """The requests of the waiting steps' sessions, from the read model (kept for this
+        batch whatever the cache evicts meanwhile, and cached for the next)."""
+        wanted: dict[str, set[str]] = {}
+        for _, row, _ in waiting:
+            district_id, session_id = session_key(row)
+            wanted.setdefault(district_id, set()).add(session_id)
+        found: dict[SessionKey, Request] = {}
+        for district_id, sessions in wanted.items():
+            params = {"district_id": district_id, "sessions": tuple(sessions)}
+            for sid, school, subject, grade, student, at, us in self.store.execute(
+                REQUESTS_SQL.format(facts=tables.facts), params
+            ):
+                request = Request(school, subject, int(grade), int(student), utc(at), int(us))
+                found[(district_id, sid)] = request
+                self.cache.put((district_id, sid), request)
+        return found

@@ -119,15 +119,26 @@ def create_database(name: str, server: PostgresServer | None = None) -> str:
     return server.dsn(name)
 
 
-def drop_database(name: str, server: PostgresServer | None = None) -> None:
-    """Drop a database even if a leaked connection still holds it (PG 13+ ``FORCE``)."""
+def drop_database(name: str, server: PostgresServer | None = None, wait: float = 120) -> None:
+    """Drop a database even if a leaked connection still holds it (PG 13+ ``FORCE``).
+
+    FORCE may not end a session our role cannot signal (a server worker, another role's
+    tool): that is refused as a privilege error, so wait for such sessions to end, then drop.
+    """
     server = server or PostgresServer(postgres_status()[0])
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+        sql.Identifier(_checked_name(name))
+    )
+    deadline = time.monotonic() + wait
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(_checked_name(name))
-            )
-        )
+        while True:
+            try:
+                conn.execute(drop)
+                return
+            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def create_database_if_missing(name: str, server: PostgresServer) -> str:

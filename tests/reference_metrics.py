@@ -23,6 +23,8 @@ class Session:
     requested: datetime
     matched: datetime | None = None
     completed: bool = False
+    completed_at: datetime | None = None
+    session_id: str = ""
     cancelled: bool = False
     survey: dict[str, Any] | None = None
 
@@ -38,13 +40,16 @@ def fold(events: list[dict[str, Any]], district_id: str) -> list[Session]:
         s = sessions.get(e["session_id"])
         if kind == "requested":
             if s is None:
-                sessions[e["session_id"]] = Session(dict(e["payload"]), at)
+                sessions[e["session_id"]] = Session(
+                    dict(e["payload"]), at, session_id=e["session_id"]
+                )
         elif s is None:
             continue
         elif kind == "matched" and s.matched is None:
             s.matched = at
         elif kind == "completed":
             s.completed = True
+            s.completed_at = s.completed_at or at
         elif kind == "cancelled":
             s.cancelled = True
         elif kind == "surveyed" and s.survey is None:

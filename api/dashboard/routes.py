@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from tutorledger.api import csv_response as csv
 from tutorledger.api.dashboard import views
+from tutorledger.api.dashboard.alert_links import dashboard_links
 from tutorledger.api.dashboard.grids import (
     HOTSPOT_LIFT,
     HOTSPOT_MIN_REQUESTS,
@@ -165,6 +166,7 @@ def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictPa
         "hours": timing_grid(timing_rows),
         "lift_legend": LIFT_LEGEND,
         "hotspot_rule": {"lift": HOTSPOT_LIFT, "requests": HOTSPOT_MIN_REQUESTS},
+        "alert_links": dashboard_links,
     }
     return pages.render(request, "district.html", context)
 
@@ -204,6 +206,7 @@ CSV_TABLES: dict[str, Table] = {
     "satisfaction": lambda s, sc: views.answer(s, sc, m.satisfaction_body),
     "satisfaction-by-school": lambda s, sc: views.answer(s, sc, m.satisfaction_body, views.SCHOOL),
     "timing": lambda s, sc: views.answer(s, sc, m.timing_body),
+    "dosage": lambda s, sc: views.answer(s, sc, m.dosage_body),
     "drill-grades": views.drill_grades,
 }
 

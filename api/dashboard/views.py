@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tutorledger.api.alert_schemas import AlertList
+from tutorledger.api.dashboard.alert_links import alerts_panel
 from tutorledger.api.dashboard.tables import (
     DrillGrades,
     GradeRow,
@@ -26,6 +28,7 @@ from tutorledger.api.routes.metrics import (
     BODIES,
     Scope,
     demand_body,
+    dosage_body,
     engagement_body,
     participation_body,
     satisfaction_body,
@@ -144,6 +147,8 @@ class DistrictFigures:
     satisfaction: BaseModel
     satisfaction_by_school: BaseModel
     timing: BaseModel
+    dosage: BaseModel
+    alerts: AlertList
 
 
 def district_view(store: ProjectionStore, scope: Scope) -> DistrictFigures:
@@ -160,6 +165,8 @@ def district_view(store: ProjectionStore, scope: Scope) -> DistrictFigures:
         satisfaction=answer(store, scope, satisfaction_body),
         satisfaction_by_school=answer(store, scope, satisfaction_body, SCHOOL),
         timing=answer(store, scope, timing_body),
+        dosage=answer(store, scope, dosage_body),
+        alerts=alerts_panel(store, scope),
     )
 
 

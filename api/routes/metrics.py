@@ -28,6 +28,7 @@ from tutorledger.domain.district import DistrictProfile
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import demand
+from tutorledger.projections.dosage import dosage
 from tutorledger.projections.engagement import REGULAR_WEEKS, engagement
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.groups import GROUP_BY_HELP, GROUPS, parse_group_by
@@ -215,6 +216,11 @@ def engagement_body(store: ProjectionStore, scope: Scope, _: Keys = ()) -> BaseM
     return ms.Engagement(**scope.envelope(), regular_weeks=REGULAR_WEEKS, **figures)
 
 
+def dosage_body(store: ProjectionStore, scope: Scope, _: Keys = ()) -> BaseModel:
+    figures = dosage(store, scope.filters, scope.profile.dosage_target_minutes)
+    return ms.Dosage(**scope.envelope(), **figures)
+
+
 BODIES: dict[str, Callable[[ProjectionStore, Scope], BaseModel]] = {
     "participation": participation_body,
     "demand": demand_body,
@@ -222,6 +228,7 @@ BODIES: dict[str, Callable[[ProjectionStore, Scope], BaseModel]] = {
     "satisfaction": satisfaction_body,
     "timing": timing_body,
     "engagement": engagement_body,
+    "dosage": dosage_body,
 }
 
 
@@ -297,3 +304,14 @@ def get_timing(scope: ScopeDep, runtime: RuntimeDep) -> Any:
 )
 def get_engagement(scope: ScopeDep, runtime: RuntimeDep) -> Any:
     return scope.answer(engagement_body(runtime.projections, scope), "engagement")
+
+
+@router.get(
+    "/dosage",
+    response_model=ms.Dosage,
+    responses=CSV_RESPONSES,
+    summary="Session length and weekly minutes per student",
+    description=DOCS["dosage"],
+)
+def get_dosage(scope: ScopeDep, runtime: RuntimeDep) -> Any:
+    return scope.answer(dosage_body(runtime.projections, scope), "dosage")

@@ -70,6 +70,13 @@ class Site:
         body: dict[str, Any] = response.json()
         return body
 
+    def alerts(self, **params: Any) -> dict[str, Any]:
+        query = {"district_id": DISTRICT, **{k: v for k, v in params.items() if v is not None}}
+        response = self.api.get("/v1/alerts", params=query)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
     def csv(self, name: str, **params: Any) -> str:
         query = {"district_id": DISTRICT, "format": "csv", **params}
         response = self.api.get(f"/v1/metrics/{name}", params=query)
@@ -214,7 +221,42 @@ def check_district_page(driver: WebDriver, site: Site) -> int:
         for r in demand
     ]  # a withheld (suppressed) lift is an empty attribute
     assert sorted(heat) == sorted(expected)
+    check_dosage_and_alerts(driver, site, f)
     return position
+
+
+PANEL_JS = """
+return Array.from(document.querySelectorAll('#alert-list li')).map(li => ({
+  kind: li.dataset.kind, school: li.dataset.school, subject: li.dataset.subject,
+  figures: Object.fromEntries(Array.from(li.querySelectorAll('dd')).map(
+    d => [d.dataset.col, d.dataset.value])),
+  evidence: Array.from(li.querySelectorAll('a.evidence')).map(a => a.getAttribute('href'))}));
+"""
+
+
+def check_dosage_and_alerts(driver: WebDriver, site: Site, f: dict[str, str]) -> None:
+    """The dosage tables and the alerts panel equal the API's answers at the page's position
+    (alerts: windows ending at the view's `to`, else the latest event's local date)."""
+    dosage = site.metric("dosage", **f)
+    same(summary(driver, "tbl-dosage-summary"), dosage)
+    weeks = by_key(driver, "tbl-dosage")
+    assert list(weeks) == [r["week"] for r in dosage["rows"]]
+    for api_row in dosage["rows"]:
+        same(weeks[api_row["week"]], api_row)
+    api = site.alerts(at=f.get("to"), as_of_position=f["as_of_position"])
+    panel = driver.execute_script(PANEL_JS)
+    assert [(p["kind"], p["school"], p["subject"]) for p in panel] == [
+        (a["kind"], a["scope"]["school_id"] or "", a["scope"]["subject"] or "")
+        for a in api["alerts"]
+    ]
+    for shown, alert in zip(panel, api["alerts"], strict=True):
+        for name, value in alert["figures"].items():
+            text = shown["figures"][name]
+            if isinstance(value, int | float):
+                assert float(text) == value, (name, text, value)
+            else:
+                assert text == ("" if value is None else value), (name, text, value)
+        assert len(shown["evidence"]) == len(alert["evidence"])
 
 
 def test_without_a_valid_key_no_figure_is_shown(chrome: WebDriver, site: Site) -> None:
@@ -318,6 +360,7 @@ def test_csv_downloads_equal_the_api_csv(browser: WebDriver, site: Site) -> None
         "satisfaction": ("satisfaction", {}),
         "satisfaction-by-school": ("satisfaction", {"group_by": "school"}),
         "timing": ("timing", {}),
+        "dosage": ("dosage", {}),
     }
     tables = sorted(link.get_attribute("data-table") for link in links)
     assert tables == sorted([*api, "reach-by-school", "reach-trend"])
@@ -380,6 +423,30 @@ def test_print_layout(browser: WebDriver, site: Site) -> None:
     pdf = browser.print_page()
     (SCREENSHOTS / "district-print.pdf").write_bytes(base64.b64decode(pdf))
     assert (SCREENSHOTS / "district-print.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_alerts_panel_links_to_the_evidence(browser: WebDriver, site: Site) -> None:
+    position = open_view(browser, f"{site.base}/dashboard/{DISTRICT}")
+    api = site.alerts(as_of_position=position)
+    school, subject = HOTSPOT
+    alert = next(a for a in api["alerts"] if a["kind"] == "subject_hotspot"
+                 and (a["scope"]["school_id"], a["scope"]["subject"]) == HOTSPOT)  # fmt: skip
+    card = browser.find_element(
+        By.CSS_SELECTOR,
+        f'#alert-list li[data-kind="subject_hotspot"][data-school="{school}"]'
+        f'[data-subject="{subject}"]',
+    )
+    screenshot(browser, "alerts")
+    card.find_element(By.CSS_SELECTOR, "a.evidence").click()
+    wait_for(lambda: "/drill" in browser.current_url, "the hotspot's evidence")
+    assert open_view(browser, browser.current_url) == position
+    window = {"from": alert["window_from"], "to": alert["window_to"]}
+    assert filters_of(browser) == {"school_id": school, "subject": subject,
+                                   "as_of_position": str(position), **window}  # fmt: skip
+    (row,) = site.metric("demand", school_id=school, subject=subject, as_of_position=position,
+                         **window)["rows"]  # fmt: skip
+    assert (row["requests"], row["lift"]) == (alert["figures"]["requests"],
+                                              alert["figures"]["lift"])  # fmt: skip
 
 
 def odd_cohort(site: Site) -> list[str]:

@@ -42,6 +42,8 @@ REQUIRED = [
     ("POST", "/v1/events", "emitter"),
     ("GET", "/v1/metrics/", "dashboard"),
     ("GET", "/v1/schools", "dashboard"),
+    ("GET", "/v1/alerts", "dashboard"),
+    ("GET", "/v1/alerts/", "auditor"),
     ("GET", "/v1/sessions/", "auditor"),
     ("GET", "/v1/audit/", "auditor"),
     ("PUT", "/v1/schools/", "admin"),

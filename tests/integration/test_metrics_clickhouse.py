@@ -7,6 +7,7 @@ import json
 from datetime import date
 from typing import Any
 
+import reference_insight as insight
 import reference_metrics as ref
 from metric_events import TZ, district, edge_batches
 
@@ -15,6 +16,7 @@ from tutorledger.domain.district import SchoolHours
 from tutorledger.infra.clickhouse import open_projection_store
 from tutorledger.infra.settings import Settings
 from tutorledger.projections.demand import demand
+from tutorledger.projections.dosage import dosage
 from tutorledger.projections.engagement import engagement
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.satisfaction import satisfaction
@@ -74,6 +76,13 @@ def _cases(events: dict[str, list[dict[str, Any]]]) -> list[tuple[str, Any, Any]
                     ref.engagement(events[d], d, TZ, **f),
                 )
             )
+            cases.append(
+                (
+                    f"{d} dosage {f}",
+                    lambda s, p, d=d, f=f: dosage(s, Filters(d, p, TZ, **f), 45),
+                    _dosage_figures(insight.dosage(events[d], d, TZ, target=45, **f)),
+                )
+            )
     # As of an earlier position: only the first `half` distinct events count (late steps not).
     seen: set[str] = set()
     unique = [e for e in events[GEN] if not (e["event_id"] in seen or seen.add(e["event_id"]))]
@@ -93,7 +102,19 @@ def _cases(events: dict[str, list[dict[str, Any]]]) -> list[tuple[str, Any, Any]
             ref.engagement(earlier, GEN, TZ),
         )
     )
+    cases.append(
+        (
+            "as_of dosage",
+            lambda s, _: dosage(s, Filters(GEN, half, TZ), 60),
+            _dosage_figures(insight.dosage(earlier, GEN, TZ)),
+        )
+    )
     return cases
+
+
+def _dosage_figures(expected: dict[str, Any]) -> dict[str, Any]:
+    rows = [{**r, "week_start": date.fromisoformat(r["week_start"])} for r in expected["rows"]]
+    return {**expected, "rows": rows}
 
 
 def _plain(value: Any) -> Any:

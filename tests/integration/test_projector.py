@@ -98,6 +98,7 @@ from tutorledger.projections.schema import migrate
 s = Settings(event_store=sys.argv[1], clickhouse=sys.argv[2])
 store = open_projection_store(s)
 migrate(store)
+print("migrated", flush=True)
 LedgerFollower(open_ledger(s), store, batch_size=100).catch_up()
 """
 
@@ -110,8 +111,12 @@ def test_projector_killed_mid_stream_loses_and_duplicates_nothing(tmp_path: Path
     rng = random.Random(3)
     kills = 0
     for _ in range(6):
-        proc = subprocess.Popen([sys.executable, "-c", FOLLOW, store_url, ch_url])
-        time.sleep(rng.uniform(1.0, 2.0))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FOLLOW, store_url, ch_url], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()  # wait for the schema, however loaded the machine: then project
+        time.sleep(rng.uniform(0.2, 1.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -121,9 +126,7 @@ def test_projector_killed_mid_stream_loses_and_duplicates_nothing(tmp_path: Path
     ledger = open_ledger(settings)
     store = open_projection_store(settings)
     try:
-        # A projector starts by migrating (every kill may have landed before that on a
-        # loaded machine, or inside a migration), then catches up.
-        migrate(store)
+        migrate(store)  # idempotent; the schema is there unless every run died before it
         LedgerFollower(ledger, store, batch_size=300).catch_up()
         head = int(ledger.recorder.max_notification_id() or 0)
         total, distinct, top = store.execute(

@@ -127,6 +127,18 @@ def test_figures_equal_the_fold_after_interleaved_arrival_and_redelivery(
     assert_exact(store, unique, rng)
 
 
+def test_a_batch_waiting_on_more_requests_than_the_cache_holds(store: ProjectionStore) -> None:
+    """Steps whose requests were projected earlier are looked up in the read model; a batch
+    with more such sessions than the cache holds must keep what it fetched for itself."""
+    rows = list(ledger_rows(district(D, students=120).events))
+    requested = [r for r in rows if _envelope(r)["type"] == "session.requested"]
+    steps = [r for r in rows if _envelope(r)["type"] != "session.requested"]
+    ReadModelWriter(store).write(requested)
+    ReadModelWriter(store, RequestCache(size=10)).write(steps)  # a fresh projector's batch
+    assert len({r[4] for r in steps}) > 10
+    assert_exact(store, [dict(_envelope(r)) for r in rows], random.Random(5))
+
+
 def _envelope(row: tuple[Any, ...]) -> dict[str, Any]:
     """Back from a ledger_events row to the canonical envelope the reference folds."""
     at = row[6].replace(microsecond=row[7])

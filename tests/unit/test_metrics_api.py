@@ -17,6 +17,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+import reference_insight as insight
 import reference_metrics as ref
 from builders import exact, write_keys
 from fastapi.testclient import TestClient
@@ -41,7 +42,15 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     keys = write_keys(tmp / "keys.json", [{"key": KEY, "role": "admin", "districts": ["*"]}])
     districts = tmp / "districts.json"
     districts.write_text(
-        json.dumps({CHI: {"time_zone": "America/Chicago", "school_hours": CHICAGO_HOURS}})
+        json.dumps(
+            {
+                CHI: {
+                    "time_zone": "America/Chicago",
+                    "school_hours": CHICAGO_HOURS,
+                    "dosage_target_minutes": 30,
+                }
+            }
+        )
     )
     settings = Settings(
         event_store=f"sqlite:///{tmp}/l.db",
@@ -149,10 +158,18 @@ def test_timing_engagement_participation_equal_reference(
         {k: engagement[k] for k in ("students", "regular_students", "one_time_students", "rows")},
         ref.engagement(events, GEN, TZ, **f),
     )
+    dosage = get(client, "dosage", **params)
+    same(_figures(dosage), insight.dosage(events, GEN, TZ, **f))
     participation = get(client, "participation", **params)
     expected = ref_participation(events, [], GEN, TZ, **f)
     for key in ("students_served", "sessions_requested", "sessions_matched", "sessions_completed"):
         assert participation[key] == expected[key]
+
+
+def _figures(body: dict[str, Any]) -> dict[str, Any]:
+    envelope = ("district_id", "as_of_position", "head_hash", "filters", "suppressed")
+    rows = [{k: v for k, v in r.items() if k != "suppressed"} for r in body["rows"]]
+    return {**{k: v for k, v in body.items() if k not in envelope}, "rows": rows}
 
 
 def test_hotspot_school_has_geometry_lift(client: TestClient, loaded: dict[str, Any]) -> None:
@@ -176,6 +193,9 @@ def test_district_time_zone_and_school_hours_from_file(
         },
     )
     assert timing["time_zone"] == chicago and timing["school_hours"] == CHICAGO_HOURS
+    dosage = get(client, "dosage", district_id=CHI)
+    assert dosage["target_minutes"] == 30
+    same(_figures(dosage), insight.dosage(events, CHI, chicago, target=30))
     f = {"date_from": date(2026, 11, 1), "date_to": date(2026, 11, 1)}
     body = get(client, "engagement", district_id=CHI, **query(f))
     assert body["filters"]["time_zone"] == chicago
@@ -213,6 +233,11 @@ def test_edge_cases_equal_reference_and_known_values(
     assert engagement["regular_students"] == 1
     w44 = next(r for r in engagement["rows"] if r["week"] == "2026-W44")
     assert w44["requests"] == 12  # Mon 10-26 … Sun 11-01 23:30 local (Monday in UTC)
+    dosage = get(client, "dosage", district_id=EDGE)
+    same(_figures(dosage), insight.dosage(events, EDGE, TZ))
+    # dst-a: matched 01:10:00.75 EST, completed 01:50 EST → 39 min 59.25 s; subsec: 29 min
+    # 58.9 s; midnight: 39 min 59.8 s (three students, one session each).
+    assert dosage["sessions_completed"] == 3 and dosage["length_p50"] == 39.9875  # the 2nd of 3
     sat = get(client, "satisfaction", district_id=EDGE)["rows"][0]
     assert (sat["completed"], sat["surveys"], sat["helped_rate"], sat["mean_rating"]) == (
         3,
@@ -234,10 +259,13 @@ def test_as_of_position_reproduces_earlier_figures(
         same(sat["rows"], ref.satisfaction(events, d, TZ))
         eng = get(client, "engagement", district_id=d, as_of_position=position)
         same(eng["rows"], ref.engagement(events, d, TZ)["rows"])
+        dosage = get(client, "dosage", district_id=d, as_of_position=position)
+        same(_figures(dosage), insight.dosage(events, d, TZ))
 
 
 @pytest.mark.parametrize(
-    "metric", ["participation", "demand", "wait-times", "satisfaction", "timing", "engagement"]
+    "metric",
+    ["participation", "demand", "wait-times", "satisfaction", "timing", "engagement", "dosage"],
 )
 def test_csv_has_the_json_rows(client: TestClient, loaded: dict[str, Any], metric: str) -> None:
     params = {"district_id": GEN, "from": "2026-10-26", "to": "2026-11-08"}

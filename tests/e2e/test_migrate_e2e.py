@@ -1,0 +1,102 @@
+"""Migration as an operator runs it, with the installed `tutorledger`: `migrate-ledger` on a
+plaintext-format SQLite ledger is killed with SIGKILL mid-way; `verify` then refuses the
+half-filled target (migration_incomplete); the same command again completes it; `verify`
+passes and shows each district continuing the old head; `check-migration` proves it against
+the old file, which is unchanged; a third run is refused (target_not_empty, exit 2). No
+student id, topic or comment reaches the new file or the commands' output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import installed
+import pytest
+from migration_data import DISTRICTS, SECRETS, digest_of, files_of, plaintext_ledger
+from waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORLEDGER_")}
+    env.update(TUTORLEDGER_LOG_LEVEL="WARNING", COLUMNS="160", NO_COLOR="1")
+    return env
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(installed.cli()), *map(str, args)], env=cli_env(),
+                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+
+
+def target_events(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            return int(conn.execute("SELECT count(*) FROM ledger_index").fetchone()[0])
+    except sqlite3.Error:  # tables not created yet
+        return 0
+
+
+def test_migrate_ledger_killed_then_rerun_verified_and_checked(tmp_path: Path) -> None:
+    old = f"sqlite:///{tmp_path}/old.db"
+    accepted = plaintext_ledger(old, students=600)
+    before = digest_of(old)
+    new_path = tmp_path / "old-sealed.db"  # the default target beside the source
+    args = [str(installed.cli()), "migrate-ledger", "--from", old, "--page-size", "50"]
+    process = subprocess.Popen(args, env=cli_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_until(lambda: target_events(new_path) > 200 or process.poll() is not None,
+                   "a first pages migrated")  # fmt: skip
+        assert process.poll() is None, "the migration ended before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
+    new = f"sqlite:///{new_path}"
+    half = run("verify", "--event-store", new)
+    assert half.returncode == 1 and "migration_incomplete" in half.stderr
+
+    resumed = run("migrate-ledger", "--from", old, "--to", new)
+    assert resumed.returncode == 0, resumed.stderr
+    body = json.loads(resumed.stdout)
+    assert body["events"] == len(accepted) + 1 and 0 < body["resumed_after"] < body["events"]
+    assert "migrating ledger" in resumed.stderr and "ev/s" in resumed.stderr
+
+    verified = run("verify", "--event-store", new)
+    assert verified.returncode == 0, verified.stderr
+    districts = json.loads(verified.stdout)["districts"]
+    for district in DISTRICTS:
+        link = districts[district]["continues"]
+        assert link["previous_head"] == body["districts"][district]["previous_head"]
+    assert "continues a migrated ledger" in verified.stderr
+
+    checked = run("check-migration", "--old", old, "--new", new)
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["ok"] is True
+
+    again = run("migrate-ledger", "--from", old, "--to", new)
+    assert again.returncode == 2 and "target_not_empty" in again.stderr
+    sealed_again = run("migrate-ledger", "--from", new, "--to", f"sqlite:///{tmp_path}/x.db")
+    assert sealed_again.returncode == 2 and "source_already_sealed" in sealed_again.stderr
+
+    assert digest_of(old) == before, "the old ledger was changed"
+    text = "".join(p.read_bytes().decode("latin-1") for p in files_of(new))
+    outputs = [half, resumed, verified, checked, again, sealed_again]
+    text += "".join(r.stdout + r.stderr for r in outputs)
+    assert not [s for s in SECRETS if s in text]
+
+
+def test_migrate_ledger_help_explains_the_options() -> None:
+    shown = run("migrate-ledger", "--help")
+    assert shown.returncode == 0
+    for words in ("--from", "--to", "sealed", "resumes", "check-migration"):
+        assert words in shown.stdout
