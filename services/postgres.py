@@ -122,23 +122,28 @@ def create_database(name: str, server: PostgresServer | None = None) -> str:
 def drop_database(name: str, server: PostgresServer | None = None, wait: float = 120) -> None:
     """Drop a database even if a leaked connection still holds it (PG 13+ ``FORCE``).
 
-    FORCE may not end a session our role cannot signal (a server worker, another role's
-    tool): that is refused as a privilege error, so wait for such sessions to end, then drop.
+    FORCE refuses outright when a session belongs to a role we cannot signal, typically an
+    autovacuum worker after heavy schema churn; a plain DROP cancels autovacuum itself, so
+    that is tried next, and sessions still in the way are waited out (bounded by `wait`).
     """
     server = server or PostgresServer(postgres_status()[0])
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-        sql.Identifier(_checked_name(name))
-    )
+    ident = sql.Identifier(_checked_name(name))
+    forced = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident)
+    plain = sql.SQL("DROP DATABASE IF EXISTS {}").format(ident)
     deadline = time.monotonic() + wait
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         while True:
             try:
-                conn.execute(drop)
+                conn.execute(forced)
                 return
-            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+            except psycopg.errors.InsufficientPrivilege:
+                try:
+                    conn.execute(plain)
+                    return
+                except psycopg.errors.ObjectInUse:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
 
 
 def create_database_if_missing(name: str, server: PostgresServer) -> str:

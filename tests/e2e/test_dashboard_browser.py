@@ -35,6 +35,7 @@ from browser import (
     wait_for,
 )
 from builders import envelope, write_keys
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -126,6 +127,20 @@ def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 def sign_in(driver: WebDriver, site: Site, key: str) -> None:
+    """Sign in; a page replaced under the driver mid-step (Chromium: "node does not belong
+    to the document", or a stale element) is loaded again and the sign-in repeated."""
+    for attempt in range(5):
+        try:
+            return _sign_in_once(driver, site, key)
+        except (StaleElementReferenceException, WebDriverException) as exc:
+            replaced = isinstance(exc, StaleElementReferenceException) or (
+                "does not belong to the document" in str(exc)
+            )
+            if not replaced or attempt == 4:
+                raise
+
+
+def _sign_in_once(driver: WebDriver, site: Site, key: str) -> None:
     driver.get(site.base + "/")
     if driver.find_elements(By.CSS_SELECTOR, "form.signout"):
         driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
