@@ -14,25 +14,13 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tutorledger.api.dashboard.pages import (
-    ID_PATTERN,
-    SUBJECT_PATTERN,
-    ViewQuery,
-    parse_view,
-    state,
-)
-from tutorledger.api.dashboard.routes import (
-    PAGE_STATUSES,
-    page_context,
-    resolve,
-    signed_in,
-    to_sign_in,
-)
+from tutorledger.api.dashboard.pages import ID_PATTERN, SUBJECT_PATTERN, ViewQuery
+from tutorledger.api.dashboard.routes import PAGE_STATUSES, figure_page
 from tutorledger.api.deps import RuntimeDep
 from tutorledger.api.insight_schemas import Outcomes
 from tutorledger.api.routes.metrics import Scope
 from tutorledger.domain.envelope import DISTRICT_PATTERN
-from tutorledger.domain.errors import InvalidRequest, TutorLedgerError
+from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.outcomes import INTERPRETATION, grade_options, outcomes
 
@@ -81,22 +69,18 @@ def outcome_figures(store: ProjectionStore, scope: Scope, choice: OutcomesChoice
     return context
 
 
+def _narrowed(asked: ViewQuery) -> ViewQuery:
+    return ViewQuery(cohort_id=asked.cohort_id, as_of_position=asked.as_of_position)
+
+
 @router.get("/dashboard/{district_id}/outcomes", summary="Usage vs grades by band (HTML)")
 def outcomes_page(
     request: Request,
     runtime: RuntimeDep,
     district_id: Annotated[str, Path(pattern=DISTRICT_PATTERN)],
 ) -> Response:
-    principal = signed_in(request, runtime)
-    if principal is None:
-        return to_sign_in(request)
-    pages = state(request)
-    try:
-        asked = parse_view(request)
-        q = ViewQuery(cohort_id=asked.cohort_id, as_of_position=asked.as_of_position)
-        scope = resolve(runtime, principal, district_id, q)
-        context = page_context(request, runtime, scope, q)
-        context |= outcome_figures(runtime.projections, scope, _choice(request))
-    except TutorLedgerError as exc:
-        return pages.error(request, exc, district_id=district_id)
-    return pages.render(request, "outcomes.html", context)
+    return figure_page(
+        request, runtime, district_id, "outcomes.html",
+        lambda req, rt, scope: outcome_figures(rt.projections, scope, _choice(req)),
+        query=_narrowed,
+    )  # fmt: skip

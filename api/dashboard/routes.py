@@ -145,46 +145,59 @@ def subject_options(store: ProjectionStore, scope: Scope) -> list[str]:
     return sorted(str(r["subject"]) for r in found)
 
 
-@router.get("/dashboard/{district_id}", summary="District view (HTML); filters in the URL")
-def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
+Figures = Callable[[Request, Runtime, Scope], dict[str, Any]]
+
+
+def figure_page(
+    request: Request,
+    runtime: Runtime,
+    district_id: str,
+    template: str,
+    figures: Figures,
+    *,
+    query: Callable[[ViewQuery], ViewQuery] = lambda q: q,
+) -> Response:
+    """Sign-in, filters, scope, page context, then the page's own figures; errors as a page.
+
+    `query` narrows the filters read from the URL to those the page honours.
+    """
     principal = signed_in(request, runtime)
     if principal is None:
         return to_sign_in(request)
     pages = state(request)
     try:
-        q = parse_view(request)
+        q = query(parse_view(request))
         scope = resolve(runtime, principal, district_id, q)
-        figures = views.district_view(runtime.projections, scope)
-        context = page_context(request, runtime, scope, q)
+        shown = figures(request, runtime, scope)
+        context = page_context(request, runtime, scope, q) | shown
     except TutorLedgerError as exc:
         return pages.error(request, exc, district_id=district_id)
-    demand_rows = figures.demand.model_dump()["rows"]
-    timing_rows = figures.timing.model_dump()["rows"]
-    context |= {
+    return pages.render(request, template, context)
+
+
+def _district_figures(_request: Request, runtime: Runtime, scope: Scope) -> dict[str, Any]:
+    figures = views.district_view(runtime.projections, scope)
+    return {
         "f": figures,
-        "grid": demand_grid(demand_rows),
-        "hours": timing_grid(timing_rows),
+        "grid": demand_grid(figures.demand.model_dump()["rows"]),
+        "hours": timing_grid(figures.timing.model_dump()["rows"]),
         "lift_legend": LIFT_LEGEND,
         "hotspot_rule": {"lift": HOTSPOT_LIFT, "requests": HOTSPOT_MIN_REQUESTS},
         "alert_links": dashboard_links,
     }
-    return pages.render(request, "district.html", context)
+
+
+@router.get("/dashboard/{district_id}", summary="District view (HTML); filters in the URL")
+def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
+    return figure_page(request, runtime, district_id, "district.html", _district_figures)
 
 
 @router.get("/dashboard/{district_id}/drill", summary="One school × subject by grade and week")
 def drill_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
-    principal = signed_in(request, runtime)
-    if principal is None:
-        return to_sign_in(request)
-    pages = state(request)
-    try:
-        q = parse_view(request)
-        scope = resolve(runtime, principal, district_id, q)
-        figures = views.drill_view(runtime.projections, scope)
-        context = page_context(request, runtime, scope, q)
-    except TutorLedgerError as exc:
-        return pages.error(request, exc, district_id=district_id)
-    return pages.render(request, "drill.html", context | {"f": figures})
+    return figure_page(
+        request, runtime, district_id, "drill.html",
+        lambda _r, rt, scope: {"f": views.drill_view(rt.projections, scope)},
+    )  # fmt: skip
 
 
 Table = Callable[[ProjectionStore, Scope], BaseModel]
