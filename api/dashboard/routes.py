@@ -33,9 +33,9 @@ from tutorledger.api.dashboard.session import (
     set_cookie,
     sign_in,
 )
-from tutorledger.api.deps import RuntimeDep, check_district
+from tutorledger.api.deps import RuntimeDep
 from tutorledger.api.routes import metrics as m
-from tutorledger.api.routes.metrics import Scope, build_filters
+from tutorledger.api.routes.metrics import Scope, resolve_scope
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import Forbidden, InvalidRequest, TutorLedgerError
@@ -113,13 +113,10 @@ def signout(request: Request) -> Response:
 
 def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQuery) -> Scope:
     """The page's one position and chain head, with the same checks the metrics API makes."""
-    check_district(principal, district_id)
-    filters, head = build_filters(
-        runtime, district_id, q.school_id, q.subject, q.grade, q.date_from, q.date_to,
-        q.as_of_position, q.cohort_id,
+    return resolve_scope(
+        runtime, principal, district_id, q.school_id, q.subject, q.grade, q.date_from,
+        q.date_to, q.as_of_position, q.cohort_id, csv=False,
     )  # fmt: skip
-    profile = runtime.settings.district(district_id)
-    return Scope(filters, head, profile, csv=False, role=principal.role)
 
 
 def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery) -> dict[str, Any]:

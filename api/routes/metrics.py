@@ -27,6 +27,7 @@ from tutorledger.api.suppression import suppress_metric
 from tutorledger.domain.district import DistrictProfile
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.infra.keys import Principal
 from tutorledger.projections.demand import demand
 from tutorledger.projections.dosage import dosage
 from tutorledger.projections.engagement import REGULAR_WEEKS, engagement
@@ -161,13 +162,34 @@ def metric_scope(
     cohort_id: CohortQ = None,
 ) -> Scope:
     """The filters every metric shares (docs/contract.md), checked the same way everywhere."""
+    return resolve_scope(
+        runtime, principal, district_id, school_id, subject, grade, date_from, date_to,
+        as_of_position, cohort_id, csv=wants_csv(output_format, accept),
+    )  # fmt: skip
+
+
+def resolve_scope(
+    runtime: Runtime,
+    principal: Principal,
+    district_id: str,
+    school_id: str | None,
+    subject: str | None,
+    grade: int | None,
+    date_from: date | None,
+    date_to: date | None,
+    as_of_position: int | None,
+    cohort_id: str | None,
+    *,
+    csv: bool,
+) -> Scope:
+    """One position and chain head for the caller's district; the API and dashboard share it."""
     check_district(principal, district_id)
     filters, head_hash = build_filters(
         runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position,
         cohort_id,
     )  # fmt: skip
     profile = runtime.settings.district(district_id)
-    return Scope(filters, head_hash, profile, wants_csv(output_format, accept), principal.role)
+    return Scope(filters, head_hash, profile, csv, principal.role)
 
 
 ScopeDep = Annotated[Scope, Depends(metric_scope)]
