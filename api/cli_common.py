@@ -5,6 +5,7 @@ Kept apart from the command modules so they can all use it without importing eac
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -91,3 +92,13 @@ def fail(exc: TutorLedgerError) -> typer.Exit:
     """A store we cannot use is an operator problem (exit 2), not a failed check (exit 1)."""
     console.print(f"[red]{exc.code}:[/] {exc.message}", soft_wrap=True)
     return typer.Exit(2)
+
+
+def reject_file(exc: TutorLedgerError) -> typer.Exit:
+    """A file that failed validation: its first problems by line, then the typed error as JSON."""
+    for p in (exc.details or [])[:20]:
+        column = f" [{p['column']}]" if "column" in p else ""
+        console.print(f"[red]{p['file']}:{p['line']}[/]{column} {p['problem']}", soft_wrap=True)
+    console.print(f"[red]{exc.code}:[/] {exc.message}")
+    typer.echo(json.dumps({"error": exc.as_dict()}))
+    return typer.Exit(1)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from tutorledger.api.cli_common import StoreOpt, console, fail, load_settings
+from tutorledger.api.cli_common import StoreOpt, fail, load_settings, reject_file
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import TutorLedgerError
 
@@ -44,12 +44,7 @@ def import_grades(
     try:
         grades = read_grades(path, load_mapping(mapping))
     except InvalidGrades as exc:
-        for p in (exc.details or [])[:20]:
-            column = f" [{p['column']}]" if "column" in p else ""
-            console.print(f"[red]{p['file']}:{p['line']}[/]{column} {p['problem']}", soft_wrap=True)
-        console.print(f"[red]{exc.code}:[/] {exc.message}")
-        typer.echo(json.dumps({"error": exc.as_dict()}))
-        raise typer.Exit(1) from None
+        raise reject_file(exc) from None
     except TutorLedgerError as exc:
         raise fail(exc) from exc
     ledger = open_ledger(load_settings(event_store=event_store))

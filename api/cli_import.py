@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tutorledger.api.cli_common import StoreOpt, console, fail, load_settings
+from tutorledger.api.cli_common import StoreOpt, console, fail, load_settings, reject_file
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import TutorLedgerError
 from tutorledger.infra.oneroster import SchoolKey
@@ -72,12 +72,7 @@ def import_roster(
     try:
         result = run_import(ledger, path, district, as_of, key)
     except InvalidRoster as exc:
-        for p in (exc.details or [])[:20]:
-            column = f" [{p['column']}]" if "column" in p else ""
-            console.print(f"[red]{p['file']}:{p['line']}[/]{column} {p['problem']}", soft_wrap=True)
-        console.print(f"[red]{exc.code}:[/] {exc.message}")
-        typer.echo(json.dumps({"error": exc.as_dict()}))
-        raise typer.Exit(1) from None
+        raise reject_file(exc) from None
     except TutorLedgerError as exc:
         raise fail(exc) from exc
     finally:
