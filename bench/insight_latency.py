@@ -11,9 +11,6 @@ tutorledger.bench.insight_latency --size 1000000 [--clickhouse URL]`.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from tutorledger.bench.metrics_latency import published, timed_ms
+from tutorledger.bench.metrics_latency import latency_main, published, timed_ms
 from tutorledger.bench.stream_district import StreamSpec, spec_for, stream
 from tutorledger.domain.cohort import cohort_envelope
 from tutorledger.domain.grades import Grade, grade_envelope
@@ -120,12 +117,7 @@ def run(size: int, repeats: int, clickhouse: str | None) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--clickhouse", default=None, help="clickhouse://… (default: chdb)")
-    args = parser.parse_args()
-    sys.stdout.write(json.dumps(run(args.size, args.repeats, args.clickhouse), indent=2) + "\n")
+    latency_main(__doc__, run)
 
 
 if __name__ == "__main__":

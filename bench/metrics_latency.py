@@ -287,13 +287,21 @@ def run(size: int, repeats: int = 20, clickhouse: str | None = None) -> dict[str
     return report
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+Bench = Callable[[int, int, str | None], dict[str, Any]]
+
+
+def latency_main(description: str | None, bench: Bench) -> None:
+    """The latency benches' shared command line: --size, --repeats, --clickhouse; JSON out."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--clickhouse", default=None, help="clickhouse://… (default: chdb)")
     args = parser.parse_args()
-    sys.stdout.write(json.dumps(run(args.size, args.repeats, args.clickhouse), indent=2) + "\n")
+    sys.stdout.write(json.dumps(bench(args.size, args.repeats, args.clickhouse), indent=2) + "\n")
+
+
+def main() -> None:
+    latency_main(__doc__, run)
 
 
 if __name__ == "__main__":
