@@ -59,6 +59,12 @@ class EventType(StrEnum):
     CANCELLED = "session.cancelled"
 
 
+# Shared by the stored and the published forms (domain/published.py): one rule each.
+GradeLevel = Annotated[int, Field(ge=0, le=12, strict=True)]
+Helped = Annotated[bool, Field(strict=True)]
+Rating = Annotated[int, Field(ge=1, le=5, strict=True)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -66,7 +72,7 @@ class _Strict(BaseModel):
 class RequestedPayload(_Strict):
     school_id: SchoolId
     student_id: PersonId
-    grade: Annotated[int, Field(ge=0, le=12, strict=True)]
+    grade: GradeLevel
     subject: Subject
     topic: Annotated[str, text(200)] | None = None
     requested_tutor_id: PersonId | None = None
@@ -81,8 +87,8 @@ class CompletedPayload(_Strict):
 
 
 class SurveyedPayload(_Strict):
-    helped: Annotated[bool, Field(strict=True)]
-    rating: Annotated[int, Field(ge=1, le=5, strict=True)]
+    helped: Helped
+    rating: Rating
     comment: Annotated[str, text(2000)] | None = None
 
 

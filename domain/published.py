@@ -17,8 +17,11 @@ from tutorledger.domain.envelope import (
     CancelledEnvelope,
     CompletedEnvelope,
     EventType,
+    GradeLevel,
+    Helped,
     MatchedEnvelope,
     PersonId,
+    Rating,
     SchoolId,
     Subject,
     _Envelope,
@@ -36,14 +39,14 @@ Token = Annotated[str, Field(pattern=TOKEN_PATTERN)]
 class PublishedRequestedPayload(_Strict):
     school_id: SchoolId
     student_token: Token
-    grade: Annotated[int, Field(ge=0, le=12, strict=True)]
+    grade: GradeLevel
     subject: Subject
     requested_tutor_id: PersonId | None = None
 
 
 class PublishedSurveyedPayload(_Strict):
-    helped: Annotated[bool, Field(strict=True)]
-    rating: Annotated[int, Field(ge=1, le=5, strict=True)]
+    helped: Helped
+    rating: Rating
     student_token: Token | None = None
 
 
