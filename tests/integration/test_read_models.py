@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import threading
 import zlib
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -45,13 +44,10 @@ FILTERS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture(params=["chdb", "clickhouse-18.16"])
-def store(request: pytest.FixtureRequest) -> Iterator[ProjectionStore]:
-    url: str = request.getfixturevalue("chdb_url" if request.param == "chdb" else "clickhouse_url")
-    projections = open_projection_store(Settings(clickhouse=url))
-    migrate(projections)
-    yield projections
-    projections.close()
+@pytest.fixture
+def store(projections: ProjectionStore) -> ProjectionStore:
+    """Both ClickHouse engines (the conftest's `projections`), under this file's name."""
+    return projections
 
 
 def figures(store: ProjectionStore, position: int, f: dict[str, Any]) -> dict[str, Any]:

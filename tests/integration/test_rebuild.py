@@ -19,10 +19,9 @@ from tutorledger.consumers.projector import LedgerFollower, decode
 from tutorledger.consumers.rebuild import RETIRED, STAGING, ledger_head, rebuild
 from tutorledger.consumers.reconcile import reconcile
 from tutorledger.domain.ledger import Ledger
-from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
-from tutorledger.projections.schema import migrate
 
 SPECS = (
     DistrictSpec(district_id="big-district", students=8000, schools=20, days=28, seed=5),
@@ -51,16 +50,6 @@ def big_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
     assert ledger_head(ledger) >= 100_000
     yield ledger
     ledger.close()
-
-
-@pytest.fixture(params=["chdb", "clickhouse-18.16"])
-def projections(request: pytest.FixtureRequest) -> Iterator[ProjectionStore]:
-    fixture = "chdb_url" if request.param == "chdb" else "clickhouse_url"
-    url: str = request.getfixturevalue(fixture)
-    store = open_projection_store(Settings(clickhouse=url))
-    migrate(store)
-    yield store
-    store.close()
 
 
 def tables(store: ProjectionStore) -> set[str]:

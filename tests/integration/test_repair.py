@@ -45,15 +45,6 @@ def ledger(store_url: str) -> Iterator[Ledger]:
     ledger.close()
 
 
-@pytest.fixture(params=["chdb", "clickhouse-18.16"])
-def projections(request: pytest.FixtureRequest) -> Iterator[ProjectionStore]:
-    url: str = request.getfixturevalue("chdb_url" if request.param == "chdb" else "clickhouse_url")
-    store = open_projection_store(Settings(clickhouse=url))
-    migrate(store)
-    yield store
-    store.close()
-
-
 def project_all_but(ledger: Ledger, store: ProjectionStore, lost: set[int]) -> int:
     """What the projector holds after the broker lost `lost`: the rest, watermarks at head."""
     head = int(ledger.recorder.max_notification_id() or 0)
