@@ -89,3 +89,16 @@ def cli() -> Path:
     """The ``tutorledger`` script the end-to-end tests drive."""
     override = os.environ.get("TUTORLEDGER_CLI")
     return Path(override) if override else from_wheel().cli
+
+
+def cli_env() -> dict[str, str]:
+    """The caller's environment without TUTORLEDGER_ settings; quiet, wide, uncoloured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORLEDGER_")}
+    env.update(TUTORLEDGER_LOG_LEVEL="WARNING", COLUMNS="160", NO_COLOR="1")
+    return env
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """One `tutorledger` command as an operator runs it; the caller checks the exit code."""
+    return subprocess.run([str(cli()), *map(str, args)], env=cli_env(),
+                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip

@@ -25,15 +25,8 @@ pytestmark = pytest.mark.e2e
 D = "kill-d"
 
 
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORLEDGER_")}
-    env.update(TUTORLEDGER_LOG_LEVEL="WARNING", COLUMNS="160", NO_COLOR="1")
-    return env
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(installed.cli()), *map(str, args)], env=cli_env(),
-                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+cli_env = installed.cli_env
+run = installed.run_cli
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
