@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
+
 from tutorledger.infra.store import GENESIS_HASH
 
 # The participation figures the API reports, in its order.
@@ -102,3 +104,15 @@ def exact(body: Any) -> Any:
     if isinstance(body, list):
         return [exact(v) for v in body]
     return body
+
+
+def post_all(client: TestClient, events: list[dict[str, Any]], headers: dict[str, str]) -> int:
+    """Post events in batches of 1000, each accepted (or a duplicate); the last position."""
+    position = 0
+    for i in range(0, len(events), 1000):
+        response = client.post("/v1/events", json={"events": events[i : i + 1000]},
+                               headers=headers)  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert {r["status"] for r in response.json()["results"]} <= {"accepted", "duplicate"}
+        position = response.json()["position"]
+    return position

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import reference_insight as insight
-from builders import exact, write_keys
+from builders import exact, post_all, write_keys
 from fastapi.testclient import TestClient
 from insight_events import AT, insight_district
 from metric_events import TZ
@@ -38,13 +38,7 @@ def client(tmp_path: Path, clickhouse_url: str) -> Iterator[TestClient]:
 
 
 def post(client: TestClient, events: list[dict[str, Any]]) -> int:
-    position = 0
-    for i in range(0, len(events), 1000):
-        response = client.post("/v1/events", json={"events": events[i : i + 1000]},
-                               headers=HEADERS)  # fmt: skip
-        assert response.status_code == 200, response.text
-        position = response.json()["position"]
-    return position
+    return post_all(client, events, HEADERS)
 
 
 def get(client: TestClient, path: str, **params: Any) -> Any:

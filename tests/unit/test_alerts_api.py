@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import reference_insight as insight
-from builders import exact, write_keys
+from builders import exact, post_all, write_keys
 from fastapi.testclient import TestClient
 from insight_events import AT, insight_district
 from metric_events import TZ
@@ -54,14 +54,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Path) -> Iterator
 
 
 def post(client: TestClient, events: list[dict[str, Any]]) -> int:
-    position = 0
-    for i in range(0, len(events), 1000):
-        response = client.post("/v1/events", json={"events": events[i : i + 1000]},
-                               headers=auth(ADMIN))  # fmt: skip
-        assert response.status_code == 200, response.text
-        assert {r["status"] for r in response.json()["results"]} <= {"accepted", "duplicate"}
-        position = response.json()["position"]
-    return position
+    return post_all(client, events, auth(ADMIN))
 
 
 @pytest.fixture(scope="module")
