@@ -154,22 +154,32 @@ def figure_page(
     *,
     query: Callable[[ViewQuery], ViewQuery] = lambda q: q,
 ) -> Response:
-    """Sign-in, filters, scope, page context, then the page's own figures; errors as a page.
+    """Filters, scope, page context, then the page's own figures, inside `guarded`.
 
     `query` narrows the filters read from the URL to those the page honours.
     """
-    principal = signed_in(request, runtime)
-    if principal is None:
-        return to_sign_in(request)
-    pages = state(request)
-    try:
+
+    def answer(principal: Principal) -> Response:
         q = query(parse_view(request))
         scope = resolve(runtime, principal, district_id, q)
         shown = figures(request, runtime, scope)
         context = page_context(request, runtime, scope, q) | shown
+        return state(request).render(request, template, context)
+
+    return guarded(request, runtime, district_id, answer)
+
+
+def guarded(
+    request: Request, runtime: Runtime, district_id: str, answer: Callable[[Principal], Response]
+) -> Response:
+    """No session: to the sign-in form. A typed error: an error page with its status."""
+    principal = signed_in(request, runtime)
+    if principal is None:
+        return to_sign_in(request)
+    try:
+        return answer(principal)
     except TutorLedgerError as exc:
-        return pages.error(request, exc, district_id=district_id)
-    return pages.render(request, template, context)
+        return state(request).error(request, exc, district_id=district_id)
 
 
 def _district_figures(_request: Request, runtime: Runtime, scope: Scope) -> dict[str, Any]:
@@ -226,16 +236,12 @@ def csv_download(
     request: Request, runtime: RuntimeDep, district_id: DistrictPath, table: str
 ) -> Response:
     """The table beside which the link sits, as CSV: the API's CSV for the same filters."""
-    principal = signed_in(request, runtime)
-    if principal is None:
-        return to_sign_in(request)
-    pages = state(request)
-    try:
+
+    def answer(principal: Principal) -> Response:
         build = CSV_TABLES.get(table)
         if build is None:
             raise InvalidRequest(f"no table named '{table}'", {"tables": sorted(CSV_TABLES)})
         scope = resolve(runtime, principal, district_id, parse_view(request))
-        model = build(runtime.projections, scope)
-    except TutorLedgerError as exc:
-        return pages.error(request, exc, district_id=district_id)
-    return csv.csv_response(model, table)
+        return csv.csv_response(build(runtime.projections, scope), table)
+
+    return guarded(request, runtime, district_id, answer)
