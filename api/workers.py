@@ -46,11 +46,28 @@ def worker_environment(settings: Settings) -> dict[str, str]:
 
 
 def run_workers(settings: Settings, host: str, port: int, workers: int) -> None:
-    """Serve with `workers` processes (uvicorn's supervisor restarts one that dies)."""
+    """Serve with `workers` processes (uvicorn's supervisor restarts one that dies). The
+    schemas are made here first, once: a worker whose startup fails makes uvicorn stop them
+    all, and N workers creating the same tables at the same instant only race."""
     import uvicorn
 
     os.environ.update(worker_environment(settings))
+    prepare_schemas(settings)
     uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers, log_config=None)
+
+
+def prepare_schemas(settings: Settings) -> None:
+    """Create the ledger's tables and apply ClickHouse migrations, then let go of both."""
+    from tutorledger.infra.clickhouse import open_projection_store
+    from tutorledger.infra.store import open_ledger
+    from tutorledger.projections.schema import migrate
+
+    open_ledger(settings).close()
+    store = open_projection_store(settings)
+    try:
+        migrate(store)
+    finally:
+        store.close()
 
 
 def app_from_environment() -> FastAPI:

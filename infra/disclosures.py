@@ -24,6 +24,7 @@ from psycopg.rows import tuple_row
 from tutorledger.domain.envelope import canonical_json
 from tutorledger.domain.errors import Unavailable
 from tutorledger.infra.ledger_index import GENESIS_HASH, chain_hash
+from tutorledger.infra.store_postgres import SCHEMA_LOCK
 from tutorledger.infra.store_sqlite import SQLiteLedgerRecorder
 
 ATTEMPTS = 8
@@ -39,6 +40,10 @@ _SQLITE_GUARDS = [
     "BEGIN SELECT RAISE(ABORT, 'the disclosure log is append-only'); END"
 ]
 _PG_GUARDS = [
+    # The DDL runs in one transaction; this lock makes processes doing it at once (serve's
+    # workers, on their first disclosure) take turns instead of failing on each other's
+    # half-made tables, function or trigger. Released at commit.
+    f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})",
     "CREATE OR REPLACE FUNCTION disclosures_append_only() RETURNS trigger LANGUAGE plpgsql AS "
     "$$ BEGIN RAISE EXCEPTION 'the disclosure log is append-only'; END $$",
     "DROP TRIGGER IF EXISTS disclosures_append_only ON disclosures",
@@ -84,7 +89,7 @@ class DisclosureLog:
         if self.sqlite:
             ddl += [g.format(op=op) for g in _SQLITE_GUARDS for op in ("UPDATE", "DELETE")]
         else:
-            ddl += _PG_GUARDS
+            ddl = [*_PG_GUARDS[:1], *ddl, *_PG_GUARDS[1:]]
         self._run(ddl, [])
 
     @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import UTC, datetime
 from importlib import resources
 
@@ -12,10 +13,16 @@ from tutorledger.projections.read_models import complete_generation
 
 log = logging.getLogger(__name__)
 
-CREATE_MIGRATIONS_TABLE_SQL = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations "
-    "(version UInt32, name String, applied_at DateTime) ENGINE = TinyLog"
+# Applied versions. A MergeTree, because several processes (serve's workers, relay,
+# projector) may migrate at once and a TinyLog table fails under concurrent inserts.
+VERSIONS_TABLE = "schema_versions"
+CREATE_VERSIONS_TABLE_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} "
+    "(version UInt32, name String, applied_at DateTime) ENGINE = MergeTree ORDER BY version"
 )
+# Where releases before it recorded versions: read, never written again.
+LEGACY_VERSIONS_TABLE = "schema_migrations"
+ATTEMPTS = 5  # a migration racing another process's DDL is retried, then the error is raised
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -61,18 +68,38 @@ def _has_column(store: ProjectionStore, table: str, column: str) -> bool:
 
 
 def migrate(store: ProjectionStore) -> list[str]:
-    """Apply migrations not yet recorded; returns the names applied."""
-    store.execute(CREATE_MIGRATIONS_TABLE_SQL)
-    done = {int(r[0]) for r in store.execute("SELECT version FROM schema_migrations")}
+    """Apply migrations not yet recorded; returns the names applied. Every statement is
+    idempotent, so when another process migrating at the same moment makes one fail (a
+    table it is creating), running the whole set again is safe."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _migrate_once(store)
+        except Exception:
+            if attempt == ATTEMPTS:
+                raise
+            log.warning("migration raced another process; retrying", extra={"attempt": attempt})
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
+def applied_versions(store: ProjectionStore) -> set[int]:
+    """Versions recorded as applied, including those an older release recorded."""
+    store.execute(CREATE_VERSIONS_TABLE_SQL)
+    tables = [VERSIONS_TABLE]
+    if store.execute(f"EXISTS TABLE {LEGACY_VERSIONS_TABLE}")[0][0]:
+        tables.append(LEGACY_VERSIONS_TABLE)
+    return {int(r[0]) for t in tables for r in store.execute(f"SELECT version FROM {t}")}
+
+
+def _migrate_once(store: ProjectionStore) -> list[str]:
+    done = applied_versions(store)
     applied = []
     for version, name, sql in migrations():
         if version in done:
             continue
         for statement in statements(sql):
             apply(store, statement)
-        store.insert(
-            "schema_migrations", ("version", "name", "applied_at"), [(version, name, _now())]
-        )
+        store.insert(VERSIONS_TABLE, ("version", "name", "applied_at"), [(version, name, _now())])
         log.info("migration applied", extra={"migration": name})
         applied.append(name)
     complete_generation(store)

@@ -102,6 +102,7 @@ def test_load_reports_throughput_and_latency(stack: dict[str, Any], tmp_path: Pa
     started = time.monotonic()
     stats = run_locust(api.base_url, tmp_path)
     seconds = time.monotonic() - started
+    assert api.alive(), f"the API exited during the load:\n{api.log()}"
     stored, distinct = stored_events(stack["dsn"])
     headers = {"Authorization": f"Bearer {KEY}"}
     with httpx.Client(base_url=api.base_url, timeout=120, headers=headers) as client:

@@ -79,13 +79,13 @@ def test_a_migration_cut_short_runs_again(tmp_path: Path) -> None:
 
     store = open_projection_store(Settings(clickhouse=f"chdb://{tmp_path}/ch?database=cut"))
     try:
-        store.execute(schema.CREATE_MIGRATIONS_TABLE_SQL)
+        store.execute(schema.CREATE_VERSIONS_TABLE_SQL)
         done = [(v, n, sql) for v, n, sql in schema.migrations() if v < 4]
         for version, name, sql in done:
             for statement in schema.statements(sql):
                 store.execute(statement)
             store.insert(
-                "schema_migrations", ("version", "name", "applied_at"), [(version, name, AT)]
+                schema.VERSIONS_TABLE, ("version", "name", "applied_at"), [(version, name, AT)]
             )
         # As if killed after the first statements of migration 4, before it was recorded.
         cut = schema.statements({v: sql for v, _, sql in schema.migrations()}[4])[:2]

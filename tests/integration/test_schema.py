@@ -1,0 +1,106 @@
+"""ClickHouse migrations when several processes start at once, and on a store an older
+release migrated (its versions in the TinyLog `schema_migrations` table)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from tutorledger.domain.ledger import Ledger
+from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.disclosures import DisclosureLog
+from tutorledger.infra.settings import Settings
+from tutorledger.infra.store import open_ledger
+from tutorledger.projections import schema
+
+AT = datetime(2026, 1, 5, tzinfo=UTC)
+RACERS = 6
+
+
+def test_processes_starting_together_all_migrate_the_server(clickhouse_url: str) -> None:
+    """`serve --workers N`, the relay and the projector each migrate at startup; on a
+    TinyLog versions table their concurrent inserts failed and uvicorn stopped every worker."""
+    stores = [open_projection_store(Settings(clickhouse=clickhouse_url)) for _ in range(RACERS)]
+    start = threading.Barrier(RACERS)
+    errors: list[BaseException] = []
+
+    def run(store: ProjectionStore) -> None:
+        start.wait()
+        try:
+            schema.migrate(store)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        all_versions = {v for v, _, _ in schema.migrations()}
+        assert schema.applied_versions(stores[0]) == all_versions
+        assert schema.migrate(stores[0]) == []
+    finally:
+        for s in stores:
+            s.close()
+
+
+@pytest.mark.parametrize("engine", ["chdb", "server"])
+def test_versions_an_older_release_recorded_are_honoured(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("chdb_url" if engine == "chdb" else "clickhouse_url")
+    store = open_projection_store(Settings(clickhouse=url))
+    try:
+        store.execute(
+            f"CREATE TABLE {schema.LEGACY_VERSIONS_TABLE} "
+            "(version UInt32, name String, applied_at DateTime) ENGINE = TinyLog"
+        )
+        old = [(v, n, sql) for v, n, sql in schema.migrations() if v < 4]
+        for version, name, sql in old:
+            for statement in schema.statements(sql):
+                store.execute(statement)
+            store.insert(
+                schema.LEGACY_VERSIONS_TABLE,
+                ("version", "name", "applied_at"),
+                [(version, name, AT)],
+            )
+        assert schema.migrate(store) == ["0004_cohorts_grades.sql"]
+        assert schema.migrate(store) == []
+        columns = {str(r[0]) for r in store.execute("DESCRIBE TABLE ledger_events")}
+        assert {"cohort_id", "term", "score"} <= columns
+    finally:
+        store.close()
+
+
+def test_workers_making_the_disclosure_log_at_once_all_succeed(pg_dsn: str) -> None:
+    """Each `serve` worker makes the disclosure tables, function and trigger on its first
+    disclosure; on PostgreSQL, doing so at the same instant must not fail any of them."""
+    ledgers = [open_ledger(Settings(event_store=pg_dsn)) for _ in range(RACERS)]
+    start = threading.Barrier(RACERS)
+    errors: list[BaseException] = []
+
+    def run(ledger: Ledger) -> None:
+        start.wait()
+        try:
+            DisclosureLog(ledger.recorder)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(ledger,)) for ledger in ledgers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        log = DisclosureLog(ledgers[0].recorder)
+        with pytest.raises(Exception, match="append-only"):
+            with log._cursor(commit=True) as c:
+                c.execute("DELETE FROM disclosures")
+    finally:
+        for ledger in ledgers:
+            ledger.close()
