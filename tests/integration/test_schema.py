@@ -4,12 +4,13 @@ release migrated (its versions in the TinyLog `schema_migrations` table)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 
-from tutorledger.domain.ledger import Ledger
-from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.clickhouse import open_projection_store
 from tutorledger.infra.disclosures import DisclosureLog
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
@@ -17,27 +18,34 @@ from tutorledger.projections import schema
 
 AT = datetime(2026, 1, 5, tzinfo=UTC)
 RACERS = 6
+T = TypeVar("T")
+
+
+def race(action: Callable[[T], object], subjects: list[T]) -> list[BaseException]:
+    """Run `action` on every subject in its own thread, all released at once; the errors."""
+    start = threading.Barrier(len(subjects))
+    errors: list[BaseException] = []
+
+    def run(subject: T) -> None:
+        start.wait()
+        try:
+            action(subject)
+        except BaseException as exc:  # noqa: BLE001 - collected for the caller to assert on
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in subjects]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def test_processes_starting_together_all_migrate_the_server(clickhouse_url: str) -> None:
     """`serve --workers N`, the relay and the projector each migrate at startup; on a
     TinyLog versions table their concurrent inserts failed and uvicorn stopped every worker."""
     stores = [open_projection_store(Settings(clickhouse=clickhouse_url)) for _ in range(RACERS)]
-    start = threading.Barrier(RACERS)
-    errors: list[BaseException] = []
-
-    def run(store: ProjectionStore) -> None:
-        start.wait()
-        try:
-            schema.migrate(store)
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = race(schema.migrate, stores)
     try:
         assert errors == []
         all_versions = {v for v, _, _ in schema.migrations()}
@@ -80,21 +88,7 @@ def test_workers_making_the_disclosure_log_at_once_all_succeed(pg_dsn: str) -> N
     """Each `serve` worker makes the disclosure tables, function and trigger on its first
     disclosure; on PostgreSQL, doing so at the same instant must not fail any of them."""
     ledgers = [open_ledger(Settings(event_store=pg_dsn)) for _ in range(RACERS)]
-    start = threading.Barrier(RACERS)
-    errors: list[BaseException] = []
-
-    def run(ledger: Ledger) -> None:
-        start.wait()
-        try:
-            DisclosureLog(ledger.recorder)
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(ledger,)) for ledger in ledgers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = race(lambda ledger: DisclosureLog(ledger.recorder), ledgers)
     try:
         assert errors == []
         log = DisclosureLog(ledgers[0].recorder)
