@@ -29,9 +29,11 @@ from tutorledger.api.cli_common import (
     StoreOpt,
     chunks,
     console,
+    fail,
     load_settings,
     progress,
 )
+from tutorledger.domain.errors import TutorLedgerError
 from tutorledger.infra.settings import Settings
 
 app = typer.Typer(
@@ -178,16 +180,25 @@ def relay(
     batch_size: Annotated[int, typer.Option(min=1, help="Ledger events per produce batch")] = 1000,
     event_store: StoreOpt = None,
 ) -> None:
-    """Stream the ledger to Kafka (production); resumes from its position in the store."""
+    """Stream the ledger to Kafka (production); resumes from its position in the store.
+
+    Refuses a ledger `migrate-ledger` has not finished (exit 2, migration_incomplete).
+    """
+    from tutorledger.consumers.continuity import refuse_unfinished
     from tutorledger.consumers.relay import Relay
     from tutorledger.infra.kafka import ensure_topics, make_producer
     from tutorledger.infra.store import open_ledger
 
     settings = load_settings(event_store=event_store)
     require_kafka(settings)
+    ledger = open_ledger(settings)
+    try:
+        refuse_unfinished(ledger)  # before Kafka is contacted or anything is written
+    except TutorLedgerError as exc:
+        ledger.close()
+        raise fail(exc) from exc
     stop = stop_on_signals()
     ensure_topics(settings)
-    ledger = open_ledger(settings)
     producer = make_producer(settings)
     try:
         worker = Relay(
@@ -205,15 +216,27 @@ def project(
     batch_size: Annotated[int | None, typer.Option(min=1, help="Records per insert")] = None,
     batch_seconds: Annotated[float, typer.Option(help="Longest wait to fill a batch")] = 0.5,
     clickhouse: ClickhouseOpt = None,
+    event_store: StoreOpt = None,
 ) -> None:
-    """Consume Kafka into ClickHouse (production); offsets are committed after each insert."""
+    """Consume Kafka into ClickHouse (production); offsets are committed after each insert.
+
+    Looks at the event store once at startup (read-only): a ledger `migrate-ledger` has not
+    finished is refused (exit 2, migration_incomplete).
+    """
+    from tutorledger.consumers.continuity import refuse_unfinished_store
     from tutorledger.consumers.kafka_projector import KafkaProjector
     from tutorledger.infra.clickhouse import open_projection_store
     from tutorledger.infra.kafka import ensure_topics, make_consumer, make_producer
     from tutorledger.projections.schema import migrate
 
-    settings = load_settings(clickhouse=clickhouse, projector_batch_size=batch_size)
+    settings = load_settings(
+        clickhouse=clickhouse, event_store=event_store, projector_batch_size=batch_size
+    )
     require_kafka(settings)
+    try:
+        refuse_unfinished_store(settings.event_store)
+    except TutorLedgerError as exc:
+        raise fail(exc) from exc
     stop = stop_on_signals()
     ensure_topics(settings)
     store = open_projection_store(settings)

@@ -10,12 +10,11 @@ from typing import Protocol
 
 from eventsourcing.persistence import TrackingRecorder
 
-from tutorledger.consumers.continuity import unfinished
+from tutorledger.consumers.continuity import refuse_unfinished
 from tutorledger.consumers.kafka_projector import stream_position
 from tutorledger.consumers.projector import LedgerFollower
 from tutorledger.consumers.rebuild import fill_missing_read_models
 from tutorledger.consumers.relay import relay_position
-from tutorledger.domain.errors import MigrationIncomplete
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.disclosures import DisclosureLog
@@ -52,11 +51,11 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, keys: KeyStore | None = None) -> Runtime:
         ledger = open_ledger(settings)
-        if unfinished(ledger):  # a half-migrated ledger must not pass for a finished one
+        try:  # a half-migrated ledger must not pass for a finished one
+            refuse_unfinished(ledger)
+        except Exception:
             ledger.close()
-            raise MigrationIncomplete(
-                "this ledger is an unfinished migration: run `tutorledger migrate-ledger` again"
-            )
+            raise
         projections = open_projection_store(settings)
         migrate(projections)
         follower = None

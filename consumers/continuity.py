@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tutorledger.domain.errors import MigrationIncomplete, SourceEmpty
 from tutorledger.domain.ledger import Ledger
 from tutorledger.domain.migration import MIGRATION_EVENT_TYPE
 from tutorledger.infra import legacy
@@ -40,6 +41,33 @@ def unfinished(ledger: Ledger) -> bool:
     """A target `migrate-ledger` started filling and has not finished."""
     state = legacy.read_state(ledger)
     return bool(state) and "completed_at" not in state
+
+
+UNFINISHED = (
+    "this ledger is an unfinished migration: run the same `tutorledger migrate-ledger "
+    "--from … --to …` again to finish it, then start this process again"
+)
+
+
+def refuse_unfinished(ledger: Ledger) -> None:
+    """Raise `MigrationIncomplete` for a half-filled target: the API, the relay and the
+    projectors check at startup, so a partial ledger is never served or published as whole."""
+    if unfinished(ledger):
+        raise MigrationIncomplete(UNFINISHED)
+
+
+def refuse_unfinished_store(url: str) -> None:
+    """`refuse_unfinished` for a process that does not otherwise open the ledger (the Kafka
+    projector): the store is opened read-only and closed again. No SQLite file: no ledger,
+    nothing to refuse. A store that cannot be reached raises `Unavailable`."""
+    try:
+        ledger = legacy.open_store(url, read_only=True)
+    except SourceEmpty:
+        return
+    try:
+        refuse_unfinished(ledger)
+    finally:
+        ledger.close()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from tutorledger.consumers.continuity import refuse_unfinished
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.rows import event_row
@@ -50,7 +51,10 @@ def decode_state(ledger: Ledger, state: bytes) -> dict[str, Any]:
 
 
 class LedgerFollower:
-    """Pulls new ledger events in batches and inserts them; SQLite has no push, so it polls."""
+    """Pulls new ledger events in batches and inserts them; SQLite has no push, so it polls.
+
+    Refuses (`MigrationIncomplete`) a ledger `migrate-ledger` has not finished filling.
+    """
 
     def __init__(
         self,
@@ -60,6 +64,7 @@ class LedgerFollower:
         poll_seconds: float = 0.2,
         table: str = "ledger_events",
     ) -> None:
+        refuse_unfinished(ledger)
         self.ledger = ledger
         self.store = store
         self.batch_size = batch_size

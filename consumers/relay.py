@@ -22,6 +22,7 @@ import orjson
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from kafka.partitioner.default import murmur2
 
+from tutorledger.consumers.continuity import refuse_unfinished
 from tutorledger.consumers.projector import decode_state
 from tutorledger.domain.envelope import canonical_json
 from tutorledger.domain.ledger import Ledger
@@ -90,6 +91,8 @@ class Relay:
     A page of the ledger is read in one query, encoded, produced and flushed; while the
     broker acknowledges it the next page is read and encoded in a helper thread (nothing of
     it is sent before the acknowledgement, so a failed page is re-sent before any later one).
+    A ledger `migrate-ledger` has not finished filling is refused (`MigrationIncomplete`)
+    before anything is read or sent: consumers would take its partial history for the whole.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Relay:
         flush_timeout: float = 60.0,
         name: str = RELAY_NAME,
     ) -> None:
+        refuse_unfinished(ledger)
         self.ledger = ledger
         self.producer = producer
         self.topic = topic
