@@ -1,15 +1,14 @@
 """The `tutorledger` command line: thin wrappers over the runtime, with progress on long work.
 
-Serving, demo data, the production relay/projector and the benchmark are here; the auditor
-and operator commands (verify, replay, rebuild, reconcile) come from ``cli_audit``, the
-privacy commands (erase, retention) from ``cli_privacy``; import-grades from ``cli_grades``.
+Serving, demo data and the benchmark are here; the production relay and projector come from
+``cli_stream``, the auditor and operator commands (verify, replay, rebuild, reconcile) from
+``cli_audit``, the privacy commands (erase, retention) from ``cli_privacy``; import-grades
+from ``cli_grades``.
 """
 
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from tutorledger.api import (
     cli_migrate,
     cli_privacy,
     cli_repair,
+    cli_stream,
 )
 from tutorledger.api.cli_common import (
     ClickhouseOpt,
@@ -48,6 +48,7 @@ app.add_typer(cli_repair.commands)
 app.add_typer(cli_privacy.commands)
 app.add_typer(cli_migrate.commands)
 app.add_typer(cli_grades.commands)
+app.add_typer(cli_stream.commands)
 
 
 @app.command()
@@ -67,6 +68,7 @@ def serve(
     from tutorledger.api.workers import WorkersNeedKafka, run_workers
 
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
+    refuse_unfinished_migration(settings)
     if settings.api_keys_file is None:
         keys_file = ensure_local_keys(settings, host, port)
         settings = settings.model_copy(update={"api_keys_file": keys_file})
@@ -78,6 +80,17 @@ def serve(
     except WorkersNeedKafka as exc:
         console.print(f"[red]{exc.code}:[/] {exc}")
         raise typer.Exit(2) from exc
+
+
+def refuse_unfinished_migration(settings: Settings) -> None:
+    """A half-migrated ledger: exit 2 with the typed error before any server starts (the
+    runtime refuses it too, but inside uvicorn's startup, as a traceback and exit 3)."""
+    from tutorledger.consumers.continuity import refuse_unfinished_store
+
+    try:
+        refuse_unfinished_store(settings.event_store)
+    except TutorLedgerError as exc:
+        raise fail(exc) from exc
 
 
 def ensure_local_keys(settings: Settings, host: str, port: int) -> Path:
@@ -156,109 +169,6 @@ def demo(
         f"{counts['rejected']} rejected"
     )
     typer.echo(json.dumps({"district_id": district, **counts}))
-
-
-def stop_on_signals() -> threading.Event:
-    """SIGTERM/SIGINT finish the current batch, then exit cleanly."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
-def require_kafka(settings: Settings) -> None:
-    if settings.embedded_stream:
-        console.print(
-            "[red]TUTORLEDGER_STREAM is 'embedded':[/] set it to kafka://host:port "
-            "(in embedded mode `serve` projects in-process)."
-        )
-        raise typer.Exit(2)
-
-
-@app.command()
-def relay(
-    batch_size: Annotated[int, typer.Option(min=1, help="Ledger events per produce batch")] = 1000,
-    event_store: StoreOpt = None,
-) -> None:
-    """Stream the ledger to Kafka (production); resumes from its position in the store.
-
-    Refuses a ledger `migrate-ledger` has not finished (exit 2, migration_incomplete).
-    """
-    from tutorledger.consumers.continuity import refuse_unfinished
-    from tutorledger.consumers.relay import Relay
-    from tutorledger.infra.kafka import ensure_topics, make_producer
-    from tutorledger.infra.store import open_ledger
-
-    settings = load_settings(event_store=event_store)
-    require_kafka(settings)
-    ledger = open_ledger(settings)
-    try:
-        refuse_unfinished(ledger)  # before Kafka is contacted or anything is written
-    except TutorLedgerError as exc:
-        ledger.close()
-        raise fail(exc) from exc
-    stop = stop_on_signals()
-    ensure_topics(settings)
-    producer = make_producer(settings)
-    try:
-        worker = Relay(
-            ledger, producer, settings.kafka_topic, ledger.factory.tracking_recorder(), batch_size
-        )
-        console.print(f"relaying from position {worker.position} to {settings.kafka_topic}")
-        worker.run(stop)
-    finally:
-        producer.close(timeout=10)
-        ledger.close()
-
-
-@app.command()
-def project(
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Records per insert")] = None,
-    batch_seconds: Annotated[float, typer.Option(help="Longest wait to fill a batch")] = 0.5,
-    clickhouse: ClickhouseOpt = None,
-    event_store: StoreOpt = None,
-) -> None:
-    """Consume Kafka into ClickHouse (production); offsets are committed after each insert.
-
-    Looks at the event store once at startup (read-only): a ledger `migrate-ledger` has not
-    finished is refused (exit 2, migration_incomplete).
-    """
-    from tutorledger.consumers.continuity import refuse_unfinished_store
-    from tutorledger.consumers.kafka_projector import KafkaProjector
-    from tutorledger.infra.clickhouse import open_projection_store
-    from tutorledger.infra.kafka import ensure_topics, make_consumer, make_producer
-    from tutorledger.projections.schema import migrate
-
-    settings = load_settings(
-        clickhouse=clickhouse, event_store=event_store, projector_batch_size=batch_size
-    )
-    require_kafka(settings)
-    try:
-        refuse_unfinished_store(settings.event_store)
-    except TutorLedgerError as exc:
-        raise fail(exc) from exc
-    stop = stop_on_signals()
-    ensure_topics(settings)
-    store = open_projection_store(settings)
-    migrate(store)
-    consumer = make_consumer(settings)
-    consumer.subscribe([settings.kafka_topic])
-    dead_letters = make_producer(settings)
-    try:
-        worker = KafkaProjector(
-            consumer,
-            store,
-            dead_letters,
-            settings.kafka_dead_letter_topic,
-            settings.projector_batch_size,
-            batch_seconds,
-        )
-        console.print(f"projecting {settings.kafka_topic} as group {settings.kafka_group}")
-        worker.run(stop)
-    finally:
-        consumer.close()
-        dead_letters.close(timeout=10)
-        store.close()
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """Migration as an operator runs it, with the installed `tutorledger`: `migrate-ledger` on a
 plaintext-format SQLite ledger is killed with SIGKILL mid-way; `verify` then refuses the
-half-filled target (migration_incomplete); the same command again completes it; `verify`
+half-filled target (migration_incomplete), and so do `relay` and `project` (exit 2, before
+any Kafka is contacted, naming `migrate-ledger`); the same command again completes it; `verify`
 passes and shows each district continuing the old head; `check-migration` proves it against
 the old file, which is unchanged; a third run is refused (target_not_empty, exit 2). No
 student id, topic or comment reaches the new file or the commands' output."""
@@ -24,6 +25,19 @@ pytestmark = pytest.mark.e2e
 
 cli_env = installed.cli_env
 run = installed.run_cli
+
+
+def run_stream(command: str, store: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`relay` or `project` in Kafka mode on `store`; the broker's address is a closed port,
+    so a command that got past the check would fail on Kafka instead (exit 1, KafkaError)."""
+    env = {
+        **cli_env(),
+        "TUTORLEDGER_STREAM": "kafka://127.0.0.1:9",
+        "TUTORLEDGER_CLICKHOUSE": f"chdb://{tmp_path}/ch",
+        "TUTORLEDGER_VAR_DIR": str(tmp_path),
+    }
+    return subprocess.run([str(installed.cli()), command, "--event-store", store], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
 
 
 def target_events(path: Path) -> int:
@@ -57,6 +71,11 @@ def test_migrate_ledger_killed_then_rerun_verified_and_checked(tmp_path: Path) -
     new = f"sqlite:///{new_path}"
     half = run("verify", "--event-store", new)
     assert half.returncode == 1 and "migration_incomplete" in half.stderr
+    for command in ("relay", "project"):
+        refused = run_stream(command, new, tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        assert "migration_incomplete" in refused.stderr and "migrate-ledger" in refused.stderr
+        assert "Traceback" not in refused.stderr
 
     resumed = run("migrate-ledger", "--from", old, "--to", new)
     assert resumed.returncode == 0, resumed.stderr

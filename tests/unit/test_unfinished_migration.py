@@ -1,8 +1,8 @@
 """A target `migrate-ledger` has not finished filling is refused at startup by everything that
-would read it as a whole ledger: the relay (class and command), the embedded follower and the
-Kafka projector's command. Same typed error as the API (`migration_incomplete`), a message
-that says to run `migrate-ledger` again, exit 2, nothing sent; once the migration is
-finished, the same store is accepted."""
+would read it as a whole ledger: the relay (class and command), the embedded follower, the
+Kafka projector's command and `serve` (before uvicorn starts). Same typed error as the API
+(`migration_incomplete`), a message that says to run `migrate-ledger` again, exit 2, nothing
+sent; once the migration is finished, the same store is accepted."""
 
 from __future__ import annotations
 
@@ -99,10 +99,16 @@ def test_a_missing_sqlite_store_is_no_reason_to_refuse(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists(), "the check created a ledger file"
 
 
-@pytest.mark.parametrize("command", ["relay", "project"])
+@pytest.mark.parametrize("command", ["relay", "project", "serve"])
 def test_the_commands_refuse_a_half_migrated_ledger_before_contacting_kafka(
-    half: tuple[str, str], tmp_path: Path, command: str
+    half: tuple[str, str], tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import uvicorn
+
+    def no_server(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a server was started on a half-migrated ledger")
+
+    monkeypatch.setattr(uvicorn, "run", no_server)
     _, target = half
     env = {
         "TUTORLEDGER_STREAM": UNREACHABLE_KAFKA,
@@ -113,4 +119,4 @@ def test_the_commands_refuse_a_half_migrated_ledger_before_contacting_kafka(
     assert result.exit_code == 2, result.output
     assert "migration_incomplete" in result.output
     assert "migrate-ledger" in result.output
-    assert not (tmp_path / "ch").exists(), "the projector opened ClickHouse before refusing"
+    assert not (tmp_path / "ch").exists(), "ClickHouse was opened before the refusal"
