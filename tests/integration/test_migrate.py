@@ -5,7 +5,7 @@ verifies and continues the old heads; no student id, topic or comment is readabl
 new store (file bytes on SQLite, a full pg_dump on PostgreSQL); a re-run is refused; the
 old ledger is byte-for-byte (SQLite) or row-for-row (PostgreSQL) what it was. Also: SQLite
 into PostgreSQL; Kafka mode (relay, tansu, projector, ClickHouse 18.16) on a migrated
-ledger; a crash mid-way, resumed, on both stores."""
+ledger; a crash mid-way, refused as unfinished, then resumed, on both stores."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from tutorledger.api.cli_audit import metric_answers
 from tutorledger.api.runtime import Runtime
 from tutorledger.consumers import continuity
 from tutorledger.consumers.migrate import migrate
-from tutorledger.domain.errors import TargetNotEmpty
+from tutorledger.domain.errors import MigrationIncomplete, TargetNotEmpty
 from tutorledger.infra.audit import verify_chain
 from tutorledger.infra.legacy import open_store, sql_rows
 from tutorledger.infra.settings import Settings
@@ -226,9 +226,14 @@ def test_an_interrupted_migration_resumes_on_both_stores(stores: list[str]) -> N
     half = open_store(target, read_only=True)
     try:
         assert continuity.unfinished(half)
+        with pytest.raises(MigrationIncomplete):  # the relay and the projectors refuse it
+            continuity.refuse_unfinished(half)
     finally:
         half.close()
+    with pytest.raises(MigrationIncomplete):  # the Kafka projector's look, by URL
+        continuity.refuse_unfinished_store(target)
     report = run(old, target, page=40)
     assert report.resumed_after > 0 and report.migrated == report.total - 80
+    continuity.refuse_unfinished_store(target)
     sessions = [e for e in decrypted(target) if e["type"].startswith("session.")]
     assert sessions == accepted
