@@ -145,6 +145,9 @@ def run_suite(size: str, workdir: Path, postgres: str | None, kafka: str | None,
     stages.append(bench_rebuild(sqlite_url, "SQLite"))
     if postgres:
         stages.append(bench_rebuild(postgres, "PostgreSQL"))
+    from tutorledger.bench.migration import bench_migration
+
+    stages.append(bench_migration(SIZES[size], workdir))
     stages.extend(bench_dashboard(SIZES[size], clickhouse))
     if kafka and clickhouse:
         from tutorledger.bench.stream import bench_stream

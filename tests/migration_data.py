@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from builders import envelope
-from legacy import put_school, write_plaintext_ledger
 
 from tutorledger.bench.district import DistrictSpec, generate
+from tutorledger.bench.legacy_ledger import put_school, write_plaintext_ledger
 from tutorledger.consumers.migrate import migrate, open_target
 from tutorledger.infra.audit import chain_scan, envelope_of, iter_rows
 from tutorledger.infra.legacy import open_store

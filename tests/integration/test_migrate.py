@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from legacy import put_school
 from migration_data import (
     DISTRICTS,
     SECRETS,
@@ -33,6 +32,7 @@ from migration_data import (
 from tutorledger import services
 from tutorledger.api.cli_audit import metric_answers
 from tutorledger.api.runtime import Runtime
+from tutorledger.bench.legacy_ledger import put_school
 from tutorledger.consumers import continuity
 from tutorledger.consumers.migrate import migrate
 from tutorledger.domain.errors import MigrationIncomplete, TargetNotEmpty

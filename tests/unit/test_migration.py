@@ -182,7 +182,7 @@ def test_the_continuity_check_fails_when_the_old_ledger_moved_on(
     source, _ = old
     target = f"sqlite:///{tmp_path}/new.db"
     run(source, target)
-    from legacy import put_school
+    from tutorledger.bench.legacy_ledger import put_school
 
     put_school(source, DISTRICTS[1], "sch-late", {"4": 10})
     a, b = open_store(source, read_only=True), open_store(target, read_only=True)

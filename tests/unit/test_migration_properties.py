@@ -12,10 +12,10 @@ from typing import Any
 from builders import envelope
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from legacy import write_plaintext_ledger
 from migration_data import decrypted, run
 from reference_metrics import fold
 
+from tutorledger.bench.legacy_ledger import write_plaintext_ledger
 from tutorledger.consumers import continuity
 from tutorledger.infra.legacy import open_store
 

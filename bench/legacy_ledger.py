@@ -1,4 +1,5 @@
-"""A ledger in the plaintext format of the versions before sealed storage, for migration tests.
+"""A ledger in the plaintext format of the versions before sealed storage: what the migration
+tests and the `migrate-ledger` benchmark stage start from.
 
 Rows are written as those versions wrote them: each session event's stored state is the
 emitter's canonical envelope with `student_id`, `topic` and `comment` in clear, the index
