@@ -56,87 +56,148 @@ def _request_minute(rng: random.Random, weekday: int) -> int:
     return rng.randint(8 * 60, 15 * 60 + 29)
 
 
+Student = tuple[str, str, int]  # student id, school id, grade
+Raw = tuple[datetime, int, dict[str, Any]]  # time, emission order, event
+
+
 def generate(spec: DistrictSpec) -> District:
-    """Build the district; events are sorted by time, with a few duplicate resends."""
+    """Build the district; events are sorted by time, with a few duplicate resends.
+
+    One random stream drives it all, in a fixed order (roster, then each student's sessions,
+    then the resends), so a seed always yields the same district.
+    """
     rng = random.Random(spec.seed)
-    tz = ZoneInfo(spec.tz)
-    ns = uuid5(UUID(int=0), f"{spec.district_id}/{spec.seed}")
     district = District(spec)
-    students = []
+    district.schools, students = _roster(spec, rng)
+    emit = _Emitter(spec)
+    sessions = _Sessions(spec, rng, emit, district.hotspot_school)
+    for student in students:
+        sessions.of_student(student)
+    district.events = _with_resends(emit.in_time_order(), rng, spec.duplicate_rate)
+    return district
+
+
+def _roster(spec: DistrictSpec, rng: random.Random) -> tuple[list[dict[str, Any]], list[Student]]:
+    """Schools (enrolment: ~90% of each grade takes part) and students, round-robin."""
+    schools: list[dict[str, Any]] = [
+        {"school_id": f"sch-{i + 1:02d}", "name": f"School {i + 1}"} for i in range(spec.schools)
+    ]
+    students: list[Student] = []
     per_grade: dict[tuple[str, int], int] = {}
-    for i in range(spec.schools):
-        district.schools.append({"school_id": f"sch-{i + 1:02d}", "name": f"School {i + 1}"})
     for n in range(spec.students):
-        school = district.schools[n % spec.schools]["school_id"]
+        school = schools[n % spec.schools]["school_id"]
         grade = rng.randint(0, 12)
         students.append((f"stu-{n + 1:06d}", school, grade))
         per_grade[(school, grade)] = per_grade.get((school, grade), 0) + 1
-    for school in district.schools:
+    for school in schools:
         school["enrollment"] = {
             str(g): round(per_grade.get((school["school_id"], g), 0) / 0.9) for g in range(13)
         }
         school["as_of"] = spec.start - timedelta(days=7)
-    hotspot = district.hotspot_school
-    names, weights = zip(*SUBJECTS, strict=True)
-    raw: list[tuple[datetime, int, dict[str, Any]]] = []
-    counter = 0
+    return schools, students
 
-    def emit(kind: str, session: str, at: datetime, payload: dict[str, Any]) -> None:
-        nonlocal counter
-        counter += 1
-        raw.append((at, counter, {
-            "event_id": str(uuid5(ns, f"{session}/{kind}")),
+
+class _Emitter:
+    """Collects events with ids derived from the seed (a re-run yields the same ids)."""
+
+    def __init__(self, spec: DistrictSpec) -> None:
+        self.district_id = spec.district_id
+        self.ns = uuid5(UUID(int=0), f"{spec.district_id}/{spec.seed}")
+        self.raw: list[Raw] = []
+
+    def __call__(self, kind: str, session: str, at: datetime, payload: dict[str, Any]) -> None:
+        self.raw.append((at, len(self.raw) + 1, {
+            "event_id": str(uuid5(self.ns, f"{session}/{kind}")),
             "type": f"session.{kind}", "schema_version": 1,
-            "district_id": spec.district_id, "session_id": session,
+            "district_id": self.district_id, "session_id": session,
             "occurred_at": at.isoformat(), "payload": payload,
         }))  # fmt: skip
 
-    end = _local(spec.start + timedelta(days=spec.days), 0, tz)
-    for student_id, school, grade in students:
-        roll = rng.random()
-        sessions = 0 if roll < 0.1 else 1 if roll < 0.4 else rng.randint(2, 9)
-        for k in range(sessions):
-            day = spec.start + timedelta(days=rng.randrange(spec.days))
-            requested = _local(day, _request_minute(rng, day.weekday()), tz)
-            requested += timedelta(
-                seconds=rng.randint(0, 59), microseconds=rng.randint(0, 999) * 1000
-            )
-            hot = school == hotspot and rng.random() < 0.5
-            subject = HOTSPOT_SUBJECT if hot else rng.choices(names, weights)[0]
-            # Session ids must not embed the student id: they are stored in clear and would
-            # outlive an erasure (the id itself is sealed).
-            sid = f"ses-{uuid5(ns, f'{student_id}/{k}').hex[:16]}"
-            payload: dict[str, Any] = {"school_id": school, "student_id": student_id,
-                                       "grade": grade, "subject": subject}  # fmt: skip
-            if rng.random() < 0.2:
-                payload["topic"] = f"{subject} unit {rng.randint(1, 9)}"
-            emit("requested", sid, requested, payload)
-            fate = rng.random()
-            if fate < 0.03:
-                continue  # still waiting: never matched
-            if fate < 0.07:
-                wait = timedelta(seconds=rng.randint(120, 900))
-                reason = rng.choice(["no_tutor_available", "timeout", "student_left"])
-                emit("cancelled", sid, requested + wait, {"reason": reason})
-                continue
-            matched = requested + timedelta(seconds=max(5.0, rng.lognormvariate(4.0, 0.8)))
-            emit("matched", sid, matched, {"tutor_id": f"tut-{rng.randint(1, 400):04d}"})
-            if rng.random() < 0.03:
-                emit("cancelled", sid, matched + timedelta(minutes=rng.randint(1, 5)),
-                     {"reason": "student_left"})  # fmt: skip
-                continue
-            done = matched + timedelta(minutes=rng.randint(8, 50))
-            outcome = rng.choice(["resolved", "resolved", "resolved", "partial", "unresolved"])
-            emit("completed", sid, done, {"outcome": outcome})
-            if rng.random() < 0.6:
-                late = timedelta(minutes=rng.randint(1, 60 * 24 * 3))
-                if done + late < end + timedelta(days=3):
-                    helped = rng.random() < 0.96
-                    rating = rng.choice([4, 5, 5, 5]) if helped else rng.randint(1, 3)
-                    emit("surveyed", sid, done + late, {"helped": helped, "rating": rating})
-    raw.sort(key=lambda r: (r[0], r[1]))
-    for _, _, event in raw:
-        district.events.append(event)
-        if rng.random() < spec.duplicate_rate:
-            district.events.append(dict(event))
-    return district
+    def in_time_order(self) -> list[dict[str, Any]]:
+        """By time; events at the same instant in the order they were emitted."""
+        return [event for _, _, event in sorted(self.raw, key=lambda r: (r[0], r[1]))]
+
+
+class _Sessions:
+    """Each student's sessions: a request, then one of the lifecycle's fates."""
+
+    def __init__(
+        self, spec: DistrictSpec, rng: random.Random, emit: _Emitter, hotspot: str
+    ) -> None:
+        self.spec, self.rng, self.emit, self.hotspot = spec, rng, emit, hotspot
+        self.tz = ZoneInfo(spec.tz)
+        self.end = _local(spec.start + timedelta(days=spec.days), 0, self.tz)
+        self.subjects, self.weights = zip(*SUBJECTS, strict=True)
+
+    def of_student(self, student: Student) -> None:
+        """None (10%), one (30%) or 2-9 sessions."""
+        roll = self.rng.random()
+        count = 0 if roll < 0.1 else 1 if roll < 0.4 else self.rng.randint(2, 9)
+        for k in range(count):
+            sid, requested = self.request(student, k)
+            self.follow(sid, requested)
+
+    def request(self, student: Student, k: int) -> tuple[str, datetime]:
+        """Emit the student's k-th request (the hotspot school asks for geometry half the
+        time); returns its session id and time."""
+        rng, spec = self.rng, self.spec
+        student_id, school, grade = student
+        day = spec.start + timedelta(days=rng.randrange(spec.days))
+        requested = _local(day, _request_minute(rng, day.weekday()), self.tz)
+        requested += timedelta(seconds=rng.randint(0, 59), microseconds=rng.randint(0, 999) * 1000)
+        hot = school == self.hotspot and rng.random() < 0.5
+        subject = HOTSPOT_SUBJECT if hot else rng.choices(self.subjects, self.weights)[0]
+        # Session ids must not embed the student id: they are stored in clear and would
+        # outlive an erasure (the id itself is sealed).
+        sid = f"ses-{uuid5(self.emit.ns, f'{student_id}/{k}').hex[:16]}"
+        payload: dict[str, Any] = {"school_id": school, "student_id": student_id,
+                                   "grade": grade, "subject": subject}  # fmt: skip
+        if rng.random() < 0.2:
+            payload["topic"] = f"{subject} unit {rng.randint(1, 9)}"
+        self.emit("requested", sid, requested, payload)
+        return sid, requested
+
+    def follow(self, sid: str, requested: datetime) -> None:
+        """After the request: never matched (3%), cancelled while waiting (4%), or matched,
+        then cancelled (3%) or completed, and surveyed (60%) if it comes in time."""
+        rng, emit = self.rng, self.emit
+        fate = rng.random()
+        if fate < 0.03:
+            return
+        if fate < 0.07:
+            wait = timedelta(seconds=rng.randint(120, 900))
+            reason = rng.choice(["no_tutor_available", "timeout", "student_left"])
+            emit("cancelled", sid, requested + wait, {"reason": reason})
+            return
+        matched = requested + timedelta(seconds=max(5.0, rng.lognormvariate(4.0, 0.8)))
+        emit("matched", sid, matched, {"tutor_id": f"tut-{rng.randint(1, 400):04d}"})
+        if rng.random() < 0.03:
+            emit("cancelled", sid, matched + timedelta(minutes=rng.randint(1, 5)),
+                 {"reason": "student_left"})  # fmt: skip
+            return
+        done = matched + timedelta(minutes=rng.randint(8, 50))
+        outcome = rng.choice(["resolved", "resolved", "resolved", "partial", "unresolved"])
+        emit("completed", sid, done, {"outcome": outcome})
+        if rng.random() < 0.6:
+            self.survey(sid, done)
+
+    def survey(self, sid: str, done: datetime) -> None:
+        """A survey up to three days later, kept if it arrives within three days of the end."""
+        rng = self.rng
+        late = timedelta(minutes=rng.randint(1, 60 * 24 * 3))
+        if done + late < self.end + timedelta(days=3):
+            helped = rng.random() < 0.96
+            rating = rng.choice([4, 5, 5, 5]) if helped else rng.randint(1, 3)
+            self.emit("surveyed", sid, done + late, {"helped": helped, "rating": rating})
+
+
+def _with_resends(
+    events: list[dict[str, Any]], rng: random.Random, rate: float
+) -> list[dict[str, Any]]:
+    """Each event, and at `rate` an identical copy right after it (an emitter's resend)."""
+    out: list[dict[str, Any]] = []
+    for event in events:
+        out.append(event)
+        if rng.random() < rate:
+            out.append(dict(event))
+    return out
