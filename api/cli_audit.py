@@ -113,12 +113,20 @@ def rebuild(
     event_store: StoreOpt = None,
     clickhouse: ClickhouseOpt = None,
 ) -> None:
-    """Rebuild the projections from the ledger into a fresh table and swap it in."""
+    """Rebuild the projections from the ledger into a fresh table and swap it in.
+
+    Refuses a ledger `migrate-ledger` has not finished (exit 2, migration_incomplete).
+    """
+    from tutorledger.consumers.continuity import refuse_unfinished_store
     from tutorledger.consumers.rebuild import ledger_head
     from tutorledger.consumers.rebuild import rebuild as run_rebuild
     from tutorledger.projections.schema import migrate
 
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
+    try:  # before the projections are touched: a partial ledger must not replace them
+        refuse_unfinished_store(settings.event_store)
+    except TutorLedgerError as exc:
+        raise fail(exc) from exc
     hint = "(while `serve` runs on chdb, use POST /v1/admin/rebuild instead)"
     with ledger_and_projections(settings, hint) as (ledger, store):
         migrate(store)

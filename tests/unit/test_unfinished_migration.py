@@ -1,8 +1,8 @@
 """A target `migrate-ledger` has not finished filling is refused at startup by everything that
 would read it as a whole ledger: the relay (class and command), the embedded follower, the
-Kafka projector's command and `serve` (before uvicorn starts). Same typed error as the API
-(`migration_incomplete`), a message that says to run `migrate-ledger` again, exit 2, nothing
-sent; once the migration is finished, the same store is accepted."""
+Kafka projector's command, `rebuild` and `serve` (before uvicorn starts). Same typed error
+as the API (`migration_incomplete`), a message that says to run `migrate-ledger` again,
+exit 2, nothing sent; once the migration is finished, the same store is accepted."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_a_missing_sqlite_store_is_no_reason_to_refuse(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists(), "the check created a ledger file"
 
 
-@pytest.mark.parametrize("command", ["relay", "project", "serve"])
+@pytest.mark.parametrize("command", ["relay", "project", "serve", "rebuild"])
 def test_the_commands_refuse_a_half_migrated_ledger_before_contacting_kafka(
     half: tuple[str, str], tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
