@@ -21,6 +21,7 @@ from tutorledger.domain.batch import (
     LedgerIndex,
     Outcome,
     Status,
+    paused_gc,
 )
 from tutorledger.domain.envelope import (
     EventType,
@@ -82,6 +83,10 @@ class Ledger(Application[UUID]):
 
     def record_events(self, raws: Sequence[Any]) -> list[Outcome]:
         """Validate and append a batch; retried whole when another writer wins a race."""
+        with paused_gc():
+            return self._record_events(raws)
+
+    def _record_events(self, raws: Sequence[Any]) -> list[Outcome]:
         parsed: list[tuple[Any, Any]] = []
         for raw in raws:
             try:
