@@ -17,11 +17,13 @@ from uuid import UUID
 
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import StoredEvent
+from pydantic import ValidationError
 
 from tutorledger.domain import privacy
-from tutorledger.domain.envelope import EventType, canonical_json
+from tutorledger.domain.envelope import EventType, canonical_json, parse_envelope, parse_envelopes
 from tutorledger.domain.errors import (
     EventIdConflict,
+    InvalidEvent,
     Rejection,
     StudentErased,
     UnmigratedLedger,
@@ -204,3 +206,25 @@ def paused_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def parse_batch(raws: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """Each raw envelope with its validated form or the InvalidEvent saying why not."""
+    valid = parse_envelopes(raws)
+    if valid is not None:
+        return list(zip(raws, valid, strict=True))
+    parsed: list[tuple[Any, Any]] = []
+    for raw in raws:
+        try:
+            parsed.append((raw, parse_envelope(raw)))
+        except ValidationError as exc:
+            problem = InvalidEvent("event failed validation", _validation_details(exc))
+            parsed.append((raw, problem))
+    return parsed

@@ -11,7 +11,6 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
-from pydantic import ValidationError
 
 from tutorledger.domain import privacy
 from tutorledger.domain.batch import (
@@ -21,17 +20,16 @@ from tutorledger.domain.batch import (
     LedgerIndex,
     Outcome,
     Status,
+    parse_batch,
     paused_gc,
 )
 from tutorledger.domain.envelope import (
     EventType,
     body_digest,
     canonical_json,
-    parse_envelope,
 )
 from tutorledger.domain.erasure import StudentErasure, erasure_envelope
 from tutorledger.domain.errors import (
-    InvalidEvent,
     NotFound,
     Rejection,
     Unavailable,
@@ -50,13 +48,6 @@ Built = tuple[list[Aggregate], list[LedgerEntry], KeyWrites | None]
 def _raw_event_id(raw: Any) -> str | None:
     value = raw.get("event_id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) else None
-
-
-def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
 
 
 class Ledger(Application[UUID]):
@@ -87,13 +78,7 @@ class Ledger(Application[UUID]):
             return self._record_events(raws)
 
     def _record_events(self, raws: Sequence[Any]) -> list[Outcome]:
-        parsed: list[tuple[Any, Any]] = []
-        for raw in raws:
-            try:
-                parsed.append((raw, parse_envelope(raw)))
-            except ValidationError as exc:
-                problem = InvalidEvent("event failed validation", _validation_details(exc))
-                parsed.append((raw, problem))
+        parsed = parse_batch(raws)
         with self._write_lock:
             for attempt in range(MAX_ATTEMPTS):
                 try:
