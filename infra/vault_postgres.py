@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -18,6 +19,17 @@ from tutorledger.infra.vault import LOOKUP_SECRET, activity_params, key_of, look
 def uuid_array(ids: Sequence[UUID]) -> str:
     """A uuid[] literal: one text parameter instead of a list dumped element by element."""
     return "{" + ",".join([u.hex for u in ids]) + "}"
+
+
+def _json(rows: list[Any]) -> str:
+    """Rows as one JSON text parameter: one statement per batch rather than one per row
+    (`executemany`), which the server ran row by row and psycopg dumped value by value."""
+    return orjson.dumps(rows).decode()
+
+
+def _secret(key: StudentKey) -> bytes:
+    assert key.secret is not None, "a key is issued with its secret"
+    return key.secret
 
 
 NEVER = datetime.min.replace(tzinfo=UTC)  # no activity yet: before any other time
@@ -87,29 +99,33 @@ class PostgresVault:
         if writes.issued:
             pepper = self._pepper(curs, create=True)
             assert pepper is not None
-            curs.executemany(
-                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, NULL)").format(
-                    self._t("student_keys")
-                ),
-                [
-                    (k.token, k.district_id, lookup(pepper, k.district_id, sid), k.secret, now,
-                     activity.pop(k.token, None) or NEVER)
-                    for k, sid in writes.issued
-                ],
-            )  # fmt: skip
+            rows = [(k.token, k.district_id, lookup(pepper, k.district_id, sid).hex(),
+                     _secret(k).hex(), (activity.pop(k.token, None) or NEVER).isoformat())
+                    for k, sid in writes.issued]  # fmt: skip
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} SELECT r->>0, r->>1, decode(r->>2, 'hex'), "
+                    "decode(r->>3, 'hex'), %s, (r->>4)::timestamptz, NULL "
+                    "FROM json_array_elements(%s::json) r"
+                ).format(self._t("student_keys")),
+                (now, _json(rows)),
+            )
         if writes.sessions:
-            curs.executemany(
-                SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
-                    self._t("student_sessions")
-                ),
-                writes.sessions,
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} SELECT r->>0, (r->>1)::uuid "
+                    "FROM json_array_elements(%s::json) r ON CONFLICT DO NOTHING"
+                ).format(self._t("student_sessions")),
+                (_json([(token, str(key)) for token, key in writes.sessions]),),
             )
         if activity:  # only rows whose activity moves forward are written
-            curs.executemany(
+            curs.execute(
                 SQL(
-                    "UPDATE {} SET last_activity = %s WHERE token = %s AND last_activity < %s"
+                    "UPDATE {} k SET last_activity = v.at FROM (SELECT r->>0 AS token, "
+                    "(r->>1)::timestamptz AS at FROM json_array_elements(%s::json) r) v "
+                    "WHERE k.token = v.token AND k.last_activity < v.at"
                 ).format(self._t("student_keys")),
-                [(at, token, at) for at, token in activity_params(activity)],
+                (_json([(token, at.isoformat()) for at, token in activity_params(activity)]),),
             )
         if writes.erased:
             curs.execute(
