@@ -120,10 +120,11 @@ class Batch:
     created: datetime = field(default_factory=DomainEvent.create_timestamp)  # the events' time
 
     def apply(
-        self, env: Any, key: UUID, cipher: Cipher
+        self, env: Any, key: UUID, cipher: Cipher, canonical: dict[str, Any] | None = None
     ) -> Outcome | LedgerEntry | InBatchDuplicate:
-        """Apply one valid envelope to its session (`key`); a LedgerEntry means accepted."""
-        canonical = env.canonical()
+        """Apply one valid envelope to its session (`key`); a LedgerEntry means accepted.
+        `canonical` is `env.canonical()` when the caller made it already."""
+        canonical = env.canonical() if canonical is None else canonical
         session = self.sessions[key]
         student = self._student_of(env, session)
         if student is not None and student.erased:

@@ -186,6 +186,15 @@ def parse_envelopes(raws: Sequence[Any]) -> list[Envelope] | None:
         return None
 
 
+def canonical_forms(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+    """`canonical()` of each envelope, from one serializer call for the whole batch (half
+    the cost of one call per envelope; the same dicts, keys in the same order)."""
+    forms: list[dict[str, Any]] = ENVELOPES_ADAPTER.dump_python(
+        list(envelopes), mode="json", exclude_none=True
+    )
+    return forms
+
+
 def parse_envelope(raw: Any) -> Envelope:
     """Validate one raw envelope (dict or JSON bytes); raises pydantic.ValidationError."""
     if isinstance(raw, str | bytes):

@@ -26,6 +26,7 @@ from tutorledger.domain.batch import (
 from tutorledger.domain.envelope import (
     EventType,
     body_digest,
+    canonical_forms,
     canonical_json,
 )
 from tutorledger.domain.erasure import StudentErasure, erasure_envelope
@@ -112,11 +113,12 @@ class Ledger(Application[UUID]):
             batch.sessions = dict.fromkeys(sessions)
             batch.sessions.update(self._replay(snapshot.stored))
         results: list[Outcome | LedgerEntry | InBatchDuplicate] = []
+        canonical = iter(canonical_forms(valid))
         for (raw, env), key in zip(parsed, keys, strict=True):
             if key is None:
                 results.append(Outcome(_raw_event_id(raw), "rejected", error=env))
             else:
-                results.append(batch.apply(env, key, self.cipher))
+                results.append(batch.apply(env, key, self.cipher, next(canonical)))
         positions = self._save(batch)
         outcomes: list[Outcome] = []
         for r in results:
