@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from tutorledger.consumers.projector import decode_state
+from tutorledger.consumers.projector import state_decoder
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.read_models import (
@@ -83,33 +83,41 @@ def copy_ledger(
     """Project every ledger event after `after` into `target` (read models, raw table,
     dedupe): (events, last position). Reads pages of raw states, no notification objects.
 
-    A pipeline of three: the next page is read and the previous block inserted while this
-    one is decoded (the store's reads and ClickHouse's inserts run outside the GIL). Blocks
-    are written in ledger order, one at a time, so every guarantee of `writer` still holds.
-    `on_progress` receives position deltas, so a bar whose total is the ledger head ends full
-    even where positions have gaps (PostgreSQL sequences skip on rolled-back appends).
+    A pipeline of three threads: the next page is read and the previous page's blocks
+    inserted while this one is decoded and planned (the store's reads and ClickHouse's
+    inserts run outside the GIL, so the Python work of decoding and deriving rows is all the
+    main thread does). Blocks are inserted in ledger order, one page at a time, and a plan
+    that must read the store first waits for the insert before it, so every guarantee of
+    `writer` still holds. `on_progress` receives position deltas, so a bar whose total is
+    the ledger head ends full even where positions have gaps (PostgreSQL sequences skip on
+    rolled-back appends).
     """
     reader: PageReader = ledger.recorder  # type: ignore[assignment]
     tables, raw_table, dedupe = target
+    decode = state_decoder(ledger)
     position, count = after, 0
     with paused_gc(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="rebuild") as pool:
         writing: Future[None] | None = None
+
+        def settle() -> None:
+            if writing is not None:
+                writing.result()
+
         page = reader.event_states(position, batch_size)
         while page:
             last = int(page[-1][0])
             upcoming = pool.submit(reader.event_states, last, batch_size)
-            rows = [event_row(p, decode_state(ledger, bytes(state))) for p, state in page]
-            if writing is not None:
-                writing.result()
-            writing = pool.submit(
-                writer.write, rows, tables=tables, raw_table=raw_table, dedupe=dedupe
+            rows = [event_row(p, decode(state)) for p, state in page]
+            blocks = writer.plan(
+                rows, tables=tables, raw_table=raw_table, dedupe=dedupe, settle=settle
             )
+            settle()
+            writing = pool.submit(writer.apply, blocks)
             if on_progress is not None:
                 on_progress(last - position)
             position, count = last, count + len(rows)
             page = upcoming.result()
-        if writing is not None:
-            writing.result()
+        settle()
     return count, position
 
 

@@ -9,7 +9,7 @@ from the same batch, a bounded cache of recent requests, or the read model itsel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tutorledger.domain.errors import Unavailable
@@ -33,6 +33,7 @@ from tutorledger.projections.rows import COLUMNS
 
 Row = tuple[Any, ...]
 SessionKey = tuple[str, str]
+Block = tuple[str, Sequence[str], Sequence[Row]]  # (table, columns, rows)
 
 REQUESTS_SQL = """
 SELECT session_id, school_id, subject, grade, student_key, requested_at, requested_us
@@ -43,6 +44,10 @@ PRESENT_SQL = """
 SELECT DISTINCT position FROM {table}
 WHERE position >= %(low)s AND position <= %(high)s AND position IN %(positions)s
 """
+
+
+def _nothing() -> None:
+    """The default `settle`: nothing is being inserted meanwhile."""
 
 
 class MissingRequest(Unavailable):
@@ -103,22 +108,47 @@ class ReadModelWriter:
         dedupe: bool = True,
     ) -> None:
         """Insert `rows`; `dedupe=False` only for a writer that alone fills fresh tables."""
+        self.apply(self.plan(rows, tables=tables, raw_table=raw_table, dedupe=dedupe))
+
+    def plan(
+        self,
+        rows: Sequence[Row],
+        *,
+        tables: Tables | None = None,
+        raw_table: str = "ledger_events",
+        dedupe: bool = True,
+        settle: Callable[[], None] = _nothing,
+    ) -> list[Block]:
+        """The blocks `write` inserts, in order: all the Python work, no insert. A bulk
+        copier plans the next batch while the previous one is being inserted; `settle`
+        waits for that insert, and is called before the store is read (a step whose request
+        the cache lost, the dedupe check), so those reads see every earlier batch."""
         if not rows:
-            return
+            return []
         rows = once_each(rows)
         target = tables or current_tables(self.store)
-        facts, schools = self.derive(rows, target)
+        facts, schools = self.derive(rows, target, settle)
         if dedupe:
+            settle()
             seen = present_positions(self.store, target.facts, [f[9] for f in facts])
             facts = [f for f in facts if f[9] not in seen]
-        self.store.insert(target.facts, FACT_COLUMNS, facts)
-        self.store.insert(target.schools, SCHOOL_COLUMNS, schools)
         cohorts, grades = insight_rows(rows)  # rare events; copies are harmless (argMax)
-        self.store.insert(target.cohorts, COHORT_COLUMNS, cohorts)
-        self.store.insert(target.grades, GRADE_COLUMNS, grades)
-        self.store.insert(raw_table, COLUMNS, rows)
+        return [
+            (target.facts, FACT_COLUMNS, facts),
+            (target.schools, SCHOOL_COLUMNS, schools),
+            (target.cohorts, COHORT_COLUMNS, cohorts),
+            (target.grades, GRADE_COLUMNS, grades),
+            (raw_table, COLUMNS, rows),  # last: its highest position is the tracking position
+        ]
 
-    def derive(self, rows: Sequence[Row], tables: Tables) -> tuple[list[Row], list[Row]]:
+    def apply(self, blocks: Sequence[Block]) -> None:
+        """Insert planned blocks, in their order (each `insert` skips an empty one)."""
+        for table, columns, block_rows in blocks:
+            self.store.insert(table, columns, block_rows)
+
+    def derive(
+        self, rows: Sequence[Row], tables: Tables, settle: Callable[[], None] = _nothing
+    ) -> tuple[list[Row], list[Row]]:
         """(session_facts rows, school_updates rows) of a batch, in batch order."""
         facts: list[Row | None] = []
         schools: list[Row] = []
@@ -143,6 +173,8 @@ class ReadModelWriter:
                     continue
                 request = found
             facts.append(fact_row(row, step, request))
+        if waiting:
+            settle()
         fetched = self._fetch(waiting, tables) if waiting else {}
         for index, row, step in waiting:
             key = session_key(row)
