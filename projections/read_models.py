@@ -56,6 +56,14 @@ MODELS = (FACTS, SCHOOLS, COHORTS, GRADES)
 GENERATIONS_TABLE = "read_model_generations"
 # Where each ledger_events column sits in an event row (projections.rows.COLUMNS).
 _AT = {name: i for i, name in enumerate(COLUMNS)}
+# The same, as constants: these run once or twice per event in a rebuild.
+_POSITION, _TYPE, _DISTRICT, _SESSION = (
+    _AT[c] for c in ("position", "type", "district_id", "session_id")
+)
+_SCHOOL, _OCCURRED, _US, _STUDENT = (
+    _AT[c] for c in ("school_id", "occurred_at", "occurred_us", "student_id")
+)
+_GRADE, _SUBJECT, _HELPED, _RATING = (_AT[c] for c in ("grade", "subject", "helped", "rating"))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -131,18 +139,20 @@ class Request(NamedTuple):
 def request_of(row: tuple[Any, ...]) -> Request:
     """The request attributes of a session.requested event row."""
     return Request(
-        row[_AT["school_id"]],
-        row[_AT["subject"]],
-        int(row[_AT["grade"]]),
-        student_key(row[_AT["student_id"]]),
-        utc(row[_AT["occurred_at"]]),
-        int(row[_AT["occurred_us"]]),
+        row[_SCHOOL],
+        row[_SUBJECT],
+        int(row[_GRADE]),
+        student_key(row[_STUDENT]),
+        utc(row[_OCCURRED]),
+        int(row[_US]),
     )
 
 
 def utc(value: Any) -> datetime:
     """A DateTime as ClickHouse or Python hands it over, as an aware UTC datetime."""
     if isinstance(value, datetime):
+        if value.tzinfo is UTC:  # an event row's own (parsed from a `Z` instant)
+            return value
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, int | float):
         return datetime.fromtimestamp(int(value), UTC)
@@ -150,32 +160,33 @@ def utc(value: Any) -> datetime:
 
 
 def session_key(row: tuple[Any, ...]) -> tuple[str, str]:
-    return row[_AT["district_id"]], row[_AT["session_id"]]
+    return row[_DISTRICT], row[_SESSION]
 
 
 def step_of(row: tuple[Any, ...]) -> int | None:
-    return STEPS.get(row[_AT["type"]])
+    return STEPS.get(row[_TYPE])
 
 
 def fact_row(row: tuple[Any, ...], step: int, request: Request) -> tuple[Any, ...]:
     """The session_facts row of one session event row, given its session's request."""
     wait = 0  # matched: the wait; completed: request → completion (so length = the difference)
-    if step in (MATCHED, COMPLETED):
-        wait = request.wait_us(utc(row[_AT["occurred_at"]]), int(row[_AT["occurred_us"]]))
+    if step == MATCHED or step == COMPLETED:
+        wait = request.wait_us(utc(row[_OCCURRED]), int(row[_US]))
+    surveyed = step == SURVEYED
     return (
-        row[_AT["district_id"]],
+        row[_DISTRICT],
         step,
         request.school_id,
         request.subject,
         request.grade,
         request.student_key,
-        row[_AT["session_id"]],
+        row[_SESSION],
         request.requested_at,
         request.requested_us,
-        row[_AT["position"]],
+        row[_POSITION],
         wait,
-        row[_AT["helped"]] if step == SURVEYED else -1,
-        row[_AT["rating"]] if step == SURVEYED else -1,
+        row[_HELPED] if surveyed else -1,
+        row[_RATING] if surveyed else -1,
     )
 
 

@@ -44,40 +44,56 @@ COLUMNS: tuple[str, ...] = (
 _EPOCH = date(1970, 1, 1)
 
 
+def whole_seconds(text: str, at: datetime) -> datetime:
+    """`at` (parsed from `text`) without its microseconds. The stored form of an instant is
+    `YYYY-MM-DDTHH:MM:SS.ffffffZ`: parsing its first 19 characters again is a third of the
+    cost of `datetime.replace` (per event, in bulk replays)."""
+    if len(text) == 27 and text[19] == "." and text[26] == "Z":
+        return datetime.fromisoformat(text[:19] + "Z")
+    return at.replace(microsecond=0) if at.microsecond else at
+
+
 def event_row(position: int, event: dict[str, Any]) -> tuple[Any, ...]:
     """Flatten one ledger event (stored or published form) into a row of COLUMNS."""
     payload: dict[str, Any] = event["payload"]
-    at = datetime.fromisoformat(event["occurred_at"])
-    enrollment: dict[str, int] = payload.get("enrollment") or {}
-    grades = sorted(enrollment, key=int)
-    helped = payload.get("helped")
+    get = payload.get
+    text: str = event["occurred_at"]
+    at = datetime.fromisoformat(text)
+    enrollment: dict[str, int] | None = get("enrollment")
+    if enrollment:
+        grades = sorted(enrollment, key=int)
+        enrollment_grades = [int(g) for g in grades]
+        enrollment_counts = [int(enrollment[g]) for g in grades]
+    else:
+        enrollment_grades, enrollment_counts = [], []
+    helped = get("helped")
     return (
         position,
         event["event_id"],
         event["type"],
         event["district_id"],
         event.get("session_id", ""),
-        payload.get("school_id") or event.get("school_id", ""),
-        at.replace(microsecond=0),
+        get("school_id") or event.get("school_id", ""),
+        whole_seconds(text, at),
         at.microsecond,
-        payload.get("student_token", ""),
-        payload.get("grade", -1),
-        payload.get("subject", ""),
+        get("student_token", ""),
+        get("grade", -1),
+        get("subject", ""),
         "",  # topic: free text stays sealed in the event store
-        payload.get("tutor_id", ""),
-        payload.get("requested_tutor_id") or "",
-        payload.get("outcome") or "",
+        get("tutor_id", ""),
+        get("requested_tutor_id") or "",
+        get("outcome") or "",
         -1 if helped is None else int(helped),
-        payload.get("rating", -1),
+        get("rating", -1),
         "",  # comment: free text stays sealed in the event store
-        payload.get("reason", ""),
-        payload.get("name", ""),
-        [int(g) for g in grades] if grades else [],  # no comprehension frame per session event
-        [int(enrollment[g]) for g in grades] if grades else [],
+        get("reason", ""),
+        get("name", ""),
+        enrollment_grades,
+        enrollment_counts,
         date.fromisoformat(payload["as_of"]) if "as_of" in payload else _EPOCH,
         event.get("cohort_id", ""),
-        payload.get("student_tokens") or [],  # a cohort's members: tokens only
-        payload.get("term", ""),
+        get("student_tokens") or [],  # a cohort's members: tokens only
+        get("term", ""),
         date.fromisoformat(payload["term_end"]) if "term_end" in payload else _EPOCH,
-        float(payload.get("score", 0.0)),
+        float(get("score", 0.0)),
     )

@@ -154,6 +154,7 @@ class ReadModelWriter:
         schools: list[Row] = []
         waiting: list[tuple[int, Row, int]] = []
         batch: dict[SessionKey, Request] = {}  # whatever the cache has evicted meanwhile
+        cached, cache, add = self.cache.get, self.cache.put, facts.append  # per event: bound once
         for row in rows:
             step = step_of(row)
             if step is None:
@@ -164,15 +165,15 @@ class ReadModelWriter:
             key = session_key(row)
             if step == REQUESTED:
                 request = batch[key] = request_of(row)
-                self.cache.put(key, request)
+                cache(key, request)
             else:
-                found = batch.get(key) or self.cache.get(key)
+                found = batch.get(key) or cached(key)
                 if found is None:
                     waiting.append((len(facts), row, step))
-                    facts.append(None)
+                    add(None)
                     continue
                 request = found
-            facts.append(fact_row(row, step, request))
+            add(fact_row(row, step, request))
         if waiting:
             settle()
         fetched = self._fetch(waiting, tables) if waiting else {}
