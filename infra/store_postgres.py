@@ -234,14 +234,16 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
 
     def event_states(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """(position, stored state) of the next `limit` events after `after`: a page read
-        with no per-event objects (tuple rows), for bulk replays (rebuild)."""
+        with no per-event objects (tuple rows), for bulk replays (rebuild). Binary results:
+        the states arrive as they are stored, not as hex text to decode (half the bytes, and
+        less than half the client's CPU per page)."""
         sql = SQL(
             "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
             "ORDER BY notification_id LIMIT %s"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
         with (
             self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row) as curs,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
         ):
             curs.execute(sql, (after, limit))
             rows: list[tuple[int, bytes]] = curs.fetchall()
