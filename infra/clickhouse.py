@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
@@ -32,6 +33,17 @@ def bind(sql: str, params: Mapping[str, Any] | None) -> str:
     return sql % escaped
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """A block of rows in the form one store sends it (chdb: JSON text; a server: columns).
+    Encoding is Python work, sending is not: a bulk copier encodes the next block on its
+    own thread while the previous one is being sent."""
+
+    table: str
+    columns: tuple[str, ...]
+    payload: object
+
+
 class ProjectionStore(Protocol):
     """What projections need from ClickHouse: run SQL, insert rows in one block."""
 
@@ -41,6 +53,14 @@ class ProjectionStore(Protocol):
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows as one block (atomic on MergeTree tables)."""
+        ...
+
+    def encode(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Encoded:
+        """`insert` in two steps: this one makes the block (`rows` must not be empty) …"""
+        ...
+
+    def send(self, block: Encoded) -> None:
+        """… and this one inserts it."""
         ...
 
     def close(self) -> None: ...
@@ -77,8 +97,10 @@ class ChdbStore:
         return [tuple(r) for r in json.loads(raw)["data"]]
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            return
+        if rows:
+            self.send(self.encode(table, columns, rows))
+
+    def encode(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Encoded:
         # The block as one JSON array; its rows come out comma-separated, which the EachRow
         # formats accept.
         body = orjson.dumps(list(rows), option=_JSON_OPTIONS)[1:-1].decode()
@@ -87,8 +109,13 @@ class ChdbStore:
             f"SETTINGS date_time_input_format = 'best_effort' "
             f"FORMAT JSONCompactEachRow\n{body}\n"
         )
+        return Encoded(table, tuple(columns), sql)
+
+    def send(self, block: Encoded) -> None:
+        if not isinstance(block.payload, str):
+            raise TypeError("a chdb block is the text of its INSERT")
         with self._lock:
-            self._session.query(sql)
+            self._session.query(block.payload)
 
     def close(self) -> None:
         with self._lock:
@@ -136,13 +163,20 @@ class ServerStore:
         return rows
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            return
+        if rows:
+            self.send(self.encode(table, columns, rows))
+
+    def encode(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Encoded:
         # Columnar: one transpose in C instead of the driver's per-row, per-column Python loop.
+        return Encoded(table, tuple(columns), list(zip(*rows, strict=True)))
+
+    def send(self, block: Encoded) -> None:
+        if not isinstance(block.payload, list):
+            raise TypeError("a server block is the list of its columns")
         try:
             self._client().execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
-                list(zip(*rows, strict=True)),
+                f"INSERT INTO {block.table} ({', '.join(block.columns)}) VALUES",
+                block.payload,
                 columnar=True,
             )
         except (OSError, EOFError) as exc:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tutorledger.domain.errors import Unavailable
-from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.infra.clickhouse import Encoded, ProjectionStore
 from tutorledger.projections.insight_rows import COHORT_COLUMNS, GRADE_COLUMNS, insight_rows
 from tutorledger.projections.read_models import (
     FACT_COLUMNS,
@@ -33,7 +33,6 @@ from tutorledger.projections.rows import COLUMNS
 
 Row = tuple[Any, ...]
 SessionKey = tuple[str, str]
-Block = tuple[str, Sequence[str], Sequence[Row]]  # (table, columns, rows)
 
 REQUESTS_SQL = """
 SELECT session_id, school_id, subject, grade, student_key, requested_at, requested_us
@@ -118,8 +117,8 @@ class ReadModelWriter:
         raw_table: str = "ledger_events",
         dedupe: bool = True,
         settle: Callable[[], None] = _nothing,
-    ) -> list[Block]:
-        """The blocks `write` inserts, in order: all the Python work, no insert. A bulk
+    ) -> list[Encoded]:
+        """The blocks `write` inserts, in order, encoded: all the Python work, no insert. A bulk
         copier plans the next batch while the previous one is being inserted; `settle`
         waits for that insert, and is called before the store is read (a step whose request
         the cache lost, the dedupe check), so those reads see every earlier batch."""
@@ -133,18 +132,19 @@ class ReadModelWriter:
             seen = present_positions(self.store, target.facts, [f[9] for f in facts])
             facts = [f for f in facts if f[9] not in seen]
         cohorts, grades = insight_rows(rows)  # rare events; copies are harmless (argMax)
-        return [
+        blocks: list[tuple[str, Sequence[str], Sequence[Row]]] = [
             (target.facts, FACT_COLUMNS, facts),
             (target.schools, SCHOOL_COLUMNS, schools),
             (target.cohorts, COHORT_COLUMNS, cohorts),
             (target.grades, GRADE_COLUMNS, grades),
             (raw_table, COLUMNS, rows),  # last: its highest position is the tracking position
         ]
+        return [self.store.encode(t, c, block) for t, c, block in blocks if block]
 
-    def apply(self, blocks: Sequence[Block]) -> None:
-        """Insert planned blocks, in their order (each `insert` skips an empty one)."""
-        for table, columns, block_rows in blocks:
-            self.store.insert(table, columns, block_rows)
+    def apply(self, blocks: Sequence[Encoded]) -> None:
+        """Insert planned blocks, in their order."""
+        for block in blocks:
+            self.store.send(block)
 
     def derive(
         self, rows: Sequence[Row], tables: Tables, settle: Callable[[], None] = _nothing
