@@ -58,7 +58,7 @@ def state_decoder(ledger: Ledger) -> Callable[[bytes], dict[str, Any]]:
     if mapper.cipher or mapper.compressor:
         return lambda state: decode_state(ledger, bytes(state))
     loads = orjson.loads
-    return lambda state: loads(state)["envelope"]  # type: ignore[no-any-return]
+    return lambda state: loads(state)["envelope"]
 
 
 class LedgerFollower:
