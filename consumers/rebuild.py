@@ -15,17 +15,16 @@ projector that kept writing to the old tables (Kafka mode) loses nothing either.
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tutorledger.consumers.projector import state_decoder
+from tutorledger.domain.gc_pause import paused_gc
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.read_models import (
@@ -119,20 +118,6 @@ def copy_ledger(
             page = upcoming.result()
         settle()
     return count, position
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while a rebuild copies: it makes millions of short-lived
-    rows and no cycles, and each collection scanned them all (≈ 40 % of a rebuild's CPU).
-    Reference counting still frees every row; collection resumes afterwards."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def ledger_head(ledger: Ledger) -> int:

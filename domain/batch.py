@@ -7,9 +7,7 @@ by the same key, so a resend is recognised while nothing unkeyed about the plain
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol
@@ -190,23 +188,6 @@ class Batch:
         self.tokens[(env.district_id, env.payload.student_id)] = student.token
         self.writes.issued.append((student, env.payload.student_id))
         return student
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while a batch is recorded: a batch makes tens of
-    thousands of short-lived objects and no cycles, and the collections they triggered
-    (each scanning the older objects of the process too) took about an eighth of the
-    append. Reference counting still frees everything; collection resumes afterwards.
-    Only the caller that found collection on turns it back on, so overlapping pauses in
-    several threads always end with it on."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:

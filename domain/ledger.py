@@ -21,7 +21,6 @@ from tutorledger.domain.batch import (
     Outcome,
     Status,
     parse_batch,
-    paused_gc,
 )
 from tutorledger.domain.envelope import (
     EventType,
@@ -35,6 +34,7 @@ from tutorledger.domain.errors import (
     Rejection,
     Unavailable,
 )
+from tutorledger.domain.gc_pause import paused_gc
 from tutorledger.domain.migration import verbatim_record
 from tutorledger.domain.privacy import Cipher, KeyWrites
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
