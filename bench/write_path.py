@@ -204,13 +204,10 @@ class FreshStores:
         return parsed._replace(path=f"/{name}").geturl()
 
     def _drop(self, name: str) -> None:
-        import psycopg
-        from psycopg import sql
+        from tutorledger.services.postgres import drop_database_at
 
         assert self.postgres is not None
-        with psycopg.connect(self.postgres, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))  # fmt: skip
+        drop_database_at(self.postgres, name)
 
 
 def write_path_stages(events: list[dict[str, Any]], workdir: Path, sqlite_url: str,

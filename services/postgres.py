@@ -120,18 +120,24 @@ def create_database(name: str, server: PostgresServer | None = None) -> str:
 
 
 def drop_database(name: str, server: PostgresServer | None = None, wait: float = 120) -> None:
-    """Drop a database even if a leaked connection still holds it (PG 13+ ``FORCE``).
+    """Drop one of this cluster's databases even if a leaked connection still holds it."""
+    server = server or PostgresServer(postgres_status()[0])
+    drop_database_at(server.dsn(), _checked_name(name), wait)
+
+
+def drop_database_at(dsn: str, name: str, wait: float = 120) -> None:
+    """Drop database `name` through the server `dsn` connects to, even if a leaked
+    connection still holds it (PG 13+ ``FORCE``).
 
     FORCE refuses outright when a session belongs to a role we cannot signal, typically an
     autovacuum worker after heavy schema churn; a plain DROP cancels autovacuum itself, so
     that is tried next, and sessions still in the way are waited out (bounded by `wait`).
     """
-    server = server or PostgresServer(postgres_status()[0])
-    ident = sql.Identifier(_checked_name(name))
+    ident = sql.Identifier(name)
     forced = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident)
     plain = sql.SQL("DROP DATABASE IF EXISTS {}").format(ident)
     deadline = time.monotonic() + wait
-    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         while True:
             try:
                 conn.execute(forced)
