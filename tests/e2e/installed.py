@@ -15,12 +15,16 @@ import atexit
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import venv
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_WHEEL = REPO / "infra" / "docker" / "install-wheel.sh"
@@ -102,3 +106,19 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """One `tutorledger` command as an operator runs it; the caller checks the exit code."""
     return subprocess.run([str(cli()), *map(str, args)], env=cli_env(),
                           capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+
+
+def kill_cli_midway(args: Sequence[str | Path], started: Callable[[], bool], what: str) -> None:
+    """Start one `tutorledger` command, wait until `started()` says it has done some work,
+    then SIGKILL it: the crash a power cut gives, for the resume tests."""
+    process = subprocess.Popen([str(cli()), *map(str, args)], env=cli_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_until(lambda: started() or process.poll() is not None, what)
+        assert process.poll() is None, f"the command ended before {what}: nothing to kill"
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)

@@ -9,8 +9,6 @@ student id, topic or comment reaches the new file or the commands' output."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -18,7 +16,6 @@ from pathlib import Path
 import installed
 import pytest
 from migration_data import DISTRICTS, SECRETS, digest_of, files_of, plaintext_ledger
-from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -55,19 +52,11 @@ def test_migrate_ledger_killed_then_rerun_verified_and_checked(tmp_path: Path) -
     accepted = plaintext_ledger(old, students=600)
     before = digest_of(old)
     new_path = tmp_path / "old-sealed.db"  # the default target beside the source
-    args = [str(installed.cli()), "migrate-ledger", "--from", old, "--page-size", "50"]
-    process = subprocess.Popen(args, env=cli_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_until(lambda: target_events(new_path) > 200 or process.poll() is not None,
-                   "a first pages migrated")  # fmt: skip
-        assert process.poll() is None, "the migration ended before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=60)
+    installed.kill_cli_midway(
+        ["migrate-ledger", "--from", old, "--page-size", "50"],
+        lambda: target_events(new_path) > 200,
+        "a first pages migrated",
+    )
     new = f"sqlite:///{new_path}"
     half = run("verify", "--event-store", new)
     assert half.returncode == 1 and "migration_incomplete" in half.stderr

@@ -6,9 +6,6 @@ leaves: the same events in the same order (on SQLite, the same chain head too)."
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,6 @@ import installed
 import pytest
 from imports import chain_head, events_in_order, truth, vendor_csv
 from rosters import generated_bundle
-from waiting import wait_until
 
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
@@ -61,20 +57,9 @@ def test_import_sessions_killed_mid_import_then_resumed_gives_the_same_ledger(
 
     report = tmp_path / "killed.json"
     state = tmp_path / "killed.json.state"
-    args = [str(installed.cli()), *map(str, common), "--event-store", killed_url,
-            "--report", str(report)]  # fmt: skip
-    process = subprocess.Popen(args, env=cli_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_until(lambda: state.exists() and json.loads(state.read_text())["rows"] > 0
-                   or process.poll() is not None, "a first checkpoint")  # fmt: skip
-        assert process.poll() is None, "the import ended before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=60)
+    installed.kill_cli_midway([*common, "--event-store", killed_url, "--report", report],
+                              lambda: state.exists() and json.loads(state.read_text())["rows"] > 0,
+                              "a first checkpoint")  # fmt: skip
     assert not report.exists()
     done_before = json.loads(state.read_text())["accepted"]
     assert 0 < done_before < total
