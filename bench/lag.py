@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, Queue
@@ -83,7 +83,13 @@ def start_emitter(store_url: str, rate: int, seconds: float, log: Path) -> tuple
     return proc, lines
 
 
-def spawn_cli(command: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def spawn_cli(
+    command: str,
+    settings: Settings,
+    log: Path,
+    args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """A `tutorledger` worker process configured by environment, as operators run it."""
     env = dict(os.environ)
     env.update({
@@ -95,8 +101,9 @@ def spawn_cli(command: str, settings: Settings, log: Path) -> subprocess.Popen[b
         "TUTORLEDGER_KAFKA_GROUP": settings.kafka_group,
         "TUTORLEDGER_KAFKA_PARTITIONS": str(settings.kafka_partitions),
     })  # fmt: skip
+    env.update(extra_env or {})
     cli = Path(sys.executable).parent / "tutorledger"
-    return subprocess.Popen([str(cli), command], env=env, stdout=log.open("ab"),
+    return subprocess.Popen([str(cli), command, *args], env=env, stdout=log.open("ab"),
                             stderr=subprocess.STDOUT)  # fmt: skip
 
 

@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from waiting import wait_until
 from tutorledger import services
 from tutorledger.api.app import create_app
 from tutorledger.bench.district import District, DistrictSpec, generate
+from tutorledger.bench.lag import spawn_cli
 from tutorledger.consumers.kafka_projector import redact, stream_position
 from tutorledger.infra.clickhouse import open_projection_store
 from tutorledger.infra.settings import Settings
@@ -108,22 +108,9 @@ def test_production_mode_equals_embedded_mode(
 
 
 def _spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "TUTORLEDGER_EVENT_STORE": settings.event_store,
-            "TUTORLEDGER_STREAM": settings.stream,
-            "TUTORLEDGER_CLICKHOUSE": settings.clickhouse,
-            "TUTORLEDGER_KAFKA_TOPIC": settings.kafka_topic,
-            "TUTORLEDGER_KAFKA_DEAD_LETTER_TOPIC": settings.kafka_dead_letter_topic,
-            "TUTORLEDGER_KAFKA_GROUP": settings.kafka_group,
-            "TUTORLEDGER_KAFKA_PARTITIONS": str(settings.kafka_partitions),
-            "TUTORLEDGER_PROJECTOR_BATCH_SIZE": "300",
-        }
-    )
-    cli = Path(sys.executable).parent / "tutorledger"
-    args = [str(cli), command] + (["--batch-size", "200"] if command == "relay" else [])
-    return subprocess.Popen(args, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    """The installed worker, in small batches so a kill lands mid-stream."""
+    args = ["--batch-size", "200"] if command == "relay" else []
+    return spawn_cli(command, settings, log, args, {"TUTORLEDGER_PROJECTOR_BATCH_SIZE": "300"})
 
 
 def test_kill_9_relay_and_projector_repeatedly(
