@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import pytest
 from builders import envelope
 
 from tutorledger.bench.district import DistrictSpec, generate
@@ -74,6 +75,23 @@ def run(source: str, target: str, **kw: Any) -> Any:
     finally:
         a.close()
         b.close()
+
+
+class Crash(Exception):
+    """Raised from a progress callback: the migrating process dying after a page."""
+
+
+def interrupted(source: str, target: str, page: int, after_pages: int) -> None:
+    """A migration of `source` into `target` that dies after its `after_pages`-th page."""
+    pages: list[int] = []
+
+    def crash(n: int) -> None:
+        pages.append(n)
+        if len(pages) == after_pages:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run(source, target, page=page, on_progress=crash)
 
 
 def stored(url: str) -> list[dict[str, Any]]:

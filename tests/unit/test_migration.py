@@ -17,6 +17,7 @@ from migration_data import (
     decrypted,
     digest_of,
     files_of,
+    interrupted,
     plaintext_ledger,
     run,
     stored,
@@ -119,24 +120,12 @@ def test_sealed_empty_or_missing_sources_are_refused(
     assert not (tmp_path / "missing.db").exists()
 
 
-class Crash(Exception):
-    pass
-
-
 def test_an_interrupted_migration_is_unfinished_until_a_rerun_completes_it(
     old: tuple[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     source, accepted = old
     target = f"sqlite:///{tmp_path}/new.db"
-    pages = []
-
-    def crash_on_third(n: int) -> None:
-        pages.append(n)
-        if len(pages) == 3:
-            raise Crash
-
-    with pytest.raises(Crash):
-        run(source, target, page=50, on_progress=crash_on_third)
+    interrupted(source, target, page=50, after_pages=3)
     half = open_store(target, read_only=True)
     try:
         assert continuity.unfinished(half), "a half-filled target must not look finished"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from migration_data import plaintext_ledger, run
+from migration_data import interrupted, plaintext_ledger, run
 from typer.testing import CliRunner
 
 from tutorledger.api.cli import app
@@ -24,10 +24,6 @@ from tutorledger.infra.settings import Settings
 from tutorledger.projections.schema import migrate
 
 UNREACHABLE_KAFKA = "kafka://127.0.0.1:9"  # discard port: any attempt to use it fails
-
-
-class Crash(Exception):
-    pass
 
 
 class RecordingProducer:
@@ -50,15 +46,7 @@ def half(tmp_path: Path) -> tuple[str, str]:
     """(source, target): the target's migration stopped after its second page."""
     source, target = f"sqlite:///{tmp_path}/old.db", f"sqlite:///{tmp_path}/new.db"
     plaintext_ledger(source, students=20)
-    pages: list[int] = []
-
-    def crash_on_second(n: int) -> None:
-        pages.append(n)
-        if len(pages) == 2:
-            raise Crash
-
-    with pytest.raises(Crash):
-        run(source, target, page=40, on_progress=crash_on_second)
+    interrupted(source, target, page=40, after_pages=2)
     return source, target
 
 
