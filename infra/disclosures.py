@@ -39,11 +39,11 @@ _SQLITE_GUARDS = [
     "CREATE TRIGGER IF NOT EXISTS disclosures_append_only_{op} BEFORE {op} ON disclosures "
     "BEGIN SELECT RAISE(ABORT, 'the disclosure log is append-only'); END"
 ]
+# The DDL runs in one transaction; this lock makes processes doing it at once (serve's
+# workers, on their first disclosure) take turns instead of failing on each other's
+# half-made tables, function or trigger. Released at commit.
+_PG_LOCK = f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"
 _PG_GUARDS = [
-    # The DDL runs in one transaction; this lock makes processes doing it at once (serve's
-    # workers, on their first disclosure) take turns instead of failing on each other's
-    # half-made tables, function or trigger. Released at commit.
-    f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})",
     "CREATE OR REPLACE FUNCTION disclosures_append_only() RETURNS trigger LANGUAGE plpgsql AS "
     "$$ BEGIN RAISE EXCEPTION 'the disclosure log is append-only'; END $$",
     "DROP TRIGGER IF EXISTS disclosures_append_only ON disclosures",
@@ -89,7 +89,7 @@ class DisclosureLog:
         if self.sqlite:
             ddl += [g.format(op=op) for g in _SQLITE_GUARDS for op in ("UPDATE", "DELETE")]
         else:
-            ddl = [*_PG_GUARDS[:1], *ddl, *_PG_GUARDS[1:]]
+            ddl = [_PG_LOCK, *ddl, *_PG_GUARDS]
         self._run(ddl, [])
 
     @contextmanager
