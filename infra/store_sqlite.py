@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import ProgrammingError, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder, SQLiteCursor
 
 from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
 from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
@@ -59,11 +59,9 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
         (SQLite picks random rowids once the largest is taken)."""
         if not stored_events:
             return []
-        c.executemany(
-            self.insert_events_statement,
-            [(s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
-              s.originator_version, s.topic, s.state) for s in stored_events],
-        )  # fmt: skip
+        # The aggregate recorder's insert is that one executemany; the application
+        # recorder's override inserts row by row to read each position back.
+        SQLiteAggregateRecorder._insert_events(self, c, stored_events)
         c.execute("SELECT last_insert_rowid()")
         last = int(c.fetchone()[0])
         first, head = last - len(stored_events) + 1, stored_events[0]
