@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-import orjson
 from eventsourcing.persistence import ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from psycopg import Cursor
@@ -15,7 +14,7 @@ from psycopg.sql import SQL, Identifier
 
 from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
 from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
-from tutorledger.infra.vault_postgres import PostgresVault, uuid_array, vault_tables
+from tutorledger.infra.vault_postgres import PostgresVault, json_rows, uuid_array, vault_tables
 
 # Any constant shared by every tutorledger process: the key of the schema-creation lock.
 SCHEMA_LOCK = 0x74757472
@@ -84,7 +83,7 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
         self._notify_channel(curs)
         rows = [(str(s.originator_id), s.originator_version, s.topic, s.state.hex())
                 for s in stored_events]  # fmt: skip
-        curs.execute(self._insert_json, (orjson.dumps(rows).decode(),))
+        curs.execute(self._insert_json, (json_rows(rows),))
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -113,11 +112,7 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
                 "decode(r->>3, 'hex'), r->>4 FROM json_array_elements(%s::json) r "
                 "RETURNING position"
             ).format(self.index_table),
-            (
-                orjson.dumps(
-                    [(p, e.hex(), d, digest.hex(), h) for p, e, d, digest, h in rows]
-                ).decode(),
-            ),
+            (json_rows([(p, e.hex(), d, digest.hex(), h) for p, e, d, digest, h in rows]),),
         )
         if len(curs.fetchall()) != len(rows):
             raise ProgrammingError("ledger index rows were not all written")

@@ -21,9 +21,10 @@ def uuid_array(ids: Sequence[UUID]) -> str:
     return "{" + ",".join([u.hex for u in ids]) + "}"
 
 
-def _json(rows: list[Any]) -> str:
-    """Rows as one JSON text parameter: one statement per batch rather than one per row
-    (`executemany`), which the server ran row by row and psycopg dumped value by value."""
+def json_rows(rows: list[Any]) -> str:
+    """Rows as one JSON text parameter (written in C, parsed by the server): one statement
+    per batch, where `executemany` ran row by row and psycopg dumped value by value. Every
+    batched PostgreSQL write of the ledger and the key table sends its rows this way."""
     return orjson.dumps(rows).decode()
 
 
@@ -108,7 +109,7 @@ class PostgresVault:
                     "decode(r->>3, 'hex'), %s, (r->>4)::timestamptz, NULL "
                     "FROM json_array_elements(%s::json) r"
                 ).format(self._t("student_keys")),
-                (now, _json(rows)),
+                (now, json_rows(rows)),
             )
         if writes.sessions:
             curs.execute(
@@ -116,7 +117,7 @@ class PostgresVault:
                     "INSERT INTO {} SELECT r->>0, (r->>1)::uuid "
                     "FROM json_array_elements(%s::json) r ON CONFLICT DO NOTHING"
                 ).format(self._t("student_sessions")),
-                (_json([(token, str(key)) for token, key in writes.sessions]),),
+                (json_rows([(token, str(key)) for token, key in writes.sessions]),),
             )
         if activity:  # only rows whose activity moves forward are written
             curs.execute(
@@ -125,7 +126,7 @@ class PostgresVault:
                     "(r->>1)::timestamptz AS at FROM json_array_elements(%s::json) r) v "
                     "WHERE k.token = v.token AND k.last_activity < v.at"
                 ).format(self._t("student_keys")),
-                (_json([(token, at.isoformat()) for at, token in activity_params(activity)]),),
+                (json_rows([(token, at.isoformat()) for at, token in activity_params(activity)]),),
             )
         if writes.erased:
             curs.execute(
