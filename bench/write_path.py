@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import orjson
 from eventsourcing.application import Application
 
-from tutorledger.bench.suite import RawEvent, Stage, raw_env, timed
+from tutorledger.bench.suite import RawEvent, Stage, in_fresh_process, raw_env, timed
 from tutorledger.domain import privacy
 from tutorledger.domain.envelope import parse_envelope
 from tutorledger.infra.codec import canonical_json
@@ -43,7 +43,12 @@ Batches = Sequence[Sequence[dict[str, Any]]]
 
 
 def raw_append(batches: Batches, store_url: str) -> float:
-    """Seconds for the library's own append of `batches`, one save per batch."""
+    """Seconds for the library's own append of `batches`, one save per batch, measured in a
+    process of its own (like the side it is compared with)."""
+    return in_fresh_process(_raw_append, batches, store_url)
+
+
+def _raw_append(batches: Batches, store_url: str) -> float:
     raw = Application[uuid.UUID](env=raw_env(store_url))
     try:
         return timed(lambda: [raw.save(*[RawEvent(envelope=e) for e in b]) for b in batches])
@@ -142,28 +147,43 @@ def bench_post(events: list[dict[str, Any]], store_url: str, raw_url: str, workd
 
 def bench_import(events: list[dict[str, Any]], store_url: str, raw_url: str, workdir: Path,
                  label: str) -> Stage:  # fmt: skip
-    """`import-sessions` (its engine, in process) of the district as a vendor report vs the
-    raw append of the events the importer records, in the importer's batches."""
+    """`import-sessions` (its engine, in a process of its own, as the CLI runs it) of the
+    district as a vendor report vs the raw append of the events the importer records, in
+    the importer's batches."""
     from tutorledger.bench.vendor import write_report
-    from tutorledger.infra.session_import import SessionImport
-    from tutorledger.infra.session_mapping import RowConverter, load_mapping, shipped_mapping
     from tutorledger.infra.session_reader import batches
 
     source = workdir / f"vendor-{label.lower()}.csv"
     write_report(source, events, TIME_ZONE)
-    shipped = shipped_mapping("tutorcom")
-    assert shipped is not None, "the Tutor.com-style mapping ships with the package"
-    converter = RowConverter(load_mapping(shipped), f"imported-{label.lower()}", TIME_ZONE)
-    baseline = raw_append([b.events for b in batches(source, converter)], raw_url)
-    ledger = open_ledger(Settings(event_store=store_url))
-    job = SessionImport(ledger, source, converter, workdir / f"import-{label.lower()}.json")
-    reports: list[dict[str, Any]] = []
-    seconds = timed(lambda: reports.append(job.run()))
-    ledger.close()
-    counts = reports[0]["events"]
+    district = f"imported-{label.lower()}"
+    baseline = raw_append([b.events for b in batches(source, _converter(district))], raw_url)
+    report_path = workdir / f"import-{label.lower()}.json"
+    seconds, report = in_fresh_process(_import, source, district, store_url, report_path)
+    counts = report["events"]
     return Stage(f"import-sessions ({label})", counts["accepted"], seconds,
                  "eventsourcing appends, importer's batches", baseline,
-                 extra={"rows": reports[0]["rows"], **counts})  # fmt: skip
+                 extra={"rows": report["rows"], **counts})  # fmt: skip
+
+
+def _converter(district: str) -> Any:
+    from tutorledger.infra.session_mapping import RowConverter, load_mapping, shipped_mapping
+
+    shipped = shipped_mapping("tutorcom")
+    assert shipped is not None, "the Tutor.com-style mapping ships with the package"
+    return RowConverter(load_mapping(shipped), district, TIME_ZONE)
+
+
+def _import(source: Path, district: str, store_url: str, report: Path) -> tuple[float, Any]:
+    """Seconds and report of one import of `source` into a fresh ledger."""
+    from tutorledger.infra.session_import import SessionImport
+
+    ledger = open_ledger(Settings(event_store=store_url))
+    try:
+        job = SessionImport(ledger, source, _converter(district), report)
+        reports: list[dict[str, Any]] = []
+        return timed(lambda: reports.append(job.run())), reports[0]
+    finally:
+        ledger.close()
 
 
 def bench_sealing(events: list[dict[str, Any]]) -> Stage:
