@@ -12,9 +12,9 @@ from typing import Any
 from tutorledger.domain.alert_rules import AlertRules
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.alerts import Alert, query, window
-from tutorledger.projections.dosage import US_PER_MINUTE
+from tutorledger.projections.dosage import US_PER_MINUTE, lengths_sql
 from tutorledger.projections.filters import Filters, facts_where
-from tutorledger.projections.read_models import COMPLETED, MATCHED, REQUESTED
+from tutorledger.projections.read_models import REQUESTED
 
 REPEATED_SQL = """
 SELECT student_key, subject, count() AS n, groupArray(session_id) AS sessions
@@ -24,21 +24,10 @@ HAVING n >= %(at_least)s
 """
 
 # Nearest rank over the lengths (see wait_times.LEVELS for why the level is nudged down).
-PERCENTILE_SQL = """
-SELECT quantileExact({level})(length_us), count() FROM (
-    SELECT maxIf(wait_us, step = 2) - maxIf(wait_us, step = 1) AS length_us
-    FROM {facts} WHERE {where}
-    GROUP BY session_id
-    HAVING countIf(step = 2) > 0 AND countIf(step = 1) > 0
-)
-"""
+PERCENTILE_SQL = "SELECT quantileExact({level})(length_us), count() FROM ({lengths})"
 
 LONG_SQL = """
-SELECT session_id, any(school_id), any(subject),
-    maxIf(wait_us, step = 2) - maxIf(wait_us, step = 1) AS length_us
-FROM {facts} WHERE {where}
-GROUP BY session_id
-HAVING countIf(step = 2) > 0 AND countIf(step = 1) > 0 AND length_us > %(threshold)s
+SELECT session_id, school, subj, length_us FROM ({lengths}) WHERE length_us > %(threshold)s
 """
 
 TOKENS_SQL = """
@@ -81,8 +70,7 @@ def length_percentile_us(
 ) -> tuple[int | None, int]:
     """The nearest-rank `percent` session length (µs) of the filters, and how many."""
     level = f"{percent / 100 - 1e-11:.11f}"
-    where = facts_where(f, (MATCHED, COMPLETED))
-    sql = PERCENTILE_SQL.format(level=level, facts=f.tables(store).facts, where=where)
+    sql = PERCENTILE_SQL.format(level=level, lengths=lengths_sql(store, f))
     value, n = store.execute(sql, f.params())[0]
     return (int(value), int(n)) if int(n) else (None, 0)
 
@@ -95,7 +83,7 @@ def long_session(store: ProjectionStore, base: Filters, at: date, rules: AlertRu
     if threshold is None:
         return []
     f, span = window(base, at, rules.long_session_days)
-    sql = LONG_SQL.format(facts=f.tables(store).facts, where=facts_where(f, (MATCHED, COMPLETED)))
+    sql = LONG_SQL.format(lengths=lengths_sql(store, f))
     rows = store.execute(sql, {**f.params(), "threshold": threshold})
     token_of = tokens(store, f.district_id, [str(r[0]) for r in rows])
     alerts = []

@@ -1,8 +1,9 @@
 """Dosage: how much tutoring students actually got — session length and minutes per week.
 
 A session's length is `session.completed` time − `session.matched` time. Both come from the
-session facts: a matched row's `wait_us` is request → match, a completed row's is request →
-completion, so the length is their difference, exact to the microsecond at any position.
+session facts: a completed row's `wait_us` is request → completion and its `matched_us` is
+request → match, so the length is their difference, exact to the microsecond at any
+position (the match always precedes the completion in the ledger).
 """
 
 from __future__ import annotations
@@ -18,19 +19,27 @@ from tutorledger.projections.wait_times import LEVELS, PERCENTILES
 
 US_PER_MINUTE = 60_000_000
 
-# One row per completed session (as of the position): its student, local week and length.
-SESSION_LENGTHS_SQL = """
-SELECT session_id, any(student_key) AS student,
-    toMonday(toDate(any(requested_at), %(tz)s)) AS week,
-    maxIf(wait_us, step = 2) - maxIf(wait_us, step = 1) AS length_us
+# One row per completed session (as of the position): its student, request time and length.
+# A completion's fact carries its wait to the match, so each is one row...
+LENGTHS_SQL = """
+SELECT session_id, student_key AS student, school_id AS school, subject AS subj,
+    requested_at AS at, wait_us - matched_us AS length_us
+FROM {facts} WHERE {where} AND matched_us >= 0
+"""
+# ...except completions projected before that column existed (-1 there): then the matched and
+# completed facts are grouped by session, as before (exact either way; `rebuild` fills it).
+GROUPED_LENGTHS_SQL = """
+SELECT session_id, any(student_key) AS student, any(school_id) AS school, any(subject) AS subj,
+    any(requested_at) AS at, maxIf(wait_us, step = 2) - maxIf(wait_us, step = 1) AS length_us
 FROM {facts} WHERE {where}
 GROUP BY session_id
 HAVING countIf(step = 2) > 0 AND countIf(step = 1) > 0
 """
+UNFILLED_SQL = "SELECT count() FROM {facts} WHERE {where} AND matched_us < 0"
 
 # One pass over the lengths: per (student, week), then per week, then one row holding the
 # weekly figures as arrays beside the totals (-Array combinators over the weeks' arrays), so
-# the per-session grouping runs once.
+# each session is read once.
 DOSAGE_SQL = f"""
 SELECT groupArray(week), groupArray(active), groupArray(week_us), groupArray(meeting),
     sum(week_n), uniqExactArray(students), sum(week_us), quantilesExactArray({LEVELS})(lengths),
@@ -39,7 +48,8 @@ FROM (
     SELECT week, count() AS active, sum(us) AS week_us, countIf(us >= %(target_us)s) AS meeting,
         sum(n) AS week_n, groupArray(student) AS students, groupArrayArray(lens) AS lengths
     FROM (
-        SELECT student, week, sum(length_us) AS us, count() AS n, groupArray(length_us) AS lens
+        SELECT student, toMonday(toDate(at, %(tz)s)) AS week, sum(length_us) AS us,
+            count() AS n, groupArray(length_us) AS lens
         FROM ({{lengths}}) GROUP BY student, week
     )
     GROUP BY week
@@ -48,9 +58,16 @@ FROM (
 
 
 def lengths_sql(store: ProjectionStore, filters: Filters) -> str:
-    """The per-session lengths of the filters, as a subquery body."""
-    where = facts_where(filters, (MATCHED, COMPLETED))
-    return SESSION_LENGTHS_SQL.format(facts=filters.tables(store).facts, where=where)
+    """The per-session lengths of the filters (session_id, student, school, subj, at,
+    length_us), as a subquery body: one row per completion when every completion in range
+    carries its match, else grouped by session."""
+    facts = filters.tables(store).facts
+    completed = facts_where(filters, (COMPLETED,))
+    unfilled = store.execute(UNFILLED_SQL.format(facts=facts, where=completed), filters.params())
+    if not int(unfilled[0][0]):
+        return LENGTHS_SQL.format(facts=facts, where=completed)
+    grouped = facts_where(filters, (MATCHED, COMPLETED))
+    return GROUPED_LENGTHS_SQL.format(facts=facts, where=grouped)
 
 
 def _minutes(us: int) -> float:

@@ -40,6 +40,7 @@ FACT_COLUMNS: tuple[str, ...] = (
     "wait_us",
     "helped",
     "rating",
+    "matched_us",
 )
 SCHOOL_COLUMNS: tuple[str, ...] = (
     "district_id",
@@ -130,6 +131,7 @@ class Request(NamedTuple):
     student_key: int
     requested_at: datetime  # whole seconds, UTC
     requested_us: int
+    matched_us: int = -1  # request → match, once the matched step is seen (-1: not yet)
 
     def wait_us(self, at: datetime, us: int) -> int:
         seconds = int((at - self.requested_at).total_seconds())
@@ -168,7 +170,9 @@ def step_of(row: tuple[Any, ...]) -> int | None:
 
 
 def fact_row(row: tuple[Any, ...], step: int, request: Request) -> tuple[Any, ...]:
-    """The session_facts row of one session event row, given its session's request."""
+    """The session_facts row of one session event row, given its session's request (and,
+    for a completion, the wait to its match: the session's length is then one row's
+    `wait_us - matched_us`)."""
     wait = 0  # matched: the wait; completed: request → completion (so length = the difference)
     if step == MATCHED or step == COMPLETED:
         wait = request.wait_us(utc(row[_OCCURRED]), int(row[_US]))
@@ -187,6 +191,7 @@ def fact_row(row: tuple[Any, ...], step: int, request: Request) -> tuple[Any, ..
         wait,
         row[_HELPED] if surveyed else -1,
         row[_RATING] if surveyed else -1,
+        request.matched_us if step == COMPLETED else -1,
     )
 
 

@@ -16,7 +16,9 @@ from tutorledger.domain.errors import Unavailable
 from tutorledger.infra.clickhouse import Encoded, ProjectionStore
 from tutorledger.projections.insight_rows import COHORT_COLUMNS, GRADE_COLUMNS, insight_rows
 from tutorledger.projections.read_models import (
+    COMPLETED,
     FACT_COLUMNS,
+    MATCHED,
     REQUESTED,
     SCHOOL_COLUMNS,
     Request,
@@ -33,11 +35,16 @@ from tutorledger.projections.rows import COLUMNS
 
 Row = tuple[Any, ...]
 SessionKey = tuple[str, str]
+_WAIT = FACT_COLUMNS.index("wait_us")
 
+# A session's request attributes (on every one of its facts) and its wait to the match.
 REQUESTS_SQL = """
-SELECT session_id, school_id, subject, grade, student_key, requested_at, requested_us
+SELECT session_id, any(school_id), any(subject), any(grade), any(student_key),
+    any(requested_at), any(requested_us), if(countIf(step = 1) > 0, maxIf(wait_us, step = 1), -1)
 FROM {facts}
-WHERE district_id = %(district_id)s AND step = 0 AND session_id IN %(sessions)s
+WHERE district_id = %(district_id)s AND step IN (0, 1) AND session_id IN %(sessions)s
+GROUP BY session_id
+HAVING countIf(step = 0) > 0
 """
 PRESENT_SQL = """
 SELECT DISTINCT position FROM {table}
@@ -149,7 +156,9 @@ class ReadModelWriter:
     def derive(
         self, rows: Sequence[Row], tables: Tables, settle: Callable[[], None] = _nothing
     ) -> tuple[list[Row], list[Row]]:
-        """(session_facts rows, school_updates rows) of a batch, in batch order."""
+        """(session_facts rows, school_updates rows) of a batch, in batch order. A step whose
+        request (or, for a completion, whose match) is neither in the batch nor cached waits
+        for one lookup of the read model."""
         facts: list[Row | None] = []
         schools: list[Row] = []
         waiting: list[tuple[int, Row, int]] = []
@@ -168,21 +177,34 @@ class ReadModelWriter:
                 cache(key, request)
             else:
                 found = batch.get(key) or cached(key)
-                if found is None:
+                if found is None or (step == COMPLETED and found.matched_us < 0):
                     waiting.append((len(facts), row, step))
                     add(None)
                     continue
                 request = found
-            add(fact_row(row, step, request))
+            fact = fact_row(row, step, request)
+            if step == MATCHED:
+                batch[key] = matched = request._replace(matched_us=fact[_WAIT])
+                cache(key, matched)
+            add(fact)
         if waiting:
             settle()
-        fetched = self._fetch(waiting, tables) if waiting else {}
+            self._resolve(facts, waiting, tables)
+        return [f for f in facts if f is not None], schools
+
+    def _resolve(
+        self, facts: list[Row | None], waiting: list[tuple[int, Row, int]], tables: Tables
+    ) -> None:
+        """Fill the waiting steps' facts from one lookup of their sessions, in batch order."""
+        fetched = self._fetch(waiting, tables)
         for index, row, step in waiting:
             key = session_key(row)
             if (looked := fetched.get(key) or self.cache.get(key)) is None:
                 raise MissingRequest(f"no projected request for a step at position {row[0]}")
-            facts[index] = fact_row(row, step, looked)
-        return [f for f in facts if f is not None], schools
+            facts[index] = fact = fact_row(row, step, looked)
+            if step == MATCHED:  # a completion later in this batch needs it
+                fetched[key] = matched = looked._replace(matched_us=fact[_WAIT])
+                self.cache.put(key, matched)
 
     def _fetch(
         self, waiting: list[tuple[int, Row, int]], tables: Tables
@@ -196,10 +218,12 @@ class ReadModelWriter:
         found: dict[SessionKey, Request] = {}
         for district_id, sessions in wanted.items():
             params = {"district_id": district_id, "sessions": tuple(sessions)}
-            for sid, school, subject, grade, student, at, us in self.store.execute(
+            for sid, school, subject, grade, student, at, us, matched in self.store.execute(
                 REQUESTS_SQL.format(facts=tables.facts), params
             ):
-                request = Request(school, subject, int(grade), int(student), utc(at), int(us))
+                request = Request(
+                    school, subject, int(grade), int(student), utc(at), int(us), int(matched)
+                )
                 found[(district_id, sid)] = request
                 self.cache.put((district_id, sid), request)
         return found

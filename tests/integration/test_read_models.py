@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import reference_insight as insight
 import reference_metrics as ref
 from metric_events import TZ, district
 from reference import participation as ref_participation
@@ -19,16 +20,24 @@ from reference import participation as ref_participation
 from tutorledger.bench.metrics_latency import ledger_rows
 from tutorledger.consumers.projector import LedgerFollower, decode
 from tutorledger.consumers.rebuild import rebuild
+from tutorledger.domain.alert_rules import AlertRules
 from tutorledger.domain.district import SchoolHours
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
+from tutorledger.projections.alerts_students import length_percentile_us, long_session
 from tutorledger.projections.demand import demand
+from tutorledger.projections.dosage import dosage, lengths_sql
 from tutorledger.projections.engagement import engagement
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.participation import participation
-from tutorledger.projections.read_models import current_generation
+from tutorledger.projections.read_models import (
+    FACT_COLUMNS,
+    Tables,
+    current_generation,
+    current_tables,
+)
 from tutorledger.projections.satisfaction import satisfaction
 from tutorledger.projections.schema import migrate
 from tutorledger.projections.timing import timing
@@ -59,6 +68,7 @@ def figures(store: ProjectionStore, position: int, f: dict[str, Any]) -> dict[st
         "satisfaction": satisfaction(store, filters, ()),
         "timing": timing(store, filters, HOURS),
         "engagement": engagement(store, filters),
+        "dosage": dosage(store, filters, 45),
     }
 
 
@@ -71,6 +81,7 @@ def folded(events: list[dict[str, Any]], f: dict[str, Any]) -> dict[str, Any]:
         "satisfaction": ref.satisfaction(events, D, TZ, (), **f),
         "timing": ref.timing(events, D, TZ, **f),
         "engagement": ref.engagement(events, D, TZ, **f),
+        "dosage": insight.dosage(events, D, TZ, target=45, **f),
     }
 
 
@@ -133,6 +144,35 @@ def test_a_batch_waiting_on_more_requests_than_the_cache_holds(store: Projection
     ReadModelWriter(store, RequestCache(size=10)).write(steps)  # a fresh projector's batch
     assert len({r[4] for r in steps}) > 10
     assert_exact(store, [dict(_envelope(r)) for r in rows], random.Random(5))
+
+
+def test_completions_projected_before_matched_us_existed_give_the_same_lengths(
+    store: ProjectionStore,
+) -> None:
+    """An older release wrote completions without their wait to the match (-1 in
+    `matched_us`): dosage and the long-session alert then group the matched and completed
+    facts by session, and answer exactly what the one-row lengths answer."""
+    rows = list(ledger_rows(district(D, students=150).events))
+    ReadModelWriter(store).write(rows)
+    live = current_tables(store)
+    legacy = Tables(7)  # the same facts as that release left them, read by pinning it
+    store.execute(f"CREATE TABLE {legacy.facts} AS {live.facts}")
+    old = [("if(step = 2, -1, matched_us)" if c == "matched_us" else c) for c in FACT_COLUMNS]
+    store.execute(
+        f"INSERT INTO {legacy.facts} ({', '.join(FACT_COLUMNS)}) "
+        f"SELECT {', '.join(old)} FROM {live.facts}"
+    )
+    head, events = len(rows), [dict(_envelope(r)) for r in rows]
+    at = max(date.fromisoformat(e["occurred_at"][:10]) for e in events)
+    for position in (head, head // 2):
+        new, pinned = Filters(D, position, TZ), Filters(D, position, TZ, generation=7)
+        assert "GROUP BY" not in lengths_sql(store, new)
+        assert "GROUP BY" in lengths_sql(store, pinned)
+        expected = plain(insight.dosage(events[:position], D, TZ, target=45))
+        assert plain(dosage(store, new, 45)) == plain(dosage(store, pinned, 45)) == expected
+        assert length_percentile_us(store, new, 90) == length_percentile_us(store, pinned, 90)
+        rules = AlertRules(long_session_percentile=90)
+        assert long_session(store, new, at, rules) == long_session(store, pinned, at, rules)
 
 
 def _envelope(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -91,7 +91,8 @@ def test_a_migration_cut_short_runs_again(tmp_path: Path) -> None:
         cut = schema.statements({v: sql for v, _, sql in schema.migrations()}[4])[:2]
         for statement in cut:
             store.execute(statement)
-        assert schema.migrate(store) == ["0004_cohorts_grades.sql"]
+        later = [name for version, name, _ in schema.migrations() if version > 4]
+        assert schema.migrate(store) == ["0004_cohorts_grades.sql", *later]
         columns = {str(r[0]) for r in store.execute("DESCRIBE TABLE ledger_events")}
         assert {"cohort_id", "members", "term", "term_end", "score"} <= columns
     finally:
