@@ -4,13 +4,13 @@ release migrated (its versions in the TinyLog `schema_migrations` table)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import pytest
 
-from tutorledger.infra.clickhouse import open_projection_store
+from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.disclosures import DisclosureLog
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
@@ -56,54 +56,48 @@ def test_processes_starting_together_all_migrate_the_server(clickhouse_url: str)
             s.close()
 
 
-@pytest.mark.parametrize("engine", ["chdb", "server"])
-def test_versions_an_older_release_recorded_are_honoured(
-    engine: str, request: pytest.FixtureRequest
-) -> None:
-    url = request.getfixturevalue("chdb_url" if engine == "chdb" else "clickhouse_url")
+@pytest.fixture(params=["chdb", "server"])
+def store(request: pytest.FixtureRequest) -> Iterator[ProjectionStore]:
+    """A store on a fresh database, on chdb and on the ClickHouse server."""
+    url = request.getfixturevalue("chdb_url" if request.param == "chdb" else "clickhouse_url")
     store = open_projection_store(Settings(clickhouse=url))
     try:
-        store.execute(
-            f"CREATE TABLE {schema.LEGACY_VERSIONS_TABLE} "
-            "(version UInt32, name String, applied_at DateTime) ENGINE = TinyLog"
-        )
-        old = [(v, n, sql) for v, n, sql in schema.migrations() if v < 4]
-        for version, name, sql in old:
-            for statement in schema.statements(sql):
-                store.execute(statement)
-            store.insert(
-                schema.LEGACY_VERSIONS_TABLE,
-                ("version", "name", "applied_at"),
-                [(version, name, AT)],
-            )
-        later = [name for version, name, _ in schema.migrations() if version >= 4]
-        assert schema.migrate(store) == later
-        assert schema.migrate(store) == []
-        columns = {str(r[0]) for r in store.execute("DESCRIBE TABLE ledger_events")}
-        assert {"cohort_id", "term", "score"} <= columns
+        yield store
     finally:
         store.close()
 
 
-@pytest.mark.parametrize("engine", ["chdb", "server"])
-def test_a_generation_rebuilt_before_a_column_was_added_gets_it(
-    engine: str, request: pytest.FixtureRequest
-) -> None:
+def test_versions_an_older_release_recorded_are_honoured(store: ProjectionStore) -> None:
+    store.execute(
+        f"CREATE TABLE {schema.LEGACY_VERSIONS_TABLE} "
+        "(version UInt32, name String, applied_at DateTime) ENGINE = TinyLog"
+    )
+    old = [(v, n, sql) for v, n, sql in schema.migrations() if v < 4]
+    for version, name, sql in old:
+        for statement in schema.statements(sql):
+            store.execute(statement)
+        store.insert(
+            schema.LEGACY_VERSIONS_TABLE,
+            ("version", "name", "applied_at"),
+            [(version, name, AT)],
+        )
+    later = [name for version, name, _ in schema.migrations() if version >= 4]
+    assert schema.migrate(store) == later
+    assert schema.migrate(store) == []
+    columns = {str(r[0]) for r in store.execute("DESCRIBE TABLE ledger_events")}
+    assert {"cohort_id", "term", "score"} <= columns
+
+
+def test_a_generation_rebuilt_before_a_column_was_added_gets_it(store: ProjectionStore) -> None:
     """A migration alters generation 1; a store rebuilt to a later one reads that one."""
-    url = request.getfixturevalue("chdb_url" if engine == "chdb" else "clickhouse_url")
-    store = open_projection_store(Settings(clickhouse=url))
-    try:
-        schema.migrate(store)
-        store.execute("CREATE TABLE session_facts_g2 AS session_facts_g1")
-        store.execute("ALTER TABLE session_facts_g2 DROP COLUMN matched_us")
-        assert schema.migrate(store) == []  # nothing left to apply; columns completed anyway
-        first, second = (
-            [tuple(r[:4]) for r in store.execute(f"DESCRIBE TABLE session_facts_g{n}")]
-            for n in (1, 2)
-        )
-        assert second == first and ("matched_us", "Int64", "DEFAULT") in {r[:3] for r in first}
-    finally:
-        store.close()
+    schema.migrate(store)
+    store.execute("CREATE TABLE session_facts_g2 AS session_facts_g1")
+    store.execute("ALTER TABLE session_facts_g2 DROP COLUMN matched_us")
+    assert schema.migrate(store) == []  # nothing left to apply; columns completed anyway
+    first, second = (
+        [tuple(r[:4]) for r in store.execute(f"DESCRIBE TABLE session_facts_g{n}")] for n in (1, 2)
+    )
+    assert second == first and ("matched_us", "Int64", "DEFAULT") in {r[:3] for r in first}
 
 
 def test_workers_making_the_disclosure_log_at_once_all_succeed(pg_dsn: str) -> None:
