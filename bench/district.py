@@ -7,6 +7,7 @@ twice yields duplicates the ledger recognises rather than a doubled district.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -58,6 +59,7 @@ def _request_minute(rng: random.Random, weekday: int) -> int:
 
 Student = tuple[str, str, int]  # student id, school id, grade
 Raw = tuple[datetime, int, dict[str, Any]]  # time, emission order, event
+Emit = Callable[[str, str, datetime, dict[str, Any]], None]  # kind, session, time, payload
 
 
 def generate(spec: DistrictSpec) -> District:
@@ -158,37 +160,38 @@ class _Sessions:
         return sid, requested
 
     def follow(self, sid: str, requested: datetime) -> None:
-        """After the request: never matched (3%), cancelled while waiting (4%), or matched,
-        then cancelled (3%) or completed, and surveyed (60%) if it comes in time."""
-        rng, emit = self.rng, self.emit
-        fate = rng.random()
-        if fate < 0.03:
-            return
-        if fate < 0.07:
-            wait = timedelta(seconds=rng.randint(120, 900))
-            reason = rng.choice(["no_tutor_available", "timeout", "student_left"])
-            emit("cancelled", sid, requested + wait, {"reason": reason})
-            return
-        matched = requested + timedelta(seconds=max(5.0, rng.lognormvariate(4.0, 0.8)))
-        emit("matched", sid, matched, {"tutor_id": f"tut-{rng.randint(1, 400):04d}"})
-        if rng.random() < 0.03:
-            emit("cancelled", sid, matched + timedelta(minutes=rng.randint(1, 5)),
-                 {"reason": "student_left"})  # fmt: skip
-            return
-        done = matched + timedelta(minutes=rng.randint(8, 50))
-        outcome = rng.choice(["resolved", "resolved", "resolved", "partial", "unresolved"])
-        emit("completed", sid, done, {"outcome": outcome})
-        if rng.random() < 0.6:
-            self.survey(sid, done)
+        follow(self.rng, self.emit, sid, requested, self.end + timedelta(days=3))
 
-    def survey(self, sid: str, done: datetime) -> None:
-        """A survey up to three days later, kept if it arrives within three days of the end."""
-        rng = self.rng
+
+def follow(
+    rng: random.Random, emit: Emit, sid: str, requested: datetime, survey_until: datetime
+) -> None:
+    """After the request: never matched (3%), cancelled while waiting (4%), or matched,
+    then cancelled (3%) or completed, and surveyed (60%) up to three days later if the
+    survey comes before `survey_until`. Shared with bench.stream_district."""
+    fate = rng.random()
+    if fate < 0.03:
+        return
+    if fate < 0.07:
+        wait = timedelta(seconds=rng.randint(120, 900))
+        reason = rng.choice(["no_tutor_available", "timeout", "student_left"])
+        emit("cancelled", sid, requested + wait, {"reason": reason})
+        return
+    matched = requested + timedelta(seconds=max(5.0, rng.lognormvariate(4.0, 0.8)))
+    emit("matched", sid, matched, {"tutor_id": f"tut-{rng.randint(1, 400):04d}"})
+    if rng.random() < 0.03:
+        emit("cancelled", sid, matched + timedelta(minutes=rng.randint(1, 5)),
+             {"reason": "student_left"})  # fmt: skip
+        return
+    done = matched + timedelta(minutes=rng.randint(8, 50))
+    outcome = rng.choice(["resolved", "resolved", "resolved", "partial", "unresolved"])
+    emit("completed", sid, done, {"outcome": outcome})
+    if rng.random() < 0.6:
         late = timedelta(minutes=rng.randint(1, 60 * 24 * 3))
-        if done + late < self.end + timedelta(days=3):
+        if done + late < survey_until:
             helped = rng.random() < 0.96
             rating = rng.choice([4, 5, 5, 5]) if helped else rng.randint(1, 3)
-            self.emit("surveyed", sid, done + late, {"helped": helped, "rating": rating})
+            emit("surveyed", sid, done + late, {"helped": helped, "rating": rating})
 
 
 def _with_resends(

@@ -16,9 +16,10 @@ from typing import Any
 from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
-from tutorledger.bench.district import HOTSPOT_SUBJECT, SUBJECTS
+from tutorledger.bench.district import HOTSPOT_SUBJECT, SUBJECTS, follow
 
 EVENTS_PER_SESSION = 3.4  # measured on bench.district's fates
+NO_CUTOFF = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -74,28 +75,9 @@ class _Emitter:
 
 def _session(out: _Emitter, rng: random.Random, sid: str, requested: datetime,
              payload: dict[str, Any]) -> None:  # fmt: skip
-    """One session's lifecycle, with bench.district's fates."""
+    """One session's lifecycle, with bench.district's fates (surveys never cut off)."""
     out.emit("requested", sid, requested, payload)
-    fate = rng.random()
-    if fate < 0.03:
-        return
-    if fate < 0.07:
-        wait = timedelta(seconds=rng.randint(120, 900))
-        reason = rng.choice(["no_tutor_available", "timeout", "student_left"])
-        out.emit("cancelled", sid, requested + wait, {"reason": reason})
-        return
-    matched = requested + timedelta(seconds=max(5.0, rng.lognormvariate(4.0, 0.8)))
-    out.emit("matched", sid, matched, {"tutor_id": f"tut-{rng.randint(1, 400):04d}"})
-    if rng.random() < 0.03:
-        out.emit("cancelled", sid, matched + timedelta(minutes=1), {"reason": "student_left"})
-        return
-    done = matched + timedelta(minutes=rng.randint(8, 50))
-    out.emit("completed", sid, done, {"outcome": "resolved"})
-    if rng.random() < 0.6:
-        helped = rng.random() < 0.96
-        rating = rng.choice([4, 5, 5, 5]) if helped else rng.randint(1, 3)
-        late = timedelta(minutes=rng.randint(1, 60 * 24 * 3))
-        out.emit("surveyed", sid, done + late, {"helped": helped, "rating": rating})
+    follow(rng, out.emit, sid, requested, NO_CUTOFF)
 
 
 def stream(spec: StreamSpec) -> Iterator[dict[str, Any]]:
