@@ -133,6 +133,11 @@ class Request(NamedTuple):
     requested_us: int
     matched_us: int = -1  # request → match, once the matched step is seen (-1: not yet)
 
+    def with_match(self, wait_us: int) -> Request:
+        """This request once its session is matched `wait_us` after it (built directly,
+        about half the cost of `_replace`: it runs once per matched step in a rebuild)."""
+        return Request(*self[:6], wait_us)
+
     def wait_us(self, at: datetime, us: int) -> int:
         seconds = int((at - self.requested_at).total_seconds())
         return seconds * 1_000_000 + us - self.requested_us

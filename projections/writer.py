@@ -184,7 +184,7 @@ class ReadModelWriter:
                 request = found
             fact = fact_row(row, step, request)
             if step == MATCHED:
-                batch[key] = matched = request._replace(matched_us=fact[_WAIT])
+                batch[key] = matched = request.with_match(fact[_WAIT])
                 cache(key, matched)
             add(fact)
         if waiting:
@@ -203,7 +203,7 @@ class ReadModelWriter:
                 raise MissingRequest(f"no projected request for a step at position {row[0]}")
             facts[index] = fact = fact_row(row, step, looked)
             if step == MATCHED:  # a completion later in this batch needs it
-                fetched[key] = matched = looked._replace(matched_us=fact[_WAIT])
+                fetched[key] = matched = looked.with_match(fact[_WAIT])
                 self.cache.put(key, matched)
 
     def _fetch(
