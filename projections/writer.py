@@ -10,6 +10,7 @@ from the same batch, a bounded cache of recent requests, or the read model itsel
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import islice
 from typing import Any
 
 from tutorledger.domain.errors import Unavailable
@@ -61,7 +62,12 @@ class MissingRequest(Unavailable):
 
 
 class RequestCache:
-    """Recent sessions' request attributes; oldest first out, so memory stays bounded."""
+    """Recent sessions' request attributes; oldest out first, so memory stays bounded.
+
+    When full, the oldest tenth goes at once. Evicting one entry per new session
+    (`del items[next(iter(items))]`) is quadratic in CPython: each deletion leaves a hole at
+    the front of the dict's entry table that the next `iter` walks past again, until a
+    resize compacts it; at 10 M events that eviction was a third of a projector's time."""
 
     def __init__(self, size: int = 200_000) -> None:
         self.size = size
@@ -73,8 +79,12 @@ class RequestCache:
     def put(self, key: SessionKey, request: Request) -> None:
         items = self._items
         if key not in items and len(items) >= self.size:
-            del items[next(iter(items))]
+            keep = islice(items.items(), len(items) // 10 + 1, None)
+            items = self._items = dict(keep)
         items[key] = request
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def once_each(rows: Sequence[Row]) -> list[Row]:

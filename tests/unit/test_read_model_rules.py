@@ -61,6 +61,19 @@ def test_request_cache_keeps_the_newest_sessions() -> None:
     assert [cache.get(("d", f"s{i}")) is not None for i in (1, 2)] == [True, True]
 
 
+def test_a_full_cache_drops_its_oldest_tenth_and_keeps_the_newest() -> None:
+    cache = RequestCache(size=1000)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(5000):
+        cache.put(("d", f"s{i}"), Request("sch", "math", 3, i, at, 0))
+        assert len(cache) <= 1000
+        older = ("d", f"s{i - 300}")
+        if i % 7 == 0 and cache.get(older) is not None:  # a later step of a cached session
+            cache.put(older, Request("sch", "math", 3, i - 300, at, 0, 5))
+    assert all(cache.get(("d", f"s{i}")) is not None for i in range(4100, 5000))
+    assert len(cache) >= 900 and cache.get(("d", "s0")) is None
+
+
 def test_wait_is_exact_to_the_microsecond_and_student_keys_are_stable() -> None:
     request = Request("sch", "math", 3, 1, datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC), 999_999)
     assert request.wait_us(datetime(2026, 1, 1, 12, 0, 1, tzinfo=UTC), 0) == 1
