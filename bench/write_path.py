@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import orjson
@@ -35,6 +35,9 @@ from tutorledger.infra.crypto import AesGcmCipher
 from tutorledger.infra.keys import write_admin_keys_file
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
+
+if TYPE_CHECKING:
+    from tutorledger.infra.session_mapping import RowConverter
 
 BATCH = 1000
 START_TIMEOUT = 120.0
@@ -165,7 +168,7 @@ def bench_import(events: list[dict[str, Any]], store_url: str, raw_url: str, wor
                  extra={"rows": report["rows"], **counts})  # fmt: skip
 
 
-def _converter(district: str) -> Any:
+def _converter(district: str) -> RowConverter:
     from tutorledger.infra.session_mapping import RowConverter, load_mapping, shipped_mapping
 
     shipped = shipped_mapping("tutorcom")

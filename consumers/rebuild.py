@@ -29,9 +29,9 @@ from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.read_models import (
     GENERATIONS_TABLE,
-    MODELS,
     Tables,
     current_generation,
+    model_table,
 )
 from tutorledger.projections.rows import event_row
 from tutorledger.projections.writer import ReadModelWriter, RequestCache
@@ -129,8 +129,8 @@ def ledger_head(ledger: Ledger) -> int:
 def _drop_generations(store: ProjectionStore, keep: set[int]) -> None:
     """Drop every read-model generation's tables except those in `keep`."""
     for (name,) in store.execute("SHOW TABLES"):
-        model, _, suffix = str(name).rpartition("_g")
-        if model in MODELS and suffix.isdigit() and int(suffix) not in keep:
+        found = model_table(str(name))
+        if found is not None and found[1] not in keep:
             store.execute(f"DROP TABLE IF EXISTS {name}")
 
 

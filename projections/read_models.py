@@ -104,6 +104,12 @@ def current_tables(store: ProjectionStore) -> Tables:
     return Tables(current_generation(store))
 
 
+def model_table(name: str) -> tuple[str, int] | None:
+    """(model, generation) of a read-model table name `<model>_g<N>`, else None."""
+    model, _, suffix = name.rpartition("_g")
+    return (model, int(suffix)) if model in MODELS and suffix.isdigit() else None
+
+
 def complete_generation(store: ProjectionStore) -> None:
     """Give the published generation every model: a model added by a later migration is
     created as generation 1 only, which a store already rebuilt past it would not read."""

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from importlib import resources
 
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.read_models import MODELS, complete_generation
+from tutorledger.projections.read_models import complete_generation, model_table
 
 log = logging.getLogger(__name__)
 
@@ -109,24 +109,22 @@ def complete_columns(store: ProjectionStore) -> None:
     """Give every generation's read-model table the columns its generation-1 table has: a
     migration alters `_g1`, and a store rebuilt past it reads (and copies) a later one."""
     tables = {str(r[0]) for r in store.execute("SHOW TABLES")}
-    for model in MODELS:
+    later: dict[str, list[str]] = {}
+    for table in sorted(tables):
+        found = model_table(table)
+        if found is not None and found[1] > 1:
+            later.setdefault(found[0], []).append(table)
+    for model, others in later.items():
         first = f"{model}_g1"
-        later = sorted(t for t in tables if _generation_of(t, model) > 1)
-        if first not in tables or not later:
+        if first not in tables:
             continue
         wanted = [tuple(r[:4]) for r in store.execute(f"DESCRIBE TABLE {first}")]
-        for table in later:
+        for table in others:
             have = {str(r[0]) for r in store.execute(f"DESCRIBE TABLE {table}")}
             for name, kind, default_kind, default in wanted:
                 if name not in have:
                     default_sql = f" {default_kind} {default}" if default_kind else ""
                     apply(store, f"ALTER TABLE {table} ADD COLUMN {name} {kind}{default_sql}")
-
-
-def _generation_of(table: str, model: str) -> int:
-    """N for `<model>_g<N>`, else 0."""
-    head, _, suffix = table.rpartition("_g")
-    return int(suffix) if head == model and suffix.isdigit() else 0
 
 
 def _now() -> datetime:
