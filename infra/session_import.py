@@ -8,6 +8,9 @@ rejection list (`<report>.rejections`) belongs to it; both are flushed to disk f
 re-run with the same source, mapping, district and store resumes at that offset; anything
 the lost run recorded after its last checkpoint comes back as `duplicate`. When the import
 ends the report is written and the two side files are removed.
+
+Sources of a megabyte or more are read and converted one batch ahead by a child process
+(`batch_prefetch`), on another core; recording and checkpointing stay here.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tutorledger.domain.ledger import Outcome
+from tutorledger.infra.batch_prefetch import PREFETCH_MIN_BYTES, prefetched_batches
 from tutorledger.infra.session_mapping import RowConverter, RowProblem
-from tutorledger.infra.session_reader import Batch, batches
+from tutorledger.infra.session_reader import Batch
 
 log = logging.getLogger(__name__)
 MAX_LISTED_REJECTIONS = 10_000
@@ -78,7 +82,7 @@ class SessionImport:
 
     def __init__(
         self, recorder: EventRecorder, source: Path, converter: RowConverter, report: Path,
-        context: str = "",
+        context: str = "", prefetch_min_bytes: int = PREFETCH_MIN_BYTES,
     ) -> None:  # fmt: skip
         self.recorder, self.source, self.converter, self.report = (
             recorder,
@@ -86,6 +90,7 @@ class SessionImport:
             converter,
             report,
         )
+        self.prefetch_min_bytes = prefetch_min_bytes  # sources this large convert in a child
         self.state_path = report.with_name(report.name + ".state")
         self.rejections_path = report.with_name(report.name + ".rejections")
         mapping = converter.mapping.model_dump_json()
@@ -118,14 +123,17 @@ class SessionImport:
         log.info("session import started", extra={"district_id": self.converter.district_id,
                  "resumed_at_line": state.line, "run": state.runs})  # fmt: skip
         began, events_this_run = time.perf_counter(), 0
-        for batch in batches(self.source, self.converter, state.offset, state.line):
-            outcomes = self.recorder.record_events(batch.events) if batch.events else []
-            self._tally(state, batch, outcomes)
-            _write_atomically(self.state_path, json.dumps(asdict(state)))
-            events_this_run += len(batch.events)
-            if on_progress:
-                on_progress(batch.offset - resumed_at, len(batch.events))
-            resumed_at = batch.offset
+        source = prefetched_batches(self.source, self.converter, state.offset, state.line,
+                                    self.prefetch_min_bytes)  # fmt: skip
+        with source as stream:
+            for batch in stream:
+                outcomes = self.recorder.record_events(batch.events) if batch.events else []
+                self._tally(state, batch, outcomes)
+                _write_atomically(self.state_path, json.dumps(asdict(state)))
+                events_this_run += len(batch.events)
+                if on_progress:
+                    on_progress(batch.offset - resumed_at, len(batch.events))
+                resumed_at = batch.offset
         seconds = time.perf_counter() - began
         report = self._report(state, seconds, events_this_run)
         _write_atomically(self.report, json.dumps(report, indent=2) + "\n")

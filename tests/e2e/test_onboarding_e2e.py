@@ -13,6 +13,7 @@ import installed
 import pytest
 from imports import chain_head, events_in_order, truth, vendor_csv
 from rosters import generated_bundle
+from waiting import wait_until
 
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
@@ -23,6 +24,19 @@ D = "kill-d"
 
 cli_env = installed.cli_env
 run = installed.run_cli
+
+
+def processes_naming(path: Path) -> list[int]:
+    """Live processes with `path` among their arguments (zombies have none)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not a process
+            continue
+        if str(path).encode() in args:
+            found.append(int(proc.name))
+    return found
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -58,8 +72,12 @@ def test_import_sessions_killed_mid_import_then_resumed_gives_the_same_ledger(
     report = tmp_path / "killed.json"
     state = tmp_path / "killed.json.state"
     installed.kill_cli_midway([*common, "--event-store", killed_url, "--report", report],
-                              lambda: state.exists() and json.loads(state.read_text())["rows"] > 0,
+                              lambda: state.exists() and json.loads(state.read_text())["rows"] > 0
+                              and len(processes_naming(report)) == 2,  # the reader child too
                               "a first checkpoint")  # fmt: skip
+    # The source's reader process ends with the killed import (its pipe closes) instead of
+    # lingering as an orphan.
+    wait_until(lambda: not processes_naming(report), "the import's reader process to exit")
     assert not report.exists()
     done_before = json.loads(state.read_text())["accepted"]
     assert 0 < done_before < total

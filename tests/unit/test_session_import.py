@@ -225,9 +225,10 @@ class CrashingLedger:
         return outcomes
 
 
+@pytest.mark.parametrize("prefetch", [0, 1 << 40], ids=["reader-child", "reader-here"])
 @pytest.mark.parametrize("after_commit", [False, True], ids=["mid-batch", "after-commit"])
 def test_an_interrupted_import_resumes_to_the_same_ledger(
-    ledger: Ledger, tmp_path: Path, after_commit: bool
+    ledger: Ledger, tmp_path: Path, after_commit: bool, prefetch: int
 ) -> None:
     events = truth(D, students=600)
     source = vendor_csv(tmp_path / "sessions.csv", events)
@@ -244,10 +245,11 @@ def test_an_interrupted_import_resumes_to_the_same_ledger(
     report_path = tmp_path / "report.json"
     with pytest.raises(Crash):
         SessionImport(CrashingLedger(ledger, 3, after_commit), source, converter(D),
-                      report_path).run()  # fmt: skip
+                      report_path, prefetch_min_bytes=prefetch).run()  # fmt: skip
     state = json.loads(report_path.with_name("report.json.state").read_text())
     assert state["offset"] > 0 and state["accepted"] > 0
-    resumed = run(ledger, source, report_path)
+    resumed = SessionImport(ledger, source, converter(D), report_path,
+                            prefetch_min_bytes=prefetch).run()  # fmt: skip
     assert (chain_head(ledger, D)[0], events_in_order(ledger, D)) == expected
     counts = resumed["events"]
     assert counts["accepted"] + counts["duplicate"] == len(events)

@@ -1,0 +1,162 @@
+"""The import's reader in a child process: the same batches in the same order as reading in
+process (from the start or a resume offset, bad rows included), its errors raised here, and
+no child left behind however the import stops."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imports import BAD_CODES, chain_head, converter, events_in_order, truth, vendor_csv
+from waiting import wait_until
+
+from tutorledger.domain.ledger import Ledger
+from tutorledger.infra import batch_prefetch
+from tutorledger.infra.batch_prefetch import prefetched_batches
+from tutorledger.infra.session_import import SessionImport
+from tutorledger.infra.session_mapping import RowConverter
+from tutorledger.infra.session_reader import Batch, batches
+from tutorledger.infra.settings import Settings
+from tutorledger.infra.store import open_ledger
+
+D = "prefetch-d"
+pytestmark = pytest.mark.skipif(not batch_prefetch.can_prefetch(), reason="needs fork")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("prefetch") / "sessions.csv"
+    return vendor_csv(path, truth(D, students=400), bad_rows=True)
+
+
+def as_tuple(batch: Batch) -> tuple[Any, ...]:
+    return (batch.events, batch.lines, batch.problems, batch.rows, batch.offset, batch.line)
+
+
+def in_child(path: Path, offset: int = 0, line: int = 0) -> list[tuple[Any, ...]]:
+    with prefetched_batches(path, converter(D), offset, line, min_bytes=0) as stream:
+        return [as_tuple(b) for b in stream]
+
+
+def test_the_child_hands_over_the_batches_reading_in_process_gives(source: Path) -> None:
+    expected = [as_tuple(b) for b in batches(source, converter(D))]
+    assert len(expected) >= 3 and any(b[2] for b in expected)  # several, with bad rows
+    assert in_child(source) == expected
+    resume = expected[1]  # a checkpoint: resume after the second batch
+    tail = [as_tuple(b) for b in batches(source, converter(D), resume[4], resume[5])]
+    assert in_child(source, resume[4], resume[5]) == tail == expected[2:]
+    assert multiprocessing.active_children() == []
+
+
+def test_a_small_source_is_read_in_process(source: Path) -> None:
+    with prefetched_batches(source, converter(D), min_bytes=1 << 40) as stream:
+        next(stream)
+        assert multiprocessing.active_children() == []
+
+
+class Exploding(RowConverter):
+    """Fails on the 50th row, with an error that pickles or one that does not."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(converter(D).mapping, D, "UTC")
+        self.error, self.seen = error, 0
+
+    def events(self, line: int, row: Any) -> Any:
+        self.seen += 1
+        if self.seen == 50:
+            raise self.error
+        return super().events(line, row)
+
+
+class Unpicklable(Exception):
+    def __init__(self, *, detail: str) -> None:  # keyword-only: unpickling it fails
+        super().__init__(detail)
+
+
+@pytest.mark.parametrize(
+    "error, raised, text",
+    [(ValueError("row 50 is odd"), ValueError, "row 50 is odd"),
+     (Unpicklable(detail="cannot travel"), RuntimeError, "Unpicklable: cannot travel")],
+)  # fmt: skip
+def test_the_childs_error_is_raised_where_the_batches_are_read(
+    source: Path, error: Exception, raised: type[Exception], text: str
+) -> None:
+    received = 0
+    with pytest.raises(raised, match=text):
+        with prefetched_batches(source, Exploding(error), min_bytes=0) as stream:
+            for _ in stream:
+                received += 1
+    assert received == 0  # the first batch holds row 50: nothing before the error
+    assert multiprocessing.active_children() == []
+
+
+def test_stopping_early_leaves_no_child(source: Path) -> None:
+    with pytest.raises(KeyError):
+        with prefetched_batches(source, converter(D), min_bytes=0) as stream:
+            next(stream)
+            raise KeyError("the recorder failed")
+    assert multiprocessing.active_children() == []
+
+
+def test_an_import_through_the_child_equals_one_in_process(source: Path, tmp_path: Path) -> None:
+    ledgers: list[Ledger] = []
+    reports = []
+    try:
+        for name, min_bytes in (("child", 0), ("here", 1 << 40)):
+            ledger = open_ledger(Settings(event_store=f"sqlite:///{tmp_path}/{name}.db"))
+            ledgers.append(ledger)
+            job = SessionImport(ledger, source, converter(D), tmp_path / f"{name}.json",
+                                prefetch_min_bytes=min_bytes)  # fmt: skip
+            reports.append(job.run())
+        child, here = reports
+        assert child["events"] == here["events"] and child["rejections"] == here["rejections"]
+        assert child["rejected_by_code"] == BAD_CODES
+        assert events_in_order(ledgers[0], D) == events_in_order(ledgers[1], D)
+        assert chain_head(ledgers[0], D)[0] == chain_head(ledgers[1], D)[0]
+    finally:
+        for ledger in ledgers:
+            ledger.close()
+
+
+READER = """
+import multiprocessing, sys, time
+from pathlib import Path
+from imports import converter
+from tutorledger.infra.batch_prefetch import prefetched_batches
+with prefetched_batches(Path(sys.argv[1]), converter("prefetch-d"), min_bytes=0) as stream:
+    next(stream)
+    print(multiprocessing.active_children()[0].pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+
+
+def test_the_child_exits_when_the_importing_process_is_killed(source: Path) -> None:
+    tests = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), *sys.path])}
+    parent = subprocess.Popen([sys.executable, "-c", READER, str(source)], env=env,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=60)
+        wait_until(lambda: not alive(child), "the orphaned reader to exit")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
