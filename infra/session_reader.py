@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -103,7 +103,7 @@ def batches(
     offset: int = 0,
     line: int = 0,
     size: int = BATCH_EVENTS,
-) -> Iterator[Batch]:
+) -> Generator[Batch, None, None]:
     """The source's events from `offset` on, in batches cut between rows."""
     batch = Batch(offset=offset, line=line)
     for start, row, end_offset, end_line in read_records(path, converter.mapping, offset, line):

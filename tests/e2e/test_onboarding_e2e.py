@@ -26,6 +26,15 @@ cli_env = installed.cli_env
 run = installed.run_cli
 
 
+def live(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, which has exited, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def processes_naming(path: Path) -> list[int]:
     """Live processes with `path` among their arguments (zombies have none)."""
     found = []
@@ -35,6 +44,20 @@ def processes_naming(path: Path) -> list[int]:
         except OSError:  # gone meanwhile, or not a process
             continue
         if str(path).encode() in args:
+            found.append(int(proc.name))
+    return found
+
+
+def children_of(pids: list[int]) -> list[int]:
+    """Live processes whose parent is one of `pids`."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[1]) in pids:
             found.append(int(proc.name))
     return found
 
@@ -71,13 +94,17 @@ def test_import_sessions_killed_mid_import_then_resumed_gives_the_same_ledger(
 
     report = tmp_path / "killed.json"
     state = tmp_path / "killed.json.state"
-    installed.kill_cli_midway([*common, "--event-store", killed_url, "--report", report],
-                              lambda: state.exists() and json.loads(state.read_text())["rows"] > 0
-                              and len(processes_naming(report)) == 2,  # the reader child too
-                              "a first checkpoint")  # fmt: skip
-    # The source's reader process ends with the killed import (its pipe closes) instead of
-    # lingering as an orphan.
-    wait_until(lambda: not processes_naming(report), "the import's reader process to exit")
+    readers: list[int] = []
+
+    def checkpointed_with_reader() -> bool:
+        readers[:] = children_of(processes_naming(report))
+        return bool(readers) and state.exists() and json.loads(state.read_text())["rows"] > 0
+
+    killed = [*common, "--event-store", killed_url, "--report", report]
+    installed.kill_cli_midway(killed, checkpointed_with_reader, "a checkpoint and the reader")
+    # The source's reader process (and any helper multiprocessing started) ends with the
+    # killed import, its pipe closing, instead of lingering as an orphan.
+    wait_until(lambda: not any(live(pid) for pid in readers), "the import's reader to exit")
     assert not report.exists()
     done_before = json.loads(state.read_text())["accepted"]
     assert 0 < done_before < total

@@ -1,6 +1,6 @@
 """The import's reader in a child process: the same batches in the same order as reading in
-process (from the start or a resume offset, bad rows included), its errors raised here, and
-no child left behind however the import stops."""
+process (from the start or a resume offset, bad rows included, whenever the child takes
+over), its errors raised here, and no child left behind however the import stops."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,7 @@ from imports import BAD_CODES, chain_head, converter, events_in_order, truth, ve
 from waiting import wait_until
 
 from tutorledger.domain.ledger import Ledger
-from tutorledger.infra import batch_prefetch
-from tutorledger.infra.batch_prefetch import prefetched_batches
+from tutorledger.infra.batch_prefetch import handover, prefetched_batches, send_batches
 from tutorledger.infra.session_import import SessionImport
 from tutorledger.infra.session_mapping import RowConverter
 from tutorledger.infra.session_reader import Batch, batches
@@ -26,7 +28,6 @@ from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
 
 D = "prefetch-d"
-pytestmark = pytest.mark.skipif(not batch_prefetch.can_prefetch(), reason="needs fork")
 
 
 @pytest.fixture(scope="module")
@@ -39,29 +40,12 @@ def as_tuple(batch: Batch) -> tuple[Any, ...]:
     return (batch.events, batch.lines, batch.problems, batch.rows, batch.offset, batch.line)
 
 
-def in_child(path: Path, offset: int = 0, line: int = 0) -> list[tuple[Any, ...]]:
-    with prefetched_batches(path, converter(D), offset, line, min_bytes=0) as stream:
-        return [as_tuple(b) for b in stream]
-
-
-def test_the_child_hands_over_the_batches_reading_in_process_gives(source: Path) -> None:
-    expected = [as_tuple(b) for b in batches(source, converter(D))]
-    assert len(expected) >= 3 and any(b[2] for b in expected)  # several, with bad rows
-    assert in_child(source) == expected
-    resume = expected[1]  # a checkpoint: resume after the second batch
-    tail = [as_tuple(b) for b in batches(source, converter(D), resume[4], resume[5])]
-    assert in_child(source, resume[4], resume[5]) == tail == expected[2:]
-    assert multiprocessing.active_children() == []
-
-
-def test_a_small_source_is_read_in_process(source: Path) -> None:
-    with prefetched_batches(source, converter(D), min_bytes=1 << 40) as stream:
-        next(stream)
-        assert multiprocessing.active_children() == []
+def in_process(path: Path, offset: int = 0, line: int = 0) -> list[tuple[Any, ...]]:
+    return [as_tuple(b) for b in batches(path, converter(D), offset, line)]
 
 
 class Exploding(RowConverter):
-    """Fails on the 50th row, with an error that pickles or one that does not."""
+    """Fails on its 50th row (in the first batch) with the given error."""
 
     def __init__(self, error: Exception) -> None:
         super().__init__(converter(D).mapping, D, "UTC")
@@ -79,6 +63,28 @@ class Unpicklable(Exception):
         super().__init__(detail)
 
 
+def sending(path: Path, conv: RowConverter, offset: int = 0, line: int = 0) -> Connection:
+    """A stand-in child: a thread sending the batches, its first frame already waiting."""
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    threading.Thread(target=send_batches, args=(sender, path, conv, offset, line),
+                     daemon=True).start()  # fmt: skip
+    wait_until(receiver.poll, "the first frame")
+    return receiver
+
+
+def test_the_child_takes_over_after_the_batch_made_here(source: Path) -> None:
+    expected = in_process(source)
+    assert len(expected) >= 3 and any(b[2] for b in expected)  # several, with bad rows
+    receiver = sending(source, converter(D))
+    here = batches(source, converter(D))
+    got = [as_tuple(b) for b in handover(here, receiver, 0)]
+    assert got == expected  # the first from here, the child's from the second on
+    resume = expected[1]  # a checkpoint: resume after the second batch
+    receiver = sending(source, converter(D), resume[4], resume[5])
+    here = batches(source, converter(D), resume[4], resume[5])
+    assert [as_tuple(b) for b in handover(here, receiver, resume[4])] == expected[2:]
+
+
 @pytest.mark.parametrize(
     "error, raised, text",
     [(ValueError("row 50 is odd"), ValueError, "row 50 is odd"),
@@ -87,13 +93,33 @@ class Unpicklable(Exception):
 def test_the_childs_error_is_raised_where_the_batches_are_read(
     source: Path, error: Exception, raised: type[Exception], text: str
 ) -> None:
-    received = 0
+    receiver = sending(source, Exploding(error))
+    stream = handover(batches(source, converter(D)), receiver, 0)
+    assert next(stream)  # made here, before the child's frames are looked at
     with pytest.raises(raised, match=text):
-        with prefetched_batches(source, Exploding(error), min_bytes=0) as stream:
-            for _ in stream:
-                received += 1
-    assert received == 0  # the first batch holds row 50: nothing before the error
+        next(stream)
+
+
+def test_a_child_that_dies_mid_stream_is_an_error_not_an_early_end(source: Path) -> None:
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    sender.close()  # the pipe closes without an end mark: readable, then EOF
+    stream = handover(batches(source, converter(D)), receiver, 0)
+    next(stream)
+    with pytest.raises(RuntimeError, match="ended without finishing"):
+        next(stream)
+
+
+def test_through_a_real_child_the_batches_are_the_same(source: Path) -> None:
+    expected = in_process(source)
+    with prefetched_batches(source, converter(D), min_bytes=0) as stream:
+        assert [as_tuple(b) for b in stream] == expected
     assert multiprocessing.active_children() == []
+
+
+def test_a_small_source_is_read_in_process(source: Path) -> None:
+    with prefetched_batches(source, converter(D), min_bytes=1 << 40) as stream:
+        next(stream)
+        assert multiprocessing.active_children() == []
 
 
 def test_stopping_early_leaves_no_child(source: Path) -> None:
@@ -144,6 +170,16 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
+def children(pid: int) -> Iterator[int]:
+    for proc in Path("/proc").iterdir():
+        try:
+            if int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                yield int(proc.name)
+        except (OSError, ValueError):
+            continue
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_the_child_exits_when_the_importing_process_is_killed(source: Path) -> None:
     tests = Path(__file__).parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), *sys.path])}
@@ -152,7 +188,7 @@ def test_the_child_exits_when_the_importing_process_is_killed(source: Path) -> N
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
-        assert alive(child)
+        assert alive(child) and child in set(children(parent.pid))
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=60)
         wait_until(lambda: not alive(child), "the orphaned reader to exit")
