@@ -62,6 +62,7 @@ class BatchSnapshot:
     seen: dict[UUID, tuple[int, bytes]]  # already-stored event id -> (position, digest)
     keys: dict[str, StudentKey]  # token -> key, for the batch's sessions and students
     tokens: dict[tuple[str, str], str]  # (district, student id) -> token, live students only
+    versions: dict[UUID, int] = field(default_factory=dict)  # known session -> stored version
 
 
 class LedgerIndex(Protocol):
@@ -76,8 +77,10 @@ class LedgerIndex(Protocol):
         originator_ids: Sequence[UUID],
         event_ids: Sequence[UUID],
         students: Sequence[tuple[str, str]] = (),
+        known: Sequence[UUID] = (),
     ) -> BatchSnapshot:
-        """The batch's sessions, already-stored ids and student keys, from one snapshot."""
+        """The batch's sessions (stored events of `originator_ids`, only the stored version
+        of `known` ones), already-stored ids and student keys, from one snapshot."""
         ...
 
     def student_keys(self, tokens: Sequence[str]) -> dict[str, StudentKey]:

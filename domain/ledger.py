@@ -39,6 +39,7 @@ from tutorledger.domain.migration import verbatim_record
 from tutorledger.domain.privacy import Cipher, KeyWrites
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
 from tutorledger.domain.session import SessionState, TutoringSession, session_key
+from tutorledger.domain.session_cache import DEFAULT_SIZE, SessionCache
 
 __all__ = ["Ledger", "LedgerEntry", "LedgerIndex", "Outcome"]  # the batch types live in batch.py
 MAX_ATTEMPTS = 8
@@ -62,11 +63,13 @@ class Ledger(Application[UUID]):
         *,
         cipher: Cipher,
         encode: privacy.Encode = canonical_json,
+        session_cache_size: int = DEFAULT_SIZE,
     ) -> None:
         super().__init__(env=env)
         self.cipher = cipher
         self.encode = encode
         self._write_lock = threading.Lock()
+        self.session_cache = SessionCache(session_cache_size)
 
     @property
     def index(self) -> LedgerIndex:
@@ -97,21 +100,7 @@ class Ledger(Application[UUID]):
         ]
         valid = [env for _, env in parsed if not isinstance(env, Rejection)]
         if valid:
-            # One snapshot for both: a resend another writer just committed must be seen as a
-            # duplicate by id, never judged against a session state that already contains it.
-            sessions = list(dict.fromkeys(k for k in keys if k is not None))
-            students = {
-                (env.district_id, env.payload.student_id)
-                for env in valid
-                if env.type == EventType.REQUESTED
-            }
-            snapshot = self.index.read_batch(
-                sessions, [env.event_id for env in valid], sorted(students)
-            )
-            batch.seen = dict(snapshot.seen)
-            batch.keys, batch.tokens = dict(snapshot.keys), dict(snapshot.tokens)
-            batch.sessions = dict.fromkeys(sessions)
-            batch.sessions.update(self._replay(snapshot.stored))
+            self._read_state(batch, valid, list(dict.fromkeys(k for k in keys if k is not None)))
         results: list[Outcome | LedgerEntry | InBatchDuplicate] = []
         canonical = iter(canonical_forms(valid))
         for (raw, env), key in zip(parsed, keys, strict=True):
@@ -119,7 +108,12 @@ class Ledger(Application[UUID]):
                 results.append(Outcome(_raw_event_id(raw), "rejected", error=env))
             else:
                 results.append(batch.apply(env, key, self.cipher, next(canonical)))
-        positions = self._save(batch)
+        try:
+            positions = self._save(batch)
+        except BaseException:
+            self.session_cache.forget(batch.sessions)  # committed or not: the store will tell
+            raise
+        self.session_cache.remember(batch.sessions)
         outcomes: list[Outcome] = []
         for r in results:
             if isinstance(r, Outcome):
@@ -130,6 +124,29 @@ class Ledger(Application[UUID]):
             position = positions[(entry.originator_id, entry.originator_version)]
             outcomes.append(Outcome(str(entry.event_id), status, position))
         return outcomes
+
+    def _read_state(self, batch: Batch, valid: list[Any], sessions: list[UUID]) -> None:
+        """Fill `batch` with what its events are judged against, from one store snapshot: a
+        resend another writer just committed must be seen as a duplicate by id, never judged
+        against a session state that already contains it. Sessions this ledger recorded are
+        taken from its cache when their stored version says nothing changed since."""
+        students = sorted(
+            {(env.district_id, env.payload.student_id)
+             for env in valid if env.type == EventType.REQUESTED}
+        )  # fmt: skip
+        event_ids = [env.event_id for env in valid]
+        while True:
+            cached = self.session_cache.versions(sessions)
+            unread = [k for k in sessions if k not in cached]
+            snapshot = self.index.read_batch(unread, event_ids, students, list(cached))
+            fresh, stale = self.session_cache.checkout(snapshot.versions, cached)
+            if not stale:  # else read again, those sessions in full, for one snapshot
+                break
+        batch.seen = dict(snapshot.seen)
+        batch.keys, batch.tokens = dict(snapshot.keys), dict(snapshot.tokens)
+        batch.sessions = dict.fromkeys(sessions)
+        batch.sessions.update(self._replay(snapshot.stored))
+        batch.sessions.update(fresh)
 
     def _replay(self, stored_events: list[StoredEvent]) -> dict[UUID, SessionState]:
         """The lifecycle state of every existing session of a batch, from its stored events

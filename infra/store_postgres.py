@@ -124,14 +124,35 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
         originator_ids: Sequence[UUID],
         event_ids: Sequence[UUID],
         students: Sequence[tuple[str, str]] = (),
+        known: Sequence[UUID] = (),
     ) -> BatchSnapshot:
         """Sessions, stored event ids and student keys from one REPEATABLE READ snapshot."""
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             stored = self._select_events_of(curs, originator_ids)
+            versions = self._versions_of(curs, known)
             seen = self._lookup(curs, event_ids)
-            keys, tokens = self._read_keys(curs, originator_ids, students)
-            return BatchSnapshot(stored, seen, keys, tokens)
+            keys, tokens = self._read_keys(curs, [*originator_ids, *known], students)
+            return BatchSnapshot(stored, seen, keys, tokens, versions)
+
+    def _versions_of(
+        self, curs: Cursor[DictRow], originator_ids: Sequence[UUID]
+    ) -> dict[UUID, int]:
+        """The stored version of each session (from the primary key's index alone)."""
+        versions: dict[UUID, int] = {}
+        table = SQL("{}.{}").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        for i in range(0, len(originator_ids), CHUNK):
+            curs.execute(
+                SQL(
+                    "SELECT originator_id, MAX(originator_version) AS version FROM {} "
+                    "WHERE originator_id = ANY(%s::uuid[]) GROUP BY originator_id"
+                ).format(table),
+                (uuid_array(originator_ids[i : i + CHUNK]),),
+            )
+            versions.update((r["originator_id"], r["version"]) for r in curs.fetchall())
+        return versions
 
     def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -90,13 +90,29 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
         originator_ids: Sequence[UUID],
         event_ids: Sequence[UUID],
         students: Sequence[tuple[str, str]] = (),
+        known: Sequence[UUID] = (),
     ) -> BatchSnapshot:
         """Sessions, stored event ids and student keys from one snapshot (one transaction)."""
         with self.datastore.transaction(commit=False) as c:
             stored = self._select_events_of(c, originator_ids)
+            versions = self._versions_of(c, known)
             seen = self._lookup(c, event_ids)
-            keys, tokens = self._read_keys(c, originator_ids, students)
-            return BatchSnapshot(stored, seen, keys, tokens)
+            keys, tokens = self._read_keys(c, [*originator_ids, *known], students)
+            return BatchSnapshot(stored, seen, keys, tokens, versions)
+
+    @staticmethod
+    def _versions_of(c: SQLiteCursor, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The stored version of each session (from the primary key's index alone)."""
+        versions: dict[UUID, int] = {}
+        for i in range(0, len(originator_ids), CHUNK):
+            chunk = [o.hex for o in originator_ids[i : i + CHUNK]]
+            c.execute(
+                "SELECT originator_id, MAX(originator_version) FROM stored_events "
+                f"WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY originator_id",
+                chunk,
+            )
+            versions.update((UUID(r[0]), r[1]) for r in c.fetchall())
+        return versions
 
     def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
         with self.datastore.transaction(commit=False) as c:

@@ -531,8 +531,8 @@ def test_resend_that_races_another_writer_is_a_duplicate(
         read = mine.recorder.read_batch  # type: ignore[attr-defined]
         theirs: list[Outcome] = []
 
-        def read_then_lose_the_race(*args: Any) -> Any:
-            found = read(*args)
+        def read_then_lose_the_race(*args: Any, **kwargs: Any) -> Any:
+            found = read(*args, **kwargs)
             if not theirs:
                 theirs.extend(other.record_events([event]))
             return found
@@ -543,6 +543,31 @@ def test_resend_that_races_another_writer_is_a_duplicate(
         assert (outcome.status, code(outcome)) == ("duplicate", None)
         assert outcome.position == theirs[0].position
         assert stored_count(mine) == (1 if step is R else 2)
+    finally:
+        mine.close()
+        other.close()
+
+
+@pytest.mark.parametrize("cache_size", [0, 50_000])
+def test_a_session_another_writer_moved_is_judged_by_the_store_not_the_cache(
+    tmp_path: Path, cache_size: int
+) -> None:
+    """Ours caches the session after its request; theirs cancels it: ours must then refuse a
+    match (the stored steps), and still accept a new session's events after it."""
+    mine, other = ledger_at(tmp_path), ledger_at(tmp_path)
+    mine.session_cache.size = cache_size
+    try:
+        assert summary(mine.record_events([ev(R, 0)])) == [("accepted", None)]
+        assert len(mine.session_cache) == (1 if cache_size else 0)
+        assert summary(other.record_events([ev(X, 1)])) == [("accepted", None)]
+        (refused,) = mine.record_events([ev(M, 2)])
+        assert refused.status == "rejected" and code(refused) is not None
+        assert summary(mine.record_events([ev(R, 3, "s-2"), ev(M, 4, "s-2")])) == [
+            ("accepted", None),
+            ("accepted", None),
+        ]
+        assert summary(mine.record_events([ev(C, 5, "s-2")])) == [("accepted", None)]
+        assert stored_count(mine) == 5
     finally:
         mine.close()
         other.close()
