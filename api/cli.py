@@ -65,7 +65,7 @@ def serve(
     import uvicorn
 
     from tutorledger.api.app import create_app
-    from tutorledger.api.workers import WorkersNeedKafka, run_workers
+    from tutorledger.api.workers import WorkersRefused, run_workers
 
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
     refuse_unfinished_migration(settings)
@@ -77,7 +77,7 @@ def serve(
         return
     try:
         run_workers(settings, host, port, workers)
-    except WorkersNeedKafka as exc:
+    except WorkersRefused as exc:
         console.print(f"[red]{exc.code}:[/] {exc}")
         raise typer.Exit(2) from exc
 

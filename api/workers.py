@@ -19,8 +19,21 @@ from tutorledger.infra.settings import Settings
 FACTORY = "tutorledger.api.workers:app_from_environment"
 
 
-class WorkersNeedKafka(ValueError):
+class WorkersRefused(ValueError):
+    """`serve --workers N` (N > 1) asked for with settings several processes cannot share."""
+
+    code = "workers_refused"
+
+
+class WorkersNeedKafka(WorkersRefused):
     code = "workers_need_kafka"
+
+
+class WorkersNeedClickHouseServer(WorkersRefused):
+    """chdb locks its data dir: the first worker would open it, every other would fail at
+    startup, and uvicorn then stops all of them (seen mid-traffic: connections reset)."""
+
+    code = "workers_need_clickhouse_server"
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
@@ -29,6 +42,11 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         raise WorkersNeedKafka(
             "--workers needs TUTORLEDGER_STREAM=kafka://host:port and a ClickHouse server: "
             "the embedded projector's chdb data dir is held by a single process"
+        )
+    if settings.projection_kind == "chdb":
+        raise WorkersNeedClickHouseServer(
+            "--workers needs a ClickHouse server (TUTORLEDGER_CLICKHOUSE=clickhouse://…): "
+            "a chdb data dir can be opened by one process only"
         )
     env = {
         "TUTORLEDGER_EVENT_STORE": settings.event_store,
