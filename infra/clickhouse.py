@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import orjson
@@ -31,6 +31,34 @@ def bind(sql: str, params: Mapping[str, Any] | None) -> str:
         return sql
     escaped: dict[str, Any] = escape_params(dict(params), _ESCAPE_CONTEXT)
     return sql % escaped
+
+
+T = TypeVar("T")
+
+# ClickHouse refuses a query whose text exceeds max_query_size (256 KiB by default, on 18.16
+# and chdb alike), so long IN lists go in parts of at most this many bytes: a projector's
+# batch has no upper bound (`projector_batch_size`) and session ids may be 128 characters.
+LIST_BYTES = 64 * 1024
+
+
+def in_parts(values: Sequence[T], size: Callable[[T], int]) -> Iterator[list[T]]:
+    """`values` in consecutive parts whose `size`s add up to at most LIST_BYTES each."""
+    part: list[T] = []
+    used = 0
+    for value in values:
+        cost = size(value)
+        if part and used + cost > LIST_BYTES:
+            yield part
+            part, used = [], 0
+        part.append(value)
+        used += cost
+    if part:
+        yield part
+
+
+def listed_size(value: object) -> int:
+    """Bytes a value takes in a rendered IN list: its text, quotes and the separator."""
+    return len(str(value)) + 4
 
 
 @dataclass(frozen=True)

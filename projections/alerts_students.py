@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 from tutorledger.domain.alert_rules import AlertRules
-from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.infra.clickhouse import ProjectionStore, in_parts, listed_size
 from tutorledger.projections.alerts import Alert, query, window
 from tutorledger.projections.dosage import US_PER_MINUTE, lengths_sql
 from tutorledger.projections.filters import Filters, facts_where
@@ -40,9 +40,11 @@ GROUP BY session_id
 
 def tokens(store: ProjectionStore, district_id: str, sessions: list[str]) -> dict[str, str]:
     """Session id → its student's token (as the ledger publishes it)."""
-    if not sessions:
-        return {}
-    rows = store.execute(TOKENS_SQL, {"district_id": district_id, "sessions": tuple(sessions)})
+    rows = [
+        row
+        for part in in_parts(sessions, listed_size)
+        for row in store.execute(TOKENS_SQL, {"district_id": district_id, "sessions": tuple(part)})
+    ]
     return {str(s): str(t) for s, t in rows}
 
 

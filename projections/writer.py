@@ -14,7 +14,7 @@ from itertools import islice
 from typing import Any
 
 from tutorledger.domain.errors import Unavailable
-from tutorledger.infra.clickhouse import Encoded, ProjectionStore
+from tutorledger.infra.clickhouse import Encoded, ProjectionStore, in_parts, listed_size
 from tutorledger.projections.insight_rows import COHORT_COLUMNS, GRADE_COLUMNS, insight_rows
 from tutorledger.projections.read_models import (
     COMPLETED,
@@ -101,11 +101,13 @@ def once_each(rows: Sequence[Row]) -> list[Row]:
 
 
 def present_positions(store: ProjectionStore, table: str, positions: Sequence[int]) -> set[int]:
-    """Which of `positions` `table` already holds (bounded by their range: partition pruning)."""
-    if not positions:
-        return set()
-    params = {"low": min(positions), "high": max(positions), "positions": tuple(positions)}
-    return {int(r[0]) for r in store.execute(PRESENT_SQL.format(table=table), params)}
+    """Which of `positions` `table` already holds (each part bounded by its range: partition
+    pruning; sorted first, so the parts' ranges are narrow)."""
+    present: set[int] = set()
+    for part in in_parts(sorted(positions), listed_size):
+        params = {"low": part[0], "high": part[-1], "positions": tuple(part)}
+        present.update(int(r[0]) for r in store.execute(PRESENT_SQL.format(table=table), params))
+    return present
 
 
 class ReadModelWriter:
@@ -226,8 +228,13 @@ class ReadModelWriter:
             district_id, session_id = session_key(row)
             wanted.setdefault(district_id, set()).add(session_id)
         found: dict[SessionKey, Request] = {}
-        for district_id, sessions in wanted.items():
-            params = {"district_id": district_id, "sessions": tuple(sessions)}
+        parts = [
+            (district_id, part)
+            for district_id, sessions in wanted.items()
+            for part in in_parts(sorted(sessions), listed_size)
+        ]
+        for district_id, part in parts:
+            params = {"district_id": district_id, "sessions": tuple(part)}
             for sid, school, subject, grade, student, at, us, matched in self.store.execute(
                 REQUESTS_SQL.format(facts=tables.facts), params
             ):

@@ -146,6 +146,28 @@ def test_a_batch_waiting_on_more_requests_than_the_cache_holds(store: Projection
     assert_exact(store, [dict(_envelope(r)) for r in rows], random.Random(5))
 
 
+def test_batches_naming_more_than_one_query_can_list(store: ProjectionStore) -> None:
+    """A projector's batch may name more positions (the redelivery check) or sessions (the
+    request lookup) than one query's text can hold: both engines refuse a query over
+    max_query_size (256 KiB). Each list goes in parts; nothing is lost or counted twice."""
+    long_id = "-" + "x" * 100  # session ids may be 128 characters long
+    events = district(D, students=4000).events
+    rows = [(*r[:4], r[4] + long_id, *r[5:]) for r in ledger_rows(events)]
+    requested = [r for r in rows if r[2] == "session.requested"]
+    steps = [r for r in rows if r[2] != "session.requested"]
+    ReadModelWriter(store).write(requested)
+    ReadModelWriter(store, RequestCache(size=10)).write(steps)  # a cold projector looks up
+    ReadModelWriter(store).write(rows)  # the whole batch redelivered: every position present
+    sessions = [r for r in rows if r[2].startswith("session.")]
+    assert len(rows) > 45_000 and len({r[4] for r in steps}) > 10_000
+    facts = current_tables(store).facts
+    assert store.execute(f"SELECT count(), uniqExact(position) FROM {facts}")[0] == (
+        len(sessions), len(sessions),
+    )  # fmt: skip
+    unique = [dict(_envelope(r)) for r in rows]
+    assert plain(figures(store, len(rows), {})) == plain(folded(unique, {}))
+
+
 def test_completions_projected_before_matched_us_existed_give_the_same_lengths(
     store: ProjectionStore,
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tutorledger.infra.clickhouse import Encoded
+from tutorledger.infra.clickhouse import LIST_BYTES, Encoded, in_parts, listed_size
 from tutorledger.projections.read_models import FACT_COLUMNS, Tables
 from tutorledger.projections.rows import COLUMNS, event_row, whole_seconds
 from tutorledger.projections.writer import MissingRequest, ReadModelWriter, RequestCache
@@ -138,3 +138,20 @@ def test_a_plan_that_must_read_the_store_settles_the_previous_insert_first() -> 
     settled.clear()
     writer.plan(session_rows(), tables=Tables(2), dedupe=False, settle=lambda: settled.append(1))
     assert not settled  # everything it needed was in the batch: nothing to wait for
+
+
+@given(st.lists(st.text(max_size=300)))
+def test_in_parts_keeps_every_value_in_order_and_each_part_within_the_limit(
+    values: list[str],
+) -> None:
+    parts = list(in_parts(values, listed_size))
+    assert [v for part in parts for v in part] == values
+    assert all(part for part in parts)
+    for part in parts:
+        assert len(part) == 1 or sum(map(listed_size, part)) <= LIST_BYTES
+
+
+def test_in_parts_splits_a_list_too_long_for_one_query() -> None:
+    positions = list(range(10**9, 10**9 + 50_000))  # about 700 KB rendered
+    parts = list(in_parts(positions, listed_size))
+    assert len(parts) > 5 and [p for part in parts for p in part] == positions
