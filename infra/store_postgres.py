@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -10,7 +10,7 @@ from eventsourcing.persistence import ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
 from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
@@ -139,20 +139,11 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], originator_ids: Sequence[UUID]
     ) -> dict[UUID, int]:
         """The stored version of each session (from the primary key's index alone)."""
-        versions: dict[UUID, int] = {}
-        table = SQL("{}.{}").format(
-            Identifier(self.datastore.schema), Identifier(self.events_table_name)
-        )
-        for i in range(0, len(originator_ids), CHUNK):
-            curs.execute(
-                SQL(
-                    "SELECT originator_id, MAX(originator_version) AS version FROM {} "
-                    "WHERE originator_id = ANY(%s::uuid[]) GROUP BY originator_id"
-                ).format(table),
-                (uuid_array(originator_ids[i : i + CHUNK]),),
-            )
-            versions.update((r["originator_id"], r["version"]) for r in curs.fetchall())
-        return versions
+        query = SQL(
+            "SELECT originator_id, MAX(originator_version) AS version FROM {} "
+            "WHERE originator_id = ANY(%s::uuid[]) GROUP BY originator_id"
+        ).format(self._events_table())
+        return {r["originator_id"]: r["version"] for r in _rows_by_ids(curs, query, originator_ids)}
 
     def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -161,41 +152,28 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
     def _lookup(
         self, curs: Cursor[DictRow], event_ids: Sequence[UUID]
     ) -> dict[UUID, tuple[int, bytes]]:
-        found: dict[UUID, tuple[int, bytes]] = {}
-        for i in range(0, len(event_ids), CHUNK):
-            curs.execute(
-                SQL(
-                    "SELECT event_id, position, digest FROM {} WHERE event_id = ANY(%s::uuid[])"
-                ).format(self.index_table),
-                (uuid_array(event_ids[i : i + CHUNK]),),
-            )
-            for row in curs.fetchall():
-                found[row["event_id"]] = (row["position"], bytes(row["digest"]))
-        return found
+        query = SQL(
+            "SELECT event_id, position, digest FROM {} WHERE event_id = ANY(%s::uuid[])"
+        ).format(self.index_table)
+        rows = _rows_by_ids(curs, query, event_ids)
+        return {r["event_id"]: (r["position"], bytes(r["digest"])) for r in rows}
 
     def _select_events_of(
         self, curs: Cursor[DictRow], originator_ids: Sequence[UUID]
     ) -> list[StoredEvent]:
-        events: list[StoredEvent] = []
-        table = SQL("{}.{}").format(
+        query = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {} "
+            "WHERE originator_id = ANY(%s::uuid[]) ORDER BY originator_id, originator_version"
+        ).format(self._events_table())
+        return [
+            StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+            for r in _rows_by_ids(curs, query, originator_ids)
+        ]
+
+    def _events_table(self) -> Composed:
+        return SQL("{}.{}").format(
             Identifier(self.datastore.schema), Identifier(self.events_table_name)
         )
-        for i in range(0, len(originator_ids), CHUNK):
-            curs.execute(
-                SQL(
-                    "SELECT originator_id, originator_version, topic, state FROM {} "
-                    "WHERE originator_id = ANY(%s::uuid[]) ORDER BY originator_id, "
-                    "originator_version"
-                ).format(table),
-                (uuid_array(originator_ids[i : i + CHUNK]),),
-            )
-            events.extend(
-                StoredEvent(
-                    r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
-                )
-                for r in curs.fetchall()
-            )
-        return events
 
     def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -264,3 +242,10 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
             curs.execute(sql, (after, limit))
             rows: list[tuple[int, bytes]] = curs.fetchall()
             return rows
+
+
+def _rows_by_ids(curs: Cursor[DictRow], query: Composed, ids: Sequence[UUID]) -> Iterator[DictRow]:
+    """The rows of `query` (taking one uuid[] parameter) over `ids`, CHUNK at a time."""
+    for i in range(0, len(ids), CHUNK):
+        curs.execute(query, (uuid_array(ids[i : i + CHUNK]),))
+        yield from curs.fetchall()

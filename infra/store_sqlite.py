@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -103,16 +103,12 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
     @staticmethod
     def _versions_of(c: SQLiteCursor, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The stored version of each session (from the primary key's index alone)."""
-        versions: dict[UUID, int] = {}
-        for i in range(0, len(originator_ids), CHUNK):
-            chunk = [o.hex for o in originator_ids[i : i + CHUNK]]
-            c.execute(
-                "SELECT originator_id, MAX(originator_version) FROM stored_events "
-                f"WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY originator_id",
-                chunk,
-            )
-            versions.update((UUID(r[0]), r[1]) for r in c.fetchall())
-        return versions
+        sql = (
+            "SELECT originator_id, MAX(originator_version) FROM stored_events "
+            "WHERE originator_id IN ({marks}) GROUP BY originator_id"
+        )
+        rows = _rows_in_chunks(c, sql, [o.hex for o in originator_ids])
+        return {UUID(r[0]): r[1] for r in rows}
 
     def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
         with self.datastore.transaction(commit=False) as c:
@@ -120,31 +116,18 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
 
     @staticmethod
     def _lookup(c: SQLiteCursor, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
-        found: dict[UUID, tuple[int, bytes]] = {}
-        for i in range(0, len(event_ids), CHUNK):
-            chunk = [e.bytes for e in event_ids[i : i + CHUNK]]
-            c.execute(
-                "SELECT event_id, position, digest FROM ledger_index WHERE event_id IN "
-                f"({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for row in c.fetchall():
-                found[UUID(bytes=bytes(row[0]))] = (row[1], bytes(row[2]))
-        return found
+        sql = "SELECT event_id, position, digest FROM ledger_index WHERE event_id IN ({marks})"
+        rows = _rows_in_chunks(c, sql, [e.bytes for e in event_ids])
+        return {UUID(bytes=bytes(r[0])): (r[1], bytes(r[2])) for r in rows}
 
     @staticmethod
     def _select_events_of(c: SQLiteCursor, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
-        events: list[StoredEvent] = []
-        for i in range(0, len(originator_ids), CHUNK):
-            chunk = [o.hex for o in originator_ids[i : i + CHUNK]]
-            c.execute(
-                "SELECT originator_id, originator_version, topic, state FROM stored_events "
-                f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
-                "ORDER BY originator_id, originator_version",
-                chunk,
-            )
-            events.extend(StoredEvent(UUID(r[0]), r[1], r[2], bytes(r[3])) for r in c.fetchall())
-        return events
+        sql = (
+            "SELECT originator_id, originator_version, topic, state FROM stored_events "
+            "WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version"
+        )
+        rows = _rows_in_chunks(c, sql, [o.hex for o in originator_ids])
+        return [StoredEvent(UUID(r[0]), r[1], r[2], bytes(r[3])) for r in rows]
 
     def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
         with self.datastore.transaction(commit=False) as c:
@@ -199,3 +182,12 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
                 [after, limit],
             )
             return [(r[0], r[1]) for r in c.fetchall()]
+
+
+def _rows_in_chunks(c: SQLiteCursor, sql: str, values: Sequence[Any]) -> Iterator[Any]:
+    """The rows of `sql` (whose `{marks}` is an IN list) over `values`, CHUNK at a time:
+    a batch's ids in one statement would pass SQLite's limit on bound parameters."""
+    for i in range(0, len(values), CHUNK):
+        chunk = values[i : i + CHUNK]
+        c.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+        yield from c.fetchall()
