@@ -14,6 +14,7 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
 from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
+from tutorledger.infra.vault import chunked
 from tutorledger.infra.vault_postgres import PostgresVault, json_rows, uuid_array, vault_tables
 
 # Any constant shared by every tutorledger process: the key of the schema-creation lock.
@@ -246,6 +247,6 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
 
 def _rows_by_ids(curs: Cursor[DictRow], query: Composed, ids: Sequence[UUID]) -> Iterator[DictRow]:
     """The rows of `query` (taking one uuid[] parameter) over `ids`, CHUNK at a time."""
-    for i in range(0, len(ids), CHUNK):
-        curs.execute(query, (uuid_array(ids[i : i + CHUNK]),))
+    for chunk in chunked(list(ids), CHUNK):
+        curs.execute(query, (uuid_array(chunk),))
         yield from curs.fetchall()

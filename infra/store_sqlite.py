@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -10,8 +10,8 @@ from eventsourcing.persistence import ProgrammingError, StoredEvent
 from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder, SQLiteCursor
 
 from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
-from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
-from tutorledger.infra.vault_sqlite import VAULT_TABLES, SQLiteVault
+from tutorledger.infra.ledger_index import GENESIS_HASH, index_rows
+from tutorledger.infra.vault_sqlite import VAULT_TABLES, SQLiteVault, rows_in_chunks
 
 # Pages the write-ahead log may hold before a commit copies them back into the database file
 # (SQLite's default is 1,000, about 4 MB). Each append dirties pages of several randomly-keyed
@@ -107,7 +107,7 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
             "SELECT originator_id, MAX(originator_version) FROM stored_events "
             "WHERE originator_id IN ({marks}) GROUP BY originator_id"
         )
-        rows = _rows_in_chunks(c, sql, [o.hex for o in originator_ids])
+        rows = rows_in_chunks(c, sql, [o.hex for o in originator_ids])
         return {UUID(r[0]): r[1] for r in rows}
 
     def lookup_event_ids(self, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
@@ -117,7 +117,7 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
     @staticmethod
     def _lookup(c: SQLiteCursor, event_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
         sql = "SELECT event_id, position, digest FROM ledger_index WHERE event_id IN ({marks})"
-        rows = _rows_in_chunks(c, sql, [e.bytes for e in event_ids])
+        rows = rows_in_chunks(c, sql, [e.bytes for e in event_ids])
         return {UUID(bytes=bytes(r[0])): (r[1], bytes(r[2])) for r in rows}
 
     @staticmethod
@@ -126,7 +126,7 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
             "SELECT originator_id, originator_version, topic, state FROM stored_events "
             "WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version"
         )
-        rows = _rows_in_chunks(c, sql, [o.hex for o in originator_ids])
+        rows = rows_in_chunks(c, sql, [o.hex for o in originator_ids])
         return [StoredEvent(UUID(r[0]), r[1], r[2], bytes(r[3])) for r in rows]
 
     def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
@@ -182,12 +182,3 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
                 [after, limit],
             )
             return [(r[0], r[1]) for r in c.fetchall()]
-
-
-def _rows_in_chunks(c: SQLiteCursor, sql: str, values: Sequence[Any]) -> Iterator[Any]:
-    """The rows of `sql` (whose `{marks}` is an IN list) over `values`, CHUNK at a time:
-    a batch's ids in one statement would pass SQLite's limit on bound parameters."""
-    for i in range(0, len(values), CHUNK):
-        chunk = values[i : i + CHUNK]
-        c.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
-        yield from c.fetchall()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -90,28 +90,23 @@ class SQLiteVault:
     def _read_keys(
         self, c: SQLiteCursor, originator_ids: Sequence[UUID], students: Sequence[tuple[str, str]]
     ) -> tuple[dict[str, StudentKey], dict[tuple[str, str], str]]:
-        keys: dict[str, StudentKey] = {}
-        for chunk in chunked([o.hex for o in originator_ids], CHUNK):
-            c.execute(
-                "SELECT k.token, k.district_id, k.secret FROM student_sessions s JOIN "
-                "student_keys k ON k.token = s.token WHERE s.originator_id IN "
-                f"({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            keys.update((r[0], key_of(r)) for r in c.fetchall())
+        sessions_sql = (
+            "SELECT k.token, k.district_id, k.secret FROM student_sessions s JOIN "
+            "student_keys k ON k.token = s.token WHERE s.originator_id IN ({marks})"
+        )
+        rows = rows_in_chunks(c, sessions_sql, [o.hex for o in originator_ids])
+        keys = {r[0]: key_of(r) for r in rows}
         tokens: dict[tuple[str, str], str] = {}
         if students:
             pepper = self._stored_pepper(c)
             by_lookup = {lookup(pepper, d, s): (d, s) for d, s in students} if pepper else {}
-            for chunk in chunked(list(by_lookup), CHUNK):
-                c.execute(
-                    "SELECT token, district_id, secret, lookup FROM student_keys WHERE lookup IN "
-                    f"({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-                for r in c.fetchall():
-                    keys[r[0]] = key_of(r)
-                    tokens[by_lookup[bytes(r[3])]] = r[0]
+            lookup_sql = (
+                "SELECT token, district_id, secret, lookup FROM student_keys "
+                "WHERE lookup IN ({marks})"
+            )
+            for r in rows_in_chunks(c, lookup_sql, list(by_lookup)):
+                keys[r[0]] = key_of(r)
+                tokens[by_lookup[bytes(r[3])]] = r[0]
         return keys, tokens
 
     def _stored_pepper(self, c: SQLiteCursor) -> bytes | None:
@@ -122,16 +117,9 @@ class SQLiteVault:
         return self._pepper_value
 
     def student_keys(self, tokens: Sequence[str]) -> dict[str, StudentKey]:
-        found: dict[str, StudentKey] = {}
+        sql = "SELECT token, district_id, secret FROM student_keys WHERE token IN ({marks})"
         with self.datastore.transaction(commit=False) as c:
-            for chunk in chunked(list(tokens), CHUNK):
-                c.execute(
-                    "SELECT token, district_id, secret FROM student_keys WHERE token IN "
-                    f"({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-                found.update((r[0], key_of(r)) for r in c.fetchall())
-        return found
+            return {r[0]: key_of(r) for r in rows_in_chunks(c, sql, list(tokens))}
 
     def find_student(self, district_id: str, student_id: str) -> StudentKey | None:
         with self.datastore.transaction(commit=False) as c:
@@ -159,3 +147,11 @@ class SQLiteVault:
         ones that held the destroyed keys, and no old page image stays in the WAL."""
         with self.datastore.get_connection(commit=True) as conn:
             conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # outside a transaction
+
+
+def rows_in_chunks(c: SQLiteCursor, sql: str, values: list[Any]) -> Iterator[Any]:
+    """The rows of `sql` (whose `{marks}` is an IN list) over `values`, CHUNK at a time:
+    a batch's ids in one statement would pass SQLite's limit on bound parameters."""
+    for chunk in chunked(values, CHUNK):
+        c.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+        yield from c.fetchall()
