@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
+from eventsourcing.persistence import Recording, StoredEvent
 
 from tutorledger.domain import privacy
 from tutorledger.domain.batch import (
@@ -29,20 +30,17 @@ from tutorledger.domain.envelope import (
     canonical_json,
 )
 from tutorledger.domain.erasure import StudentErasure, erasure_envelope
-from tutorledger.domain.errors import (
-    NotFound,
-    Rejection,
-    Unavailable,
-)
+from tutorledger.domain.errors import NotFound, Rejection
 from tutorledger.domain.gc_pause import paused_gc
 from tutorledger.domain.migration import verbatim_record
 from tutorledger.domain.privacy import Cipher, KeyWrites
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
 from tutorledger.domain.session import SessionState, TutoringSession, session_key
 from tutorledger.domain.session_cache import DEFAULT_SIZE, SessionCache
+from tutorledger.domain.write_retry import Pause, retried
 
 __all__ = ["Ledger", "LedgerEntry", "LedgerIndex", "Outcome"]  # the batch types live in batch.py
-MAX_ATTEMPTS = 8
+_T = TypeVar("_T")
 # What a record-building callback hands `Ledger.save_built`: aggregates, entries, key writes.
 Built = tuple[list[Aggregate], list[LedgerEntry], KeyWrites | None]
 
@@ -64,8 +62,10 @@ class Ledger(Application[UUID]):
         cipher: Cipher,
         encode: privacy.Encode = canonical_json,
         session_cache_size: int = DEFAULT_SIZE,
+        pause: Pause = time.sleep,
     ) -> None:
         super().__init__(env=env)
+        self._pause = pause  # the wait between a lost write race and the next attempt
         self.cipher = cipher
         self.encode = encode
         self._write_lock = threading.Lock()
@@ -84,13 +84,13 @@ class Ledger(Application[UUID]):
     def _record_events(self, raws: Sequence[Any]) -> list[Outcome]:
         parsed = parse_batch(raws)
         with self._write_lock:
-            for attempt in range(MAX_ATTEMPTS):
-                try:
-                    return self._record_once(parsed)
-                except IntegrityError:
-                    if attempt == MAX_ATTEMPTS - 1:
-                        raise Unavailable("append kept losing write races; retry later") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self._retried(
+                lambda: self._record_once(parsed), "append kept losing write races; retry later"
+            )
+
+    def _retried(self, write: Callable[[], _T], message: str) -> _T:
+        """`write()` again after each lost write race, waiting a jittered, growing time."""
+        return retried(write, message, pause=self._pause)
 
     def _record_once(self, parsed: list[tuple[Any, Any]]) -> list[Outcome]:
         batch = Batch(encode=self.encode)
@@ -189,23 +189,17 @@ class Ledger(Application[UUID]):
         if not updates:
             return {}
         recorded_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+        def attempt() -> dict[str, int]:
+            pairs = [
+                self._school_update(district_id, *update, as_of, recorded_at) for update in updates
+            ]
+            recordings = self.save(*(s for s, _ in pairs), ledger_entries=[e for _, e in pairs])
+            by_key = {r.domain_event.originator_id: r.notification.id for r in recordings}
+            return {s.school_id: by_key[s.id] for s, _ in pairs}
+
         with self._write_lock:
-            for attempt in range(MAX_ATTEMPTS):
-                pairs = [
-                    self._school_update(district_id, *update, as_of, recorded_at)
-                    for update in updates
-                ]
-                try:
-                    recordings = self.save(
-                        *(s for s, _ in pairs), ledger_entries=[e for _, e in pairs]
-                    )
-                except IntegrityError:
-                    if attempt == MAX_ATTEMPTS - 1:
-                        raise Unavailable("could not record school after write conflicts") from None
-                    continue
-                by_key = {r.domain_event.originator_id: r.notification.id for r in recordings}
-                return {s.school_id: by_key[s.id] for s, _ in pairs}
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self._retried(attempt, "could not record school after write conflicts")
 
     def _school_update(
         self,
@@ -253,16 +247,17 @@ class Ledger(Application[UUID]):
     def save_built(self, build: Callable[[], Built]) -> list[Recording[UUID]]:
         """Save what `build` returns under the write lock, in one transaction; `build` runs
         again after a lost write race, so it must read the state it depends on afresh."""
+
+        def attempt() -> list[Recording[UUID]]:
+            aggregates, entries, writes = build()
+            if not entries:
+                return []
+            return self.save(*aggregates, ledger_entries=entries, key_writes=writes)
+
         with self._write_lock:
-            for _ in range(MAX_ATTEMPTS):
-                aggregates, entries, writes = build()
-                if not entries:
-                    return []
-                try:
-                    return self.save(*aggregates, ledger_entries=entries, key_writes=writes)
-                except IntegrityError:
-                    continue
-        raise Unavailable("could not record after repeated write conflicts; retry later")
+            return self._retried(
+                attempt, "could not record after repeated write conflicts; retry later"
+            )
 
     def get_session(self, district_id: str, session_id: str) -> TutoringSession | None:
         try:
@@ -283,31 +278,25 @@ class Ledger(Application[UUID]):
         ledger position, or None when the student was erased already. `scrub=False` leaves
         the store's clean-up to the caller (one `index.scrub()` after many erasures)."""
         canonical = erasure_envelope(district_id, token, reason)
+
+        def attempt() -> int | None:
+            key = self.index.student_keys([token]).get(token)
+            if key is None or key.district_id != district_id:
+                raise NotFound(f"no student with that token in district '{district_id}'")
+            if key.erased:
+                return None
+            record = StudentErasure(envelope=canonical)
+            event_id = UUID(canonical["event_id"])
+            digest = body_digest(canonical)
+            entry = LedgerEntry(record.id, record.version, event_id, district_id, canonical, digest)
+            writes = KeyWrites(erased=[token])
+            recordings = self.save(record, ledger_entries=[entry], key_writes=writes)
+            if scrub:
+                self.index.scrub()
+            return recordings[-1].notification.id
+
         with self._write_lock:
-            for _ in range(MAX_ATTEMPTS):
-                key = self.index.student_keys([token]).get(token)
-                if key is None or key.district_id != district_id:
-                    raise NotFound(f"no student with that token in district '{district_id}'")
-                if key.erased:
-                    return None
-                record = StudentErasure(envelope=canonical)
-                entry = LedgerEntry(
-                    record.id,
-                    record.version,
-                    UUID(canonical["event_id"]),
-                    district_id,
-                    canonical,
-                    body_digest(canonical),
-                )
-                writes = KeyWrites(erased=[token])
-                try:
-                    recordings = self.save(record, ledger_entries=[entry], key_writes=writes)
-                except IntegrityError:
-                    continue
-                if scrub:
-                    self.index.scrub()
-                return recordings[-1].notification.id
-        raise Unavailable("could not record the erasure after write conflicts")
+            return self._retried(attempt, "could not record the erasure after write conflicts")
 
     def open_stored(self, events: Sequence[dict[str, Any]]) -> list[privacy.Opened]:
         """Stored events read back for a person: decrypted, or their personal fields erased."""

@@ -18,16 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError
 from psycopg.rows import tuple_row
 
 from tutorledger.domain.envelope import canonical_json
-from tutorledger.domain.errors import Unavailable
+from tutorledger.domain.write_retry import retried
 from tutorledger.infra.ledger_index import GENESIS_HASH, chain_hash
 from tutorledger.infra.store_postgres import SCHEMA_LOCK
 from tutorledger.infra.store_sqlite import SQLiteLedgerRecorder
 
-ATTEMPTS = 8
 _TABLES = [
     "CREATE TABLE IF NOT EXISTS disclosures (seq {serial} PRIMARY KEY, district_id TEXT "
     "NOT NULL, record TEXT NOT NULL, prev_hash TEXT NOT NULL, chain_hash TEXT NOT NULL, "
@@ -109,12 +107,9 @@ class DisclosureLog:
 
     def append(self, disclosure: Disclosure) -> int:
         """Record one disclosure; returns its sequence number."""
-        for _ in range(ATTEMPTS):
-            try:
-                return self._append_once(disclosure)
-            except IntegrityError:
-                continue  # another writer extended this district's chain first
-        raise Unavailable("could not record the disclosure; the data was not sent")
+        # A lost race: another writer extended this district's chain first.
+        message = "could not record the disclosure; the data was not sent"
+        return retried(lambda: self._append_once(disclosure), message)
 
     def _append_once(self, d: Disclosure) -> int:
         m = self.mark

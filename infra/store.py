@@ -9,6 +9,8 @@ PostgreSQL's table lock), so each district's chain is extended in commit order.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -19,6 +21,7 @@ from tutorledger.infra.ledger_index import GENESIS_HASH, chain_hash
 from tutorledger.infra.settings import Settings
 
 __all__ = ["GENESIS_HASH", "chain_hash", "open_ledger", "store_env"]
+log = logging.getLogger(__name__)
 PG_RECORDERS = "tutorledger.infra.store_postgres"
 # The library's stored-event format, written and read in C (infra/codec.py).
 MAPPER = {"MAPPER_TOPIC": "tutorledger.infra.codec:OrjsonMapper"}
@@ -57,4 +60,16 @@ def store_env(url: str) -> dict[str, str]:
 
 def open_ledger(settings: Settings) -> Ledger:
     """Build the Ledger application on the configured store (creating tables if needed)."""
-    return Ledger(env=store_env(settings.event_store), cipher=AesGcmCipher(), encode=canonical_json)
+    return Ledger(
+        env=store_env(settings.event_store),
+        cipher=AesGcmCipher(),
+        encode=canonical_json,
+        pause=logged_pause,
+    )
+
+
+def logged_pause(seconds: float) -> None:
+    """Wait after a lost write race, saying so: a steady stream of these lines means
+    writers in several processes keep colliding (the same new students, the same sessions)."""
+    log.info("write race lost; reading again", extra={"wait_ms": round(seconds * 1000, 1)})
+    time.sleep(seconds)
