@@ -64,8 +64,14 @@ def interleaving(sessions: dict[str, list[dict[str, Any]]], seed: int) -> list[d
     return order
 
 
-def send(base_url: str, events: list[dict[str, Any]], answers: list[dict[str, Any]]) -> None:
-    """Post `events` in batches; a 503 (lost too many write races) is resent, as clients do."""
+def send(
+    base_url: str,
+    events: list[dict[str, Any]],
+    answers: list[dict[str, Any]],
+    refused: Counter[int],
+) -> None:
+    """Post `events` in batches; a 503 (lost too many write races) is resent, as clients do,
+    and counted in `refused`."""
     headers = {"Authorization": f"Bearer {KEY}"}
     with httpx.Client(base_url=base_url, timeout=120, headers=headers) as client:
         for i in range(0, len(events), BATCH):
@@ -74,6 +80,7 @@ def send(base_url: str, events: list[dict[str, Any]], answers: list[dict[str, An
                 response = client.post("/v1/events", json={"events": batch})
                 if response.status_code != 503:
                     break
+                refused[response.status_code] += 1
             assert response.status_code == 200, response.text
             answers.extend(response.json()["results"])
 
@@ -98,8 +105,11 @@ def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, pg_dsn: 
     for event in district.events:
         sessions[event["session_id"]].append(event)
     answers: list[list[dict[str, Any]]] = [[] for _ in range(EMITTERS)]
+    refused: Counter[int] = Counter()
     threads = [
-        threading.Thread(target=send, args=(api.base_url, interleaving(sessions, n), answers[n]))
+        threading.Thread(
+            target=send, args=(api.base_url, interleaving(sessions, n), answers[n], refused)
+        )
         for n in range(EMITTERS)
     ]
     for t in threads:
@@ -130,7 +140,8 @@ def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, pg_dsn: 
             assert [h["event"]["event_id"] for h in history] == sent
     print(  # noqa: T201
         f"{EMITTERS} emitters x {len(expected)} events on {len(sessions)} sessions, "
-        f"{WORKERS} workers: {len(every)} answers, {len(expected)} accepted once each"
+        f"{WORKERS} workers: {len(every)} answers, {len(expected)} accepted once each, "
+        f"{refused[503]} batches answered 503 and resent"
     )
 
 
