@@ -8,6 +8,7 @@ by the same key, so a resend is recognised while nothing unkeyed about the plain
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol
@@ -93,6 +94,11 @@ class LedgerIndex(Protocol):
 
     def scrub(self) -> None:
         """Make destroyed keys unrecoverable from the store's files (after an erasure)."""
+        ...
+
+    def exclusive_writes(self) -> AbstractContextManager[None]:
+        """While held, no other writer (in any process) commits an append: a writer that
+        lost a race reads, judges and appends inside it, so it cannot lose again."""
         ...
 
 

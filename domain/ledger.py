@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Recording, StoredEvent
+from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 
 from tutorledger.domain import privacy
 from tutorledger.domain.batch import (
@@ -89,8 +89,15 @@ class Ledger(Application[UUID]):
             )
 
     def _retried(self, write: Callable[[], _T], message: str) -> _T:
-        """`write()` again after each lost write race, waiting a jittered, growing time."""
-        return retried(write, message, pause=self._pause)
+        """`write()`; after a lost write race, again in the store's exclusive turn, where no
+        other process can commit between its read and its append. (Further losses, only
+        possible beside a writer that takes no turns, wait a jittered, growing time.)"""
+        try:
+            return write()
+        except IntegrityError:
+            self._pause(0.0)
+        with self.index.exclusive_writes():
+            return retried(write, message, pause=self._pause)
 
     def _record_once(self, parsed: list[tuple[Any, Any]]) -> list[Outcome]:
         batch = Batch(encode=self.encode)

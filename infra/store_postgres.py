@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
 from tutorledger.infra.ledger_index import CHUNK, GENESIS_HASH, index_rows
 from tutorledger.infra.vault import chunked
 from tutorledger.infra.vault_postgres import PostgresVault, json_rows, uuid_array, vault_tables
+from tutorledger.infra.write_turns import PostgresTurns
 
 # Any constant shared by every tutorledger process: the key of the schema-creation lock.
 SCHEMA_LOCK = 0x74757472
@@ -49,6 +51,7 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
 
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        self.turns = PostgresTurns(datastore)
         schema = Identifier(self.datastore.schema)
         self.index_table = SQL("{}.ledger_index").format(schema)
         self.sql_create_statements.extend(
@@ -80,11 +83,20 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
         """The library's insert (table lock, notify, one INSERT … RETURNING notification_id,
         in the given order), its rows sent as one JSON text rather than an array of
         composites that psycopg dumps field by field in Python."""
+        shared_turn = self.turns.shared_statement()  # before the table lock: see write_turns
+        if shared_turn is not None:
+            curs.execute(shared_turn)
         self._lock_table(curs)
         self._notify_channel(curs)
         rows = [(str(s.originator_id), s.originator_version, s.topic, s.state.hex())
                 for s in stored_events]  # fmt: skip
         curs.execute(self._insert_json, (json_rows(rows),))
+
+    @contextmanager
+    def exclusive_writes(self) -> Iterator[None]:
+        """No other process commits an append while this is held (infra/write_turns.py)."""
+        with self.turns.exclusive():
+            yield
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

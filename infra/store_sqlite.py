@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecor
 from tutorledger.domain.batch import BatchSnapshot, LedgerEntry
 from tutorledger.infra.ledger_index import GENESIS_HASH, index_rows
 from tutorledger.infra.vault_sqlite import VAULT_TABLES, SQLiteVault, rows_in_chunks
+from tutorledger.infra.write_turns import FileTurns
 
 # Pages the write-ahead log may hold before a commit copies them back into the database file
 # (SQLite's default is 1,000, about 4 MB). Each append dirties pages of several randomly-keyed
@@ -25,6 +27,25 @@ WAL_CHECKPOINT_PAGES = 20_000
 class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
     """SQLite recorder that also maintains the ledger index and the student key table in the
     append transaction."""
+
+    def __init__(self, datastore: Any, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        pool = datastore.pool
+        self.turns = FileTurns(None if pool.is_sqlite_memory_mode else f"{pool.db_name}-writers")
+
+    @contextmanager
+    def exclusive_writes(self) -> Iterator[None]:
+        """No other process commits an append while this is held (infra/write_turns.py)."""
+        with self.turns.exclusive():
+            yield
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # The shared turn is taken before the write transaction begins: a writer waiting for
+        # it must not hold SQLite's write lock, which the exclusive holder will need.
+        with self.turns.shared():
+            return super().insert_events(stored_events, **kwargs)
 
     def construct_create_table_statements(self) -> list[str]:
         return [

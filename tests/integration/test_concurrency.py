@@ -1,4 +1,5 @@
-"""Many emitters racing on the same sessions against `serve --workers 3` on PostgreSQL.
+"""Many emitters racing on the same sessions against `serve --workers 3`, on PostgreSQL and
+on one SQLite file.
 
 Every emitter sends the whole district: the same sessions, the same event ids, each in its
 own interleaving of sessions (a session's events stay in order), in batches, all at once.
@@ -6,7 +7,8 @@ So the same event reaches different worker processes at the same moment, and dif
 events of one session are appended by different processes. Afterwards:
 
 - each event id was answered `accepted` exactly once, every other answer `duplicate` naming
-  the same position, nothing rejected;
+  the same position, nothing rejected, no batch answered 503 (a writer that lost a race
+  tries again in the exclusive turn);
 - each event is stored once (ledger index and events table), and the chain verifies;
 - no forked history: each session's stored versions are 1..n without a gap, and its history
   is exactly the emitted sequence, in order.
@@ -15,9 +17,11 @@ events of one session are appended by different processes. Afterwards:
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +38,22 @@ EMITTERS, WORKERS, BATCH = 8, 3, 10
 KEY = "race-admin-key-0000000000000"
 
 
+@pytest.fixture(params=["postgres", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ledger's URL: PostgreSQL, or one SQLite file that every worker process opens."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.db"
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return dsn
+
+
 @pytest.fixture
 def api(
-    pg_dsn: str, clickhouse_url: str, kafka_bootstrap: str, tmp_path: Path
+    store: str, clickhouse_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> Iterator[live.Proc]:
     keys = write_keys(tmp_path / "keys.json", [{"key": KEY, "role": "admin", "districts": ["*"]}])
     env = {
-        "TUTORLEDGER_EVENT_STORE": pg_dsn,
+        "TUTORLEDGER_EVENT_STORE": store,
         "TUTORLEDGER_STREAM": f"kafka://{kafka_bootstrap}",
         "TUTORLEDGER_CLICKHOUSE": clickhouse_url,
         "TUTORLEDGER_API_KEYS_FILE": str(keys),
@@ -85,21 +98,29 @@ def send(
             answers.extend(response.json()["results"])
 
 
-def stored(dsn: str) -> tuple[int, int, dict[str, list[int]]]:
-    """(index rows, distinct event ids, each aggregate's stored versions) from PostgreSQL."""
-    with psycopg.connect(dsn) as conn:
-        counted = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM ledger_index")
-        rows, ids = counted.fetchone() or (0, 0)
-        versions: dict[str, list[int]] = defaultdict(list)
-        for originator, version in conn.execute(
-            "SELECT originator_id, originator_version FROM tutorledger_events "
-            "ORDER BY originator_id, originator_version"
-        ):
+COUNTS = "SELECT count(*), count(DISTINCT event_id) FROM ledger_index"
+VERSIONS = (  # the library names the events table after the application on PostgreSQL only
+    "SELECT originator_id, originator_version FROM {} ORDER BY originator_id, originator_version"
+)
+
+
+def stored(url: str) -> tuple[int, int, dict[str, list[int]]]:
+    """(index rows, distinct event ids, each aggregate's stored versions) from the store."""
+    versions: dict[str, list[int]] = defaultdict(list)
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as lite:
+            rows, ids = lite.execute(COUNTS).fetchone()
+            for originator, version in lite.execute(VERSIONS.format("stored_events")):
+                versions[str(originator)].append(int(version))
+        return int(rows), int(ids), versions
+    with psycopg.connect(url) as conn:
+        rows, ids = conn.execute(COUNTS).fetchone() or (0, 0)
+        for originator, version in conn.execute(VERSIONS.format("tutorledger_events")):
             versions[str(originator)].append(int(version))
     return int(rows), int(ids), versions
 
 
-def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, pg_dsn: str) -> None:
+def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, store: str) -> None:
     district = generate(DistrictSpec(district_id=DISTRICT, students=60, schools=2, days=5))
     sessions: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in district.events:
@@ -124,10 +145,12 @@ def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, pg_dsn: 
     ][:3]
     accepted = Counter(a["event_id"] for a in every if a["status"] == "accepted")
     assert set(accepted) == expected and set(accepted.values()) == {1}
+    # A writer that lost a race tries again in the exclusive turn, where it cannot lose.
+    assert refused[503] == 0, f"{refused[503]} batches answered 503"
     position = {a["event_id"]: a["position"] for a in every if a["status"] == "accepted"}
     assert all(a["position"] == position[a["event_id"]] for a in every)
 
-    rows, ids, versions = stored(pg_dsn)
+    rows, ids, versions = stored(store)
     assert rows == ids == len(expected)
     assert all(v == list(range(1, len(v) + 1)) for v in versions.values())
     headers = {"Authorization": f"Bearer {KEY}", "X-Purpose": "concurrency test"}

@@ -1,11 +1,12 @@
-"""Lost write races: the jittered backoff's bounds, and a ledger that loses real races on a
-shared SQLite store (another Ledger issues the batch's new student keys between its read and
-its append) waits, reads again and stores the batch once, or after MAX_ATTEMPTS losses
-answers `unavailable` having stored nothing."""
+"""Lost write races: the jittered backoff's bounds, and a ledger that loses a real race on a
+shared SQLite store (another Ledger issues the batch's new student key between its read and
+its append) reads again in the exclusive turn, where no rival can commit, and stores its
+batch once."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -137,27 +138,40 @@ def test_a_ledger_that_loses_a_race_reads_again_and_stores_its_batch_once(
     finally:
         app.close()
     assert [o.status for o in outcomes] == ["accepted", "accepted"]
-    assert len(pauses) == 1 and 0 <= pauses[0] < BASE_DELAY
+    assert pauses == [0.0]  # read again at once, in the exclusive turn
     assert keys_of(store) == 2  # one key per student: the loser used the rival's
     assert rival.recorder.max_notification_id() == 3
 
 
-def test_a_ledger_that_keeps_losing_answers_unavailable_and_stores_nothing(
+def test_after_a_lost_race_no_other_writer_commits_until_the_loser_has(
     store: Path, rival: Ledger
 ) -> None:
+    """The loser's second read, judge and append hold the exclusive turn: a rival that tries
+    to append a conflicting batch meanwhile waits for it, so the loser cannot lose again."""
     pauses: list[float] = []
-    students = [f"stu-{n}" for n in range(MAX_ATTEMPTS)]
+    rival_done: list[int] = []
+    waiting = threading.Thread(
+        target=lambda: rival_done.extend(
+            o.position or 0 for o in rival.record_events([request("rival-2", "stu-2")])
+        )
+    )
 
-    def rival_commits(n: int) -> None:  # before each append, the rival takes another student
-        assert rival.record_events([request(f"rival-{n}", students[n])])[0].status == "accepted"
+    def rival_commits(n: int) -> None:
+        if n == 0:  # beats the loser's first attempt
+            assert rival.record_events([request("rival-1", "stu-1")])[0].status == "accepted"
+        if n == 1:  # tries again during the loser's second attempt, and must wait for it
+            waiting.start()
+            waiting.join(timeout=1.0)  # time to overtake it, were it not excluded
+            assert waiting.is_alive() and not rival_done
 
     app = losing_ledger(store, pauses, rival_commits)
     try:
-        with pytest.raises(Unavailable) as raised:
-            app.record_events([request(f"mine-{s}", s) for s in students])
+        outcomes = app.record_events([request("mine-1", "stu-1"), request("mine-2", "stu-2")])
     finally:
         app.close()
-    assert raised.value.code == "unavailable"
-    assert len(pauses) == MAX_ATTEMPTS - 1
-    assert rival.recorder.max_notification_id() == MAX_ATTEMPTS  # the rival's events only
-    assert keys_of(store) == MAX_ATTEMPTS
+    waiting.join()
+    assert [o.status for o in outcomes] == ["accepted", "accepted"]
+    assert pauses == [0.0]  # one loss, then one attempt in the exclusive turn
+    mine = max(o.position or 0 for o in outcomes)
+    assert rival_done and rival_done[0] > mine  # the rival's append came after
+    assert keys_of(store) == 2
