@@ -1,12 +1,12 @@
-"""Optimistic appends retried after a lost write race, with jittered exponential backoff.
+"""Appends retried after a lost write race, with jittered exponential backoff.
 
 A writer judges its batch against a snapshot read before it takes the store's write lock.
 When another process commits first (a session's next version, a student's key), the append
-fails with the store's IntegrityError and the writer reads again. Retried at once, the new
-snapshot is often stale by the very transaction that is still holding the lock, so under
-steady load from several processes one batch could lose eight times in a row and be answered
-503. Waiting a random, growing time first lets the winner commit and spreads the losers out
-("full jitter"), so the next read sees what beat it.
+fails with the store's IntegrityError and the writer reads again. The Ledger does that in
+the store's exclusive writer turn (infra/write_turns.py), where nobody who takes turns can
+overtake it; a process that takes none (an older version, mid-upgrade) still could, so
+further attempts wait a random, growing time first ("full jitter"): the winner commits and
+the next read sees what beat it. After MAX_ATTEMPTS the caller answers 503.
 """
 
 from __future__ import annotations
