@@ -38,22 +38,13 @@ EMITTERS, WORKERS, BATCH = 8, 3, 10
 KEY = "race-admin-key-0000000000000"
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The ledger's URL: PostgreSQL, or one SQLite file that every worker process opens."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger.db"
-    dsn: str = request.getfixturevalue("pg_dsn")
-    return dsn
-
-
 @pytest.fixture
 def api(
-    store: str, clickhouse_url: str, kafka_bootstrap: str, tmp_path: Path
+    store_url: str, clickhouse_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> Iterator[live.Proc]:
     keys = write_keys(tmp_path / "keys.json", [{"key": KEY, "role": "admin", "districts": ["*"]}])
     env = {
-        "TUTORLEDGER_EVENT_STORE": store,
+        "TUTORLEDGER_EVENT_STORE": store_url,
         "TUTORLEDGER_STREAM": f"kafka://{kafka_bootstrap}",
         "TUTORLEDGER_CLICKHOUSE": clickhouse_url,
         "TUTORLEDGER_API_KEYS_FILE": str(keys),
@@ -120,7 +111,7 @@ def stored(url: str) -> tuple[int, int, dict[str, list[int]]]:
     return int(rows), int(ids), versions
 
 
-def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, store: str) -> None:
+def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, store_url: str) -> None:
     district = generate(DistrictSpec(district_id=DISTRICT, students=60, schools=2, days=5))
     sessions: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in district.events:
@@ -150,7 +141,7 @@ def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, store: s
     position = {a["event_id"]: a["position"] for a in every if a["status"] == "accepted"}
     assert all(a["position"] == position[a["event_id"]] for a in every)
 
-    rows, ids, versions = stored(store)
+    rows, ids, versions = stored(store_url)
     assert rows == ids == len(expected)
     assert all(v == list(range(1, len(v) + 1)) for v in versions.values())
     headers = {"Authorization": f"Bearer {KEY}", "X-Purpose": "concurrency test"}
