@@ -31,7 +31,7 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
     def __init__(self, datastore: Any, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         pool = datastore.pool
-        self.turns = FileTurns(None if pool.is_sqlite_memory_mode else f"{pool.db_name}-writers")
+        self.turns = FileTurns(None if pool.is_sqlite_memory_mode else pool.db_name)
 
     @contextmanager
     def exclusive_writes(self) -> Iterator[None]:

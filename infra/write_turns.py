@@ -23,10 +23,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["FileTurns", "PostgresTurns", "WRITERS_LOCK"]
+__all__ = ["SUFFIX", "WRITERS_LOCK", "FileTurns", "PostgresTurns"]
 
 # Any constant shared by every tutorledger process (another than the schema lock's).
 WRITERS_LOCK = 0x74757477
+SUFFIX = "-writers"  # the turn file beside a SQLite database: `<database>-writers`
 
 
 class _Turns:
@@ -51,9 +52,10 @@ class FileTurns(_Turns):
     """Turns as a `flock` on `<database>-writers` (None: an in-memory database, one process,
     whose writers the Ledger's own lock already serialises)."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, database: str | None) -> None:
         super().__init__()
-        self.path = path
+        self.database = database
+        self.path = None if database is None else database + SUFFIX
 
     @contextmanager
     def _locked(self, how: int) -> Iterator[None]:
@@ -61,13 +63,23 @@ class FileTurns(_Turns):
             yield
             return
         # A new open file each time: a flock belongs to the open file, so two threads
-        # sharing one would share (and release) one lock.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        # sharing one would share (and release) one lock. Read-only is enough to lock, and
+        # the file is created readable by whoever may read the database (as SQLite creates
+        # its -wal and -shm files), so an importer run as another user can take turns too.
+        fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, self._mode())
         try:
             fcntl.flock(fd, how)
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+    def _mode(self) -> int:
+        """The database file's read and write bits (0o644 before it exists)."""
+        assert self.database is not None
+        try:
+            return os.stat(self.database).st_mode & 0o666
+        except FileNotFoundError:
+            return 0o644
 
     @contextmanager
     def shared(self) -> Iterator[None]:

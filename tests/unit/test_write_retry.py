@@ -5,6 +5,7 @@ batch once."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import uuid
@@ -22,6 +23,7 @@ from tutorledger.domain.ledger import Ledger
 from tutorledger.domain.write_retry import BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY, backoff, retried
 from tutorledger.infra.settings import Settings
 from tutorledger.infra.store import open_ledger
+from tutorledger.infra.write_turns import SUFFIX, FileTurns
 
 DISTRICT = "d-race"
 
@@ -175,3 +177,25 @@ def test_after_a_lost_race_no_other_writer_commits_until_the_loser_has(
     mine = max(o.position or 0 for o in outcomes)
     assert rival_done and rival_done[0] > mine  # the rival's append came after
     assert keys_of(store) == 2
+
+
+def test_the_turn_file_is_readable_by_whoever_may_read_the_database(store: Path) -> None:
+    """Read access is all a flock needs: an importer run as another user, who may read and
+    write the database, must be able to take turns beside the server."""
+    store.write_bytes(b"")
+    store.chmod(0o664)
+    turns = FileTurns(str(store))
+    with turns.shared():
+        pass
+    assert (store.parent / (store.name + SUFFIX)).stat().st_mode & 0o777 == 0o664 & ~umask()
+    with turns.exclusive():
+        assert turns.holds_exclusive()
+        with turns.shared():  # inside its own exclusive turn a writer does not wait for itself
+            pass
+    assert not turns.holds_exclusive()
+
+
+def umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
