@@ -132,7 +132,7 @@ def test_load_reports_throughput_and_latency(stack: dict[str, Any], tmp_path: Pa
         "events_per_second": round(stored / seconds, 1),
         "post_events": summary(post),
         "batches_resent_after_503_or_dropped_connection": resent,
-        "api_worker_starts": log.count("Started server process"),
+        "api_worker_starts": log.count('"msg": "Started server process'),
         "write_races_lost": log.count("write race lost"),
         "metric_reads": {name: summary(row) for name, row in reads.items()},
         "projection_lag_at_end": lag,
