@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,12 +41,13 @@ T = TypeVar("T")
 LIST_BYTES = 64 * 1024
 
 
-def in_parts(values: Sequence[T], size: Callable[[T], int]) -> Iterator[list[T]]:
-    """`values` in consecutive parts whose `size`s add up to at most LIST_BYTES each."""
+def in_parts(values: Sequence[T]) -> Iterator[list[T]]:
+    """`values` in consecutive parts whose rendered IN lists (`listed_size`) take at most
+    LIST_BYTES each."""
     part: list[T] = []
     used = 0
     for value in values:
-        cost = size(value)
+        cost = listed_size(value)
         if part and used + cost > LIST_BYTES:
             yield part
             part, used = [], 0

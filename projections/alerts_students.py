@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 from tutorledger.domain.alert_rules import AlertRules
-from tutorledger.infra.clickhouse import ProjectionStore, in_parts, listed_size
+from tutorledger.infra.clickhouse import ProjectionStore, in_parts
 from tutorledger.projections.alerts import Alert, query, window
 from tutorledger.projections.dosage import US_PER_MINUTE, lengths_sql
 from tutorledger.projections.filters import Filters, facts_where
@@ -42,7 +42,7 @@ def tokens(store: ProjectionStore, district_id: str, sessions: list[str]) -> dic
     """Session id → its student's token (as the ledger publishes it)."""
     rows = [
         row
-        for part in in_parts(sessions, listed_size)
+        for part in in_parts(sessions)
         for row in store.execute(TOKENS_SQL, {"district_id": district_id, "sessions": tuple(part)})
     ]
     return {str(s): str(t) for s, t in rows}

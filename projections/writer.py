@@ -14,7 +14,7 @@ from itertools import islice
 from typing import Any
 
 from tutorledger.domain.errors import Unavailable
-from tutorledger.infra.clickhouse import Encoded, ProjectionStore, in_parts, listed_size
+from tutorledger.infra.clickhouse import Encoded, ProjectionStore, in_parts
 from tutorledger.projections.insight_rows import COHORT_COLUMNS, GRADE_COLUMNS, insight_rows
 from tutorledger.projections.read_models import (
     COMPLETED,
@@ -104,7 +104,7 @@ def present_positions(store: ProjectionStore, table: str, positions: Sequence[in
     """Which of `positions` `table` already holds (each part bounded by its range: partition
     pruning; sorted first, so the parts' ranges are narrow)."""
     present: set[int] = set()
-    for part in in_parts(sorted(positions), listed_size):
+    for part in in_parts(sorted(positions)):
         params = {"low": part[0], "high": part[-1], "positions": tuple(part)}
         present.update(int(r[0]) for r in store.execute(PRESENT_SQL.format(table=table), params))
     return present
@@ -231,7 +231,7 @@ class ReadModelWriter:
         parts = [
             (district_id, part)
             for district_id, sessions in wanted.items()
-            for part in in_parts(sorted(sessions), listed_size)
+            for part in in_parts(sorted(sessions))
         ]
         for district_id, part in parts:
             params = {"district_id": district_id, "sessions": tuple(part)}

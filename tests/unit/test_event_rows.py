@@ -144,7 +144,7 @@ def test_a_plan_that_must_read_the_store_settles_the_previous_insert_first() -> 
 def test_in_parts_keeps_every_value_in_order_and_each_part_within_the_limit(
     values: list[str],
 ) -> None:
-    parts = list(in_parts(values, listed_size))
+    parts = list(in_parts(values))
     assert [v for part in parts for v in part] == values
     assert all(part for part in parts)
     for part in parts:
@@ -153,5 +153,5 @@ def test_in_parts_keeps_every_value_in_order_and_each_part_within_the_limit(
 
 def test_in_parts_splits_a_list_too_long_for_one_query() -> None:
     positions = list(range(10**9, 10**9 + 50_000))  # about 700 KB rendered
-    parts = list(in_parts(positions, listed_size))
+    parts = list(in_parts(positions))
     assert len(parts) > 5 and [p for part in parts for p in part] == positions
