@@ -28,6 +28,7 @@ __all__ = ["SUFFIX", "WRITERS_LOCK", "FileTurns", "PostgresTurns"]
 # Any constant shared by every tutorledger process (another than the schema lock's).
 WRITERS_LOCK = 0x74757477
 SUFFIX = "-writers"  # the turn file beside a SQLite database: `<database>-writers`
+SHARED_TURN_SQL = f"SELECT pg_advisory_xact_lock_shared({WRITERS_LOCK})"
 
 
 class _Turns:
@@ -108,9 +109,7 @@ class PostgresTurns(_Turns):
     def shared_statement(self) -> str | None:
         """The statement an append's transaction runs first (None inside this thread's
         exclusive turn, whose lock would make it wait for itself)."""
-        if self.holds_exclusive():
-            return None
-        return f"SELECT pg_advisory_xact_lock_shared({WRITERS_LOCK})"
+        return None if self.holds_exclusive() else SHARED_TURN_SQL
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
