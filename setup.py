@@ -2,7 +2,7 @@
 
 The project keeps its architecture folders at the top level (``domain/``, ``api/``, ...) and
 installs them under one ``tutorledger`` name. A hand-kept package list once missed
-``tutorledger.api.routes``; here every directory below those folders is a package and every
+``tutorledger.api.http.routes``; here every directory below those folders is a package and every
 file in it (SQL migrations, templates, static assets) is package data, so nothing added
 later can be left out of a wheel. ``tests/test_release`` proves it on built artefacts.
 Everything else about the project lives in ``pyproject.toml``.

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tutorledger.api import dashboard
-from tutorledger.api.body_guard import BodyGuard
-from tutorledger.api.errors import install_error_handlers
-from tutorledger.api.openapi import install_openapi
-from tutorledger.api.routes import (
+from tutorledger.api.http.body_guard import BodyGuard
+from tutorledger.api.http.errors import install_error_handlers
+from tutorledger.api.http.openapi import install_openapi
+from tutorledger.api.http.routes import (
     admin,
     alerts,
     audit,
@@ -25,8 +25,8 @@ from tutorledger.api.routes import (
     schools,
     sessions,
 )
+from tutorledger.api.http.security_headers import SecurityHeaders
 from tutorledger.api.runtime import Runtime
-from tutorledger.api.security_headers import SecurityHeaders
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
 

@@ -17,10 +17,10 @@ from tutorledger.consumers.rebuild import fill_missing_read_models
 from tutorledger.consumers.relay import relay_position
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
-from tutorledger.infra.disclosures import DisclosureLog
+from tutorledger.infra.eventstore.disclosures import DisclosureLog
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 from tutorledger.projections.schema import migrate
 
 

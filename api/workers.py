@@ -77,7 +77,7 @@ def run_workers(settings: Settings, host: str, port: int, workers: int) -> None:
 def prepare_schemas(settings: Settings) -> None:
     """Create the ledger's tables and apply ClickHouse migrations, then let go of both."""
     from tutorledger.infra.clickhouse import open_projection_store
-    from tutorledger.infra.store import open_ledger
+    from tutorledger.infra.eventstore.store import open_ledger
     from tutorledger.projections.schema import migrate
 
     open_ledger(settings).close()

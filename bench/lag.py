@@ -44,7 +44,7 @@ def emit(store_url: str, rate: int, seconds: float) -> None:
     events on the schedule; one line on stdout per append (monotonic clock: the watcher
     reads the same clock)."""
     from tutorledger.bench.district import DistrictSpec, generate
-    from tutorledger.infra.store import open_ledger
+    from tutorledger.infra.eventstore.store import open_ledger
 
     spec = DistrictSpec(district_id="lag-district", students=int(rate * seconds / 3) + 200,
                         days=3, duplicate_rate=0.0)  # fmt: skip
@@ -215,8 +215,8 @@ def sustained_lag(bootstrap: str, clickhouse: str, workdir: Path, rate: int = 20
     from tutorledger.consumers.kafka_projector import stream_position
     from tutorledger.consumers.relay import relay_position
     from tutorledger.infra.clickhouse import open_projection_store
+    from tutorledger.infra.eventstore.store import open_ledger
     from tutorledger.infra.kafka import ensure_topics
-    from tutorledger.infra.store import open_ledger
     from tutorledger.projections.schema import migrate
 
     tag = uuid.uuid4().hex[:8]

@@ -20,7 +20,7 @@ from tutorledger.domain.envelope import EventType, body_digest, parse_envelope
 from tutorledger.domain.errors import Rejection
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE
 from tutorledger.domain.session import TutoringSession, session_key
-from tutorledger.infra.legacy import open_store
+from tutorledger.infra.eventstore.legacy import open_store
 
 NEW_TABLES = ("student_sessions", "student_keys", "privacy_secrets")
 
@@ -84,7 +84,7 @@ def _flush(ledger: Any, pending: list[tuple[TutoringSession, LedgerEntry]]) -> N
 
 
 def _drop_new_tables(ledger: Any) -> None:
-    from tutorledger.infra.legacy import sql_rows
+    from tutorledger.infra.eventstore.legacy import sql_rows
 
     for table in NEW_TABLES:
         sql_rows(ledger, f"DROP TABLE IF EXISTS {table}", write=True)

@@ -181,7 +181,7 @@ def serve(workdir: Path, clickhouse: str, embedded: bool) -> tuple[subprocess.Po
         "TUTORLEDGER_VAR_DIR": str(workdir / "var"),
         "TUTORLEDGER_LOG_LEVEL": "WARNING",
     }
-    cmd = [sys.executable, "-c", "from tutorledger.api.cli import main; main()", "serve"]
+    cmd = [sys.executable, "-c", "from tutorledger.api.cli.main import main; main()", "serve"]
     proc = subprocess.Popen([*cmd, "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600

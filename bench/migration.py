@@ -19,7 +19,7 @@ from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.bench.legacy_ledger import write_plaintext_ledger
 from tutorledger.bench.suite import BATCH, Stage
 from tutorledger.consumers.migrate import migrate, open_target
-from tutorledger.infra.legacy import open_store
+from tutorledger.infra.eventstore.legacy import open_store
 
 DISTRICTS = ("bench-mig-a", "bench-mig-b")
 

@@ -45,8 +45,8 @@ def on_topic(settings: Settings, topic: str) -> Settings:
 def relay_once(settings: Settings, topic: str, name: str) -> float:
     """Seconds for a fresh relay (own tracking name) to drain the ledger into `topic`."""
     from tutorledger.consumers.relay import Relay
+    from tutorledger.infra.eventstore.store import open_ledger
     from tutorledger.infra.kafka import make_producer
-    from tutorledger.infra.store import open_ledger
 
     target = on_topic(settings, topic)
     ledger = open_ledger(target)
@@ -65,8 +65,8 @@ def relay_once(settings: Settings, topic: str, name: str) -> float:
 def relayed_messages(settings: Settings) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     """(key, value, headers) of every ledger event, exactly as the relay sends them."""
     from tutorledger.consumers.relay import Relay
+    from tutorledger.infra.eventstore.store import open_ledger
     from tutorledger.infra.kafka import make_producer
-    from tutorledger.infra.store import open_ledger
 
     ledger = open_ledger(settings)
     producer = make_producer(settings)
@@ -126,8 +126,8 @@ def bench_projector(settings: Settings, bare_topic: str, events: int) -> Stage:
     """The Kafka projector draining the relay's topic vs bare consume + columnar insert."""
     from tutorledger.consumers.kafka_projector import KafkaProjector, stream_position
     from tutorledger.infra.clickhouse import open_projection_store
+    from tutorledger.infra.eventstore.store import open_ledger
     from tutorledger.infra.kafka import make_consumer, make_producer
-    from tutorledger.infra.store import open_ledger
     from tutorledger.projections.schema import migrate
 
     ledger = open_ledger(settings)

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from eventsourcing.domain import Aggregate, event
 
 from tutorledger.bench.district import DistrictSpec, generate
+from tutorledger.infra.eventstore.store import open_ledger, store_env
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger, store_env
 
 SIZES = {"small": 5_000, "medium": 100_000, "large": 1_000_000}
 BATCH = 1000

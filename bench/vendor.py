@@ -1,5 +1,5 @@
 """A vendor's session report written from synthetic ledger events, in the shape of the shipped
-Tutor.com-style mapping (`infra/mappings/tutorcom.toml`): one row per session, local times
+Tutor.com-style mapping (`infra/importers/mappings/tutorcom.toml`): one row per session, local times
 without an offset. Used by the tests and the benchmark; no vendor data is involved.
 """
 

@@ -30,14 +30,14 @@ from eventsourcing.application import Application
 from tutorledger.bench.suite import RawEvent, Stage, in_fresh_process, raw_env, timed
 from tutorledger.domain import privacy
 from tutorledger.domain.envelope import parse_envelope
-from tutorledger.infra.codec import canonical_json
-from tutorledger.infra.crypto import AesGcmCipher
+from tutorledger.infra.eventstore.codec import canonical_json
+from tutorledger.infra.eventstore.crypto import AesGcmCipher
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.keys import write_admin_keys_file
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 if TYPE_CHECKING:
-    from tutorledger.infra.session_mapping import RowConverter
+    from tutorledger.infra.importers.session_mapping import RowConverter
 
 BATCH = 1000
 START_TIMEOUT = 120.0
@@ -76,7 +76,7 @@ def served(store_url: str, workdir: Path, tag: str) -> Iterator[tuple[int, str]]
     env.update(TUTORLEDGER_EVENT_STORE=store_url, TUTORLEDGER_API_KEYS_FILE=str(keys),
                TUTORLEDGER_STREAM="kafka://127.0.0.1:9", TUTORLEDGER_VAR_DIR=str(workdir),
                TUTORLEDGER_CLICKHOUSE=f"chdb://{workdir}/chdb-{tag}")  # fmt: skip
-    command = "from tutorledger.api.cli import main; main()"
+    command = "from tutorledger.api.cli.main import main; main()"
     with (workdir / f"serve-{tag}.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-c", command, "serve", "--port", str(port)],
@@ -154,7 +154,7 @@ def bench_import(events: list[dict[str, Any]], store_url: str, raw_url: str, wor
     district as a vendor report vs the raw append of the events the importer records, in
     the importer's batches."""
     from tutorledger.bench.vendor import write_report
-    from tutorledger.infra.session_reader import batches
+    from tutorledger.infra.importers.session_reader import batches
 
     source = workdir / f"vendor-{label.lower()}.csv"
     write_report(source, events, TIME_ZONE)
@@ -169,7 +169,11 @@ def bench_import(events: list[dict[str, Any]], store_url: str, raw_url: str, wor
 
 
 def _converter(district: str) -> RowConverter:
-    from tutorledger.infra.session_mapping import RowConverter, load_mapping, shipped_mapping
+    from tutorledger.infra.importers.session_mapping import (
+        RowConverter,
+        load_mapping,
+        shipped_mapping,
+    )
 
     shipped = shipped_mapping("tutorcom")
     assert shipped is not None, "the Tutor.com-style mapping ships with the package"
@@ -178,7 +182,7 @@ def _converter(district: str) -> RowConverter:
 
 def _import(source: Path, district: str, store_url: str, report: Path) -> tuple[float, Any]:
     """Seconds and report of one import of `source` into a fresh ledger."""
-    from tutorledger.infra.session_import import SessionImport
+    from tutorledger.infra.importers.sessions import SessionImport
 
     ledger = open_ledger(Settings(event_store=store_url))
     try:

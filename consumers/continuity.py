@@ -16,8 +16,8 @@ from typing import Any
 from tutorledger.domain.errors import MigrationIncomplete, SourceEmpty
 from tutorledger.domain.ledger import Ledger
 from tutorledger.domain.migration import MIGRATION_EVENT_TYPE
-from tutorledger.infra import legacy
-from tutorledger.infra.audit import chain_scan, envelope_of, verify_chain
+from tutorledger.infra.eventstore import legacy
+from tutorledger.infra.eventstore.audit import chain_scan, envelope_of, verify_chain
 
 
 def links(ledger: Ledger) -> dict[str, dict[str, Any]]:

@@ -37,9 +37,9 @@ from tutorledger.domain.ledger import Ledger
 from tutorledger.domain.migration import migration_envelope
 from tutorledger.domain.privacy import SEALED_FIELD, TOKEN_FIELD
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE
-from tutorledger.infra import legacy
-from tutorledger.infra.audit import ChainRow, chain_scan, envelope_of
-from tutorledger.infra.ledger_index import GENESIS_HASH, chain_hash
+from tutorledger.infra.eventstore import legacy
+from tutorledger.infra.eventstore.audit import ChainRow, chain_scan, envelope_of
+from tutorledger.infra.eventstore.ledger_index import GENESIS_HASH, chain_hash
 
 PAGE = 1000
 SESSION_TYPES = frozenset(t.value for t in EventType)

@@ -18,8 +18,8 @@ from typing import Any
 
 from eventsourcing.persistence import Mapper
 
-from tutorledger.infra.audit import chain_scan, envelope_of, iter_rows
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.infra.eventstore.audit import chain_scan, envelope_of, iter_rows
 
 Key = tuple[str, date]
 

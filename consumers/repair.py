@@ -25,7 +25,7 @@ from tutorledger.domain.cohort import COHORT_EVENT_TYPE
 from tutorledger.domain.grades import GRADE_EVENT_TYPE
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.infra.positions import bucket_counts, positions_between
+from tutorledger.infra.eventstore.positions import bucket_counts, positions_between
 from tutorledger.projections.read_models import SCHOOL_UPDATED, STEPS, current_tables
 from tutorledger.projections.rows import event_row
 from tutorledger.projections.writer import ReadModelWriter

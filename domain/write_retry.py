@@ -3,10 +3,10 @@
 A writer judges its batch against a snapshot read before it takes the store's write lock.
 When another process commits first (a session's next version, a student's key), the append
 fails with the store's IntegrityError and the writer reads again. The Ledger does that in
-the store's exclusive writer turn (infra/write_turns.py), where nobody who takes turns can
-overtake it; a process that takes none (an older version, mid-upgrade) still could, so
-further attempts wait a random, growing time first ("full jitter"): the winner commits and
-the next read sees what beat it. After MAX_ATTEMPTS the caller answers 503.
+the store's exclusive writer turn (infra/eventstore/write_turns.py), where nobody who
+takes turns can overtake it; a process that takes none (an older version, mid-upgrade)
+still could, so further attempts wait a random, growing time first ("full jitter"): the
+winner commits and the next read sees what beat it. After MAX_ATTEMPTS the caller answers 503.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tutorledger.infra.store import GENESIS_HASH
+from tutorledger.infra.eventstore.store import GENESIS_HASH
 
 # The participation figures the API reports, in its order.
 FIGURES = (

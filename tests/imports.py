@@ -7,12 +7,12 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from tutorledger.api.cli_import import mapping_path
+from tutorledger.api.cli.importing import mapping_path
 from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.bench.vendor import COLUMNS, write_report
 from tutorledger.consumers.projector import decode
-from tutorledger.infra.audit import verify_chain
-from tutorledger.infra.session_mapping import RowConverter, SessionMapping, load_mapping
+from tutorledger.infra.eventstore.audit import verify_chain
+from tutorledger.infra.importers.session_mapping import RowConverter, SessionMapping, load_mapping
 
 ZONE = "America/New_York"
 

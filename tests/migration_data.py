@@ -13,8 +13,8 @@ from builders import envelope
 from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.bench.legacy_ledger import put_school, write_plaintext_ledger
 from tutorledger.consumers.migrate import migrate, open_target
-from tutorledger.infra.audit import chain_scan, envelope_of, iter_rows
-from tutorledger.infra.legacy import open_store
+from tutorledger.infra.eventstore.audit import chain_scan, envelope_of, iter_rows
+from tutorledger.infra.eventstore.legacy import open_store
 
 DISTRICTS = ("mig-a", "mig-b")
 STUDENT, TOPIC, COMMENT = "stu-migr-QX5522", "Migrated topic QT71", "private words QZ6604"

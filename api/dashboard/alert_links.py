@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tutorledger.api.alert_schemas import AlertList
-from tutorledger.api.routes.alerts import alert_list, protect
-from tutorledger.api.routes.metrics import Scope
+from tutorledger.api.http.alert_schemas import AlertList
+from tutorledger.api.http.routes.alerts import alert_list, protect
+from tutorledger.api.http.routes.metrics import Scope
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.alerts import school_alerts
 

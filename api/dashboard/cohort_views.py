@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tutorledger.api.dashboard.pages import ID_PATTERN, SUBJECT_PATTERN, ViewQuery
 from tutorledger.api.dashboard.routes import PAGE_STATUSES, figure_page
-from tutorledger.api.deps import RuntimeDep
-from tutorledger.api.insight_schemas import Outcomes
-from tutorledger.api.routes.metrics import Scope
+from tutorledger.api.http.deps import RuntimeDep
+from tutorledger.api.http.insight_schemas import Outcomes
+from tutorledger.api.http.routes.metrics import Scope
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore

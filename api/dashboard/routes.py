@@ -14,7 +14,6 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
-from tutorledger.api import csv_response as csv
 from tutorledger.api.dashboard import views
 from tutorledger.api.dashboard.alert_links import dashboard_links
 from tutorledger.api.dashboard.grids import (
@@ -33,9 +32,10 @@ from tutorledger.api.dashboard.session import (
     set_cookie,
     sign_in,
 )
-from tutorledger.api.deps import RuntimeDep
-from tutorledger.api.routes import metrics as m
-from tutorledger.api.routes.metrics import Scope, resolve_scope
+from tutorledger.api.http import csv_response as csv
+from tutorledger.api.http.deps import RuntimeDep
+from tutorledger.api.http.routes import metrics as m
+from tutorledger.api.http.routes.metrics import Scope, resolve_scope
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import Forbidden, InvalidRequest, TutorLedgerError

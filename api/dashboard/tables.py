@@ -11,7 +11,7 @@ from datetime import date
 
 from pydantic import BaseModel
 
-from tutorledger.api.metric_schemas import MetricResponse
+from tutorledger.api.metrics.schemas import MetricResponse
 
 
 class ReachRow(BaseModel):

@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tutorledger.api.alert_schemas import AlertList
 from tutorledger.api.dashboard.alert_links import alerts_panel
 from tutorledger.api.dashboard.tables import (
     DrillGrades,
@@ -24,7 +23,8 @@ from tutorledger.api.dashboard.tables import (
     ReachTrend,
     TrendRow,
 )
-from tutorledger.api.routes.metrics import (
+from tutorledger.api.http.alert_schemas import AlertList
+from tutorledger.api.http.routes.metrics import (
     BODIES,
     Scope,
     demand_body,

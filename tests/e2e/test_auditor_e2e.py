@@ -24,12 +24,12 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tutorledger.api import routes
 from tutorledger.api.app import create_app
-from tutorledger.api.cli import app as cli
+from tutorledger.api.cli.main import app as cli
+from tutorledger.api.http import routes
 from tutorledger.bench.district import DistrictSpec, generate
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,8 @@ from imports import chain_head, events_in_order, truth, vendor_csv
 from rosters import generated_bundle
 from waiting import wait_until
 
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 pytestmark = pytest.mark.e2e
 D = "kill-d"

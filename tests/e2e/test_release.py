@@ -98,7 +98,7 @@ def run(install: installed.Install, env: dict[str, str], cwd: Path, *args: str) 
 
 
 def test_installed_package_is_not_the_checkout(install: installed.Install, tmp_path: Path) -> None:
-    code = "import tutorledger.api.routes as r; print(r.__file__)"
+    code = "import tutorledger.api.http.routes as r; print(r.__file__)"
     where = subprocess.run(
         [str(install.python), "-c", code], cwd=tmp_path, capture_output=True, text=True,
         check=True,

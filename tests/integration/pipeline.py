@@ -13,9 +13,9 @@ from waiting import GENEROUS, wait_until
 from tutorledger.consumers.kafka_projector import KafkaProjector, stream_position
 from tutorledger.consumers.relay import Relay
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.kafka import ensure_topics, make_consumer, make_producer
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 from tutorledger.projections.schema import migrate
 
 

@@ -17,9 +17,9 @@ import pytest
 from builders import at_minute as event
 
 from tutorledger.domain.ledger import Ledger
-from tutorledger.infra.audit import verify_chain
+from tutorledger.infra.eventstore.audit import verify_chain
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 A, B = "dist-a", "dist-b"

@@ -161,8 +161,8 @@ def test_racing_emitters_store_each_event_once_in_order(api: live.Proc, store_ur
 
 def test_processes_starting_together_create_the_schema_in_turn(pg_dsn: str) -> None:
     """Ledgers opened at once on a fresh database (what `serve --workers` does) all start."""
+    from tutorledger.infra.eventstore.store import open_ledger
     from tutorledger.infra.settings import Settings
-    from tutorledger.infra.store import open_ledger
 
     gate, errors, opened = threading.Barrier(6), [], []
 

@@ -11,7 +11,7 @@ from pipeline import kafka_settings, running_pipeline, wait_caught_up
 
 from tutorledger.domain.grades import Grade
 from tutorledger.domain.records import put_cohort, record_grades
-from tutorledger.infra.store import open_ledger
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.projections.cohorts import list_cohorts
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.outcomes import outcomes

@@ -31,14 +31,14 @@ from migration_data import (
 )
 
 from tutorledger import services
-from tutorledger.api.cli_audit import metric_answers
+from tutorledger.api.cli.audit import metric_answers
 from tutorledger.api.runtime import Runtime
 from tutorledger.bench.legacy_ledger import put_school
 from tutorledger.consumers import continuity
 from tutorledger.consumers.migrate import migrate
 from tutorledger.domain.errors import MigrationIncomplete, TargetNotEmpty
-from tutorledger.infra.audit import verify_chain
-from tutorledger.infra.legacy import open_store, sql_rows
+from tutorledger.infra.eventstore.audit import verify_chain
+from tutorledger.infra.eventstore.legacy import open_store, sql_rows
 from tutorledger.infra.settings import Settings
 
 VOLATILE = {"as_of_position", "head_hash"}  # positions differ: the new chains open with a marker

@@ -21,11 +21,11 @@ from rosters import generated_bundle
 
 from tutorledger import services
 from tutorledger.api.app import create_app
-from tutorledger.api.cli_audit import metric_answers
-from tutorledger.infra.session_import import SessionImport
-from tutorledger.infra.session_reader import batches
+from tutorledger.api.cli.audit import metric_answers
+from tutorledger.infra.eventstore.store import open_ledger
+from tutorledger.infra.importers.session_reader import batches
+from tutorledger.infra.importers.sessions import SessionImport
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 KEYS = {
     "admin": "onboard-admin-key-000000",

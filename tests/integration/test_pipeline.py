@@ -26,8 +26,8 @@ from tutorledger.bench.district import District, DistrictSpec, generate
 from tutorledger.bench.lag import spawn_cli
 from tutorledger.consumers.kafka_projector import redact, stream_position
 from tutorledger.infra.clickhouse import open_projection_store
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.participation import participation
 

@@ -17,11 +17,11 @@ from builders import envelope
 from kafka import KafkaConsumer
 from pipeline import kafka_settings, running_pipeline, wait_caught_up
 
-from tutorledger.api.cli_audit import metric_answers
+from tutorledger.api.cli.audit import metric_answers
 from tutorledger.api.runtime import Runtime
 from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.consumers.rebuild import rebuild
-from tutorledger.infra.audit import verify_chain
+from tutorledger.infra.eventstore.audit import verify_chain
 from tutorledger.infra.settings import Settings
 
 DISTRICT = "d-priv"

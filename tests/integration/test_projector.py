@@ -17,8 +17,8 @@ from reference import participation as reference_participation
 from tutorledger.bench.district import District, DistrictSpec, generate
 from tutorledger.consumers.projector import LedgerFollower
 from tutorledger.infra.clickhouse import open_projection_store
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.participation import participation
 from tutorledger.projections.schema import migrate
@@ -93,7 +93,7 @@ import sys
 from tutorledger.consumers.projector import LedgerFollower
 from tutorledger.infra.clickhouse import open_projection_store
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.projections.schema import migrate
 s = Settings(event_store=sys.argv[1], clickhouse=sys.argv[2])
 store = open_projection_store(s)

@@ -24,8 +24,8 @@ from tutorledger.domain.alert_rules import AlertRules
 from tutorledger.domain.district import SchoolHours
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 from tutorledger.projections.alerts_students import length_percentile_us, long_session
 from tutorledger.projections.demand import demand
 from tutorledger.projections.dosage import dosage, lengths_sql

@@ -20,8 +20,8 @@ from tutorledger.consumers.rebuild import RETIRED, STAGING, ledger_head, rebuild
 from tutorledger.consumers.reconcile import reconcile
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 SPECS = (
     DistrictSpec(district_id="big-district", students=8000, schools=20, days=28, seed=5),

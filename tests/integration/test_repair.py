@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tutorledger.api.cli import app
+from tutorledger.api.cli.main import app
 from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.consumers.kafka_projector import WATERMARK_COLUMNS, stream_position
 from tutorledger.consumers.projector import decode
 from tutorledger.consumers.repair import find_gaps, repair, runs
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 from tutorledger.projections.read_models import current_tables
 from tutorledger.projections.rows import COLUMNS, event_row
 from tutorledger.projections.schema import migrate

@@ -11,9 +11,9 @@ from typing import TypeVar
 import pytest
 
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
-from tutorledger.infra.disclosures import DisclosureLog
+from tutorledger.infra.eventstore.disclosures import DisclosureLog
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 from tutorledger.projections import schema
 
 AT = datetime(2026, 1, 5, tzinfo=UTC)

@@ -12,8 +12,8 @@ from builders import envelope, recompute_chain
 
 from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.domain.ledger import Ledger
+from tutorledger.infra.eventstore.store import chain_hash, open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import chain_hash, open_ledger
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tutorledger.api.dashboard.alert_links import dashboard_links
-from tutorledger.api.routes.alerts import COUNTS, _protect
+from tutorledger.api.http.routes.alerts import COUNTS, _protect
 from tutorledger.domain.district import parse_profiles
 from tutorledger.projections.alerts import window
 from tutorledger.projections.filters import Filters

@@ -20,12 +20,12 @@ from imports import BAD_CODES, chain_head, converter, events_in_order, truth, ve
 from waiting import wait_until
 
 from tutorledger.domain.ledger import Ledger
-from tutorledger.infra.batch_prefetch import handover, prefetched_batches, send_batches
-from tutorledger.infra.session_import import SessionImport
-from tutorledger.infra.session_mapping import RowConverter
-from tutorledger.infra.session_reader import Batch, batches
+from tutorledger.infra.eventstore.store import open_ledger
+from tutorledger.infra.importers.batch_prefetch import handover, prefetched_batches, send_batches
+from tutorledger.infra.importers.session_mapping import RowConverter
+from tutorledger.infra.importers.session_reader import Batch, batches
+from tutorledger.infra.importers.sessions import SessionImport
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 D = "prefetch-d"
 
@@ -154,7 +154,7 @@ READER = """
 import multiprocessing, sys, time
 from pathlib import Path
 from imports import converter
-from tutorledger.infra.batch_prefetch import prefetched_batches
+from tutorledger.infra.importers.batch_prefetch import prefetched_batches
 with prefetched_batches(Path(sys.argv[1]), converter("prefetch-d"), min_bytes=0) as stream:
     next(stream)
     print(multiprocessing.active_children()[0].pid, flush=True)

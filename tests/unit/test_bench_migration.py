@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tutorledger.bench.migration import bench_migration
 from tutorledger.consumers.continuity import unfinished
-from tutorledger.infra.audit import verify_chain
-from tutorledger.infra.legacy import event_count, open_store
+from tutorledger.infra.eventstore.audit import verify_chain
+from tutorledger.infra.eventstore.legacy import event_count, open_store
 
 
 def test_the_stage_migrates_the_whole_ledger_and_reports_a_ratio(tmp_path: Path) -> None:

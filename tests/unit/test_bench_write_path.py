@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tutorledger.bench.suite import district_events, in_fresh_process
 from tutorledger.bench.write_path import bench_import
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 
 def test_work_runs_in_another_interpreter() -> None:

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from tutorledger.api.bounds import BoundedDate
+from tutorledger.api.http.bounds import BoundedDate
 
 ADAPTER: TypeAdapter[date] = TypeAdapter(BoundedDate)
 

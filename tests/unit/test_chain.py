@@ -15,8 +15,8 @@ from builders import recompute_chain
 
 from tutorledger.domain.envelope import parse_envelope
 from tutorledger.domain.ledger import Ledger
+from tutorledger.infra.eventstore.store import GENESIS_HASH, chain_hash, open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import GENESIS_HASH, chain_hash, open_ledger
 
 
 def recompute(prev: str, position: int, event: dict[str, Any]) -> str:

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from tutorledger.domain.envelope import canonical_json as reference_json
 from tutorledger.domain.session import TutoringSession, session_event, session_key
-from tutorledger.infra import codec
+from tutorledger.infra.eventstore import codec
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 # Plain JSON as envelopes hold it: any text (controls, astral planes, U+2028), 64-bit ints.
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)

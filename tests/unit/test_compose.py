@@ -258,7 +258,7 @@ def test_api_port_is_consistent() -> None:
 
 def cli_subcommands() -> set[str]:
     try:
-        from tutorledger.api.cli import app
+        from tutorledger.api.cli.main import app
     except ImportError as exc:  # the CLI is written concurrently
         pytest.skip(f"tutorledger.api.cli.app not there yet ({exc})")
     import typer

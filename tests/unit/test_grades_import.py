@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tutorledger.domain.grades import InvalidGradeMapping, InvalidGrades
-from tutorledger.infra.grades_import import GradeMapping, load_mapping, read_grades
+from tutorledger.infra.importers.grades import GradeMapping, load_mapping, read_grades
 
 MAPPING = GradeMapping(
     terms={"t1": date(2026, 1, 23), "t2": date(2026, 6, 5)}, letters={"A": 95, "b+": 88}

@@ -15,8 +15,8 @@ import pytest
 from tutorledger.domain.envelope import EventType
 from tutorledger.domain.ledger import Ledger, Outcome
 from tutorledger.domain.session import check_step
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 R, M, C, S, X = (
     EventType.REQUESTED,

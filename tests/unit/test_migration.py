@@ -34,8 +34,8 @@ from tutorledger.domain.errors import (
     TargetNotEmpty,
 )
 from tutorledger.domain.migration import MIGRATION_EVENT_TYPE
-from tutorledger.infra.audit import verify_chain
-from tutorledger.infra.legacy import open_store, sql_rows
+from tutorledger.infra.eventstore.audit import verify_chain
+from tutorledger.infra.eventstore.legacy import open_store, sql_rows
 from tutorledger.infra.settings import Settings
 
 
@@ -213,7 +213,7 @@ def test_the_migrated_ledger_keeps_the_write_paths_rules(
 def test_a_postgresql_source_needs_an_explicit_target() -> None:
     from typer.testing import CliRunner
 
-    from tutorledger.api.cli import app
+    from tutorledger.api.cli.main import app
 
     result = CliRunner().invoke(app, ["migrate-ledger", "--from", "postgresql://u@h/old"])
     assert result.exit_code == 2

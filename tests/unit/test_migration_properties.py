@@ -17,7 +17,7 @@ from reference_metrics import fold
 
 from tutorledger.bench.legacy_ledger import write_plaintext_ledger
 from tutorledger.consumers import continuity
-from tutorledger.infra.legacy import open_store
+from tutorledger.infra.eventstore.legacy import open_store
 
 PATHS = [(), ("matched",), ("matched", "completed"), ("matched", "completed", "surveyed"),
          ("cancelled",), ("matched", "cancelled")]  # fmt: skip

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from tutorledger.api.app import create_app
-from tutorledger.api.cli import app as cli
+from tutorledger.api.cli.main import app as cli
 from tutorledger.consumers.projector import decode
 from tutorledger.infra.settings import Settings
 

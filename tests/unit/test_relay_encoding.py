@@ -16,8 +16,8 @@ from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.consumers.projector import decode
 from tutorledger.consumers.relay import Relay, key_partition, message_headers, message_key
 from tutorledger.domain.privacy import public_form
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 
 class Cluster:

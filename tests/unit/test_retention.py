@@ -9,10 +9,10 @@ from pathlib import Path
 from builders import envelope
 from typer.testing import CliRunner
 
-from tutorledger.api.cli import app
-from tutorledger.infra.audit import verify_chain
+from tutorledger.api.cli.main import app
+from tutorledger.infra.eventstore.audit import verify_chain
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 D = "ret-d"
 

@@ -14,10 +14,10 @@ from rosters import MOVER, TRANSFER_DAY, Bundle, generated_bundle, student
 
 from tutorledger.domain.ledger import Ledger
 from tutorledger.domain.roster import InvalidRoster, Placement, enrolment_on
-from tutorledger.infra.oneroster import parse_roster, read_bundle
-from tutorledger.infra.roster_import import import_roster
+from tutorledger.infra.eventstore.store import open_ledger
+from tutorledger.infra.importers.oneroster import parse_roster, read_bundle
+from tutorledger.infra.importers.roster import import_roster
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 BEFORE, AFTER = TRANSFER_DAY - timedelta(days=30), TRANSFER_DAY + timedelta(days=30)
 DAY0 = date(2026, 1, 1)

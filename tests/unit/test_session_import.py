@@ -24,16 +24,16 @@ from imports import (
 )
 
 from tutorledger.domain.ledger import Ledger, Outcome
-from tutorledger.infra.session_import import SessionImport
-from tutorledger.infra.session_mapping import (
+from tutorledger.infra.eventstore.store import open_ledger
+from tutorledger.infra.importers.session_mapping import (
     IMPORT_NAMESPACE,
     InvalidMapping,
     import_event_id,
     load_mapping,
 )
-from tutorledger.infra.session_reader import batches
+from tutorledger.infra.importers.session_reader import batches
+from tutorledger.infra.importers.sessions import SessionImport
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
 
 D = "import-d"
 ROW = {"Session ID": "s-1", "Student ID": "stu-1", "School Code": "sch-1", "Grade": "K",

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tutorledger.api import metric_schemas as ms
-from tutorledger.api.suppression import suppress_metric
+from tutorledger.api.metrics import schemas as ms
+from tutorledger.api.metrics.suppression import suppress_metric
 from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.infra.settings import Settings
 

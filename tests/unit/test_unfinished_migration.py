@@ -13,13 +13,13 @@ import pytest
 from migration_data import interrupted, plaintext_ledger, run
 from typer.testing import CliRunner
 
-from tutorledger.api.cli import app
+from tutorledger.api.cli.main import app
 from tutorledger.consumers.continuity import refuse_unfinished_store
 from tutorledger.consumers.projector import LedgerFollower
 from tutorledger.consumers.relay import Relay
 from tutorledger.domain.errors import MigrationIncomplete
 from tutorledger.infra.clickhouse import open_projection_store
-from tutorledger.infra.legacy import open_store
+from tutorledger.infra.eventstore.legacy import open_store
 from tutorledger.infra.settings import Settings
 from tutorledger.projections.schema import migrate
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from tutorledger.api.cli import app
+from tutorledger.api.cli.main import app
 from tutorledger.api.workers import (
     WorkersNeedClickHouseServer,
     WorkersNeedKafka,

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from tutorledger.domain.errors import Unavailable
 from tutorledger.domain.ledger import Ledger
 from tutorledger.domain.write_retry import BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY, backoff, retried
+from tutorledger.infra.eventstore.store import open_ledger
+from tutorledger.infra.eventstore.write_turns import SUFFIX, FileTurns
 from tutorledger.infra.settings import Settings
-from tutorledger.infra.store import open_ledger
-from tutorledger.infra.write_turns import SUFFIX, FileTurns
 
 DISTRICT = "d-race"
 

@@ -1,0 +1,1 @@
+"""tutorledger.api.http."""

@@ -1,0 +1,80 @@
+"""POST /v1/admin/roster/{district_id}: a OneRoster zip becomes each school's dated enrolment."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from tutorledger.api.http.bounds import BoundedDate
+from tutorledger.api.http.deps import Admin, RuntimeDep, check_district
+from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.infra.importers.roster import import_roster
+
+router = APIRouter(prefix="/v1/admin/roster", tags=["admin"])
+
+
+class SchoolImported(BaseModel):
+    school_id: str
+    name: str
+    enrolled: int
+    status: Literal["recorded", "unchanged"]
+    position: int | None
+
+
+class RosterImported(BaseModel):
+    district_id: str
+    as_of: date
+    students_in_roster: int
+    students_counted: int
+    in_several_schools: int
+    outside_k12: int
+    schools: list[SchoolImported]
+
+
+DESCRIPTION = (
+    "Body: a OneRoster 1.1 CSV bundle as a zip (`Content-Type: application/zip`) holding "
+    "`orgs.csv`, `users.csv` and optionally `enrollments.csv`. Each school's enrolment by "
+    "grade on `as_of` is recorded with the same school event `PUT /v1/schools` records (all "
+    "schools in one transaction; history kept). A student counts once, at the school whose "
+    "enrolment began latest among those active on the date. Only counts are stored: no "
+    "student identifier, name, e-mail or birth date leaves the import. Any bad row: 422 "
+    "`invalid_roster` listing each `{file, line, column, problem}`, and nothing is recorded. "
+    "The same roster for the same date again records nothing (`unchanged`). The zip counts "
+    "against `TUTORLEDGER_MAX_BODY_BYTES` like any body; `tutorledger import-roster` has no "
+    "such limit."
+)
+
+
+@router.post(
+    "/{district_id}",
+    response_model=RosterImported,
+    summary="Import a district's OneRoster roster as enrolment on a date",
+    description=DESCRIPTION,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def post_roster(
+    district_id: Annotated[str, Path(pattern=DISTRICT_PATTERN)],
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Admin,
+    as_of: Annotated[BoundedDate, Query(description="Enrolment on this date (YYYY-MM-DD)")],
+    school_key: Annotated[
+        Literal["sourcedId", "identifier"],
+        Query(description="orgs.csv column holding the school id emitters use"),
+    ] = "sourcedId",
+) -> RosterImported:
+    check_district(principal, district_id)
+    body = await request.body()  # its size is bounded by the app's body guard
+    result = await run_in_threadpool(
+        import_roster, runtime.ledger, body, district_id, as_of, school_key
+    )
+    return RosterImported.model_validate(result.as_dict())
