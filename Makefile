@@ -27,8 +27,9 @@ run: venv
 services: venv
 	$(BIN)/python -m tutorledger.services install
 
-## lint: ruff (lint + format check) and mypy --strict over the installed package names
+## lint: ruff (lint + format check), the layering contracts (import-linter) and mypy --strict
 lint: venv
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	mkdir -p $(TYPECHECK)/tutorledger
