@@ -1,7 +1,7 @@
 """Early-alert thresholds: when a figure is unusual enough to put in front of district staff.
 
 Each district may override any of them under `"alerts"` in the districts file; the defaults
-are the ones the README documents.
+are the ones docs/metrics.md documents.
 """
 
 from __future__ import annotations

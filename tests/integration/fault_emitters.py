@@ -1,7 +1,7 @@
 """The fault harness's emitters: post a district at a steady rate, resend until answered.
 
 Each emitter sends its queue in order, BATCH events at a time, and resends the same batch
-(same event ids) on a timeout, a refused connection or a 5xx, as the README tells clients
+(same event ids) on a timeout, a refused connection or a 5xx, as docs/operations.md tells clients
 to. A share of answered batches is sent once more as if the answer had been lost: those
 must all come back `duplicate`. The Book keeps what each event id was told, and when.
 """

@@ -6,7 +6,7 @@ for TUTORLEDGER_LOAD_SECONDS (60). It reports what it measured (sustained events
 p50/p99 of POST /v1/events and of each metric read, the projection lag left at the end) and
 asserts only correctness: no failed or rejected request, every event stored once, the chain
 intact. Never a timing: this machine is shared. A 503 or a dropped connection is resent, as
-the README tells clients to, and reported (with the write races the API lost and how many
+docs/operations.md tells clients to, and reported (with the write races the API lost and how many
 times uvicorn started a worker), so the check is that resends never store twice.
 """
 

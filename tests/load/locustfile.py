@@ -3,7 +3,7 @@
 Run by tests/integration/test_load.py as `locust --headless` against a loopback address
 (never imported by pytest itself: locust patches the standard library with gevent).
 Each emitter posts its own synthetic district's sessions in order, 20 events a request;
-an answer with any `rejected` result counts as a failure. Like the clients the README
+an answer with any `rejected` result counts as a failure. Like the clients docs/operations.md
 describes, an emitter sends the same batch again after a 503 or a dropped connection;
 each such resend is counted under RESENT, never as a failure (the test then checks that
 every event was stored once). Readers ask for the figures the
