@@ -1,6 +1,6 @@
 """Independent plain-Python figures for dosage and the early alerts, from accepted events.
 
-Written from the route descriptions and the definitions in docs/metrics.md, not from the SQL: sessions
+Written from the route descriptions and docs/metrics.md, not from the SQL: sessions
 are folded in Python (reference_metrics.fold), lengths are exact timedeltas, percentiles use
 exact fractions, weeks come from date.isocalendar().
 """
