@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PKGS := $(patsubst %/__init__.py,%,$(wildcard */__init__.py))
+# Development tooling that lives in the checkout, not in the installed package: linted too.
+DEVTOOLS := $(patsubst %/__init__.py,%,$(wildcard devtools/*/__init__.py))
 TYPECHECK := build/typecheck
 
 .PHONY: run test lint unit integration e2e bench-small services venv clean
@@ -25,16 +27,17 @@ run: venv
 
 ## services: install the real servers the integration tests use (PostgreSQL, ClickHouse, tansu)
 services: venv
-	$(BIN)/python -m tutorledger.services install
+	$(BIN)/python -m devtools.services install
 
-## lint: ruff (lint + format check), the layering contracts (import-linter) and mypy --strict
+## lint: ruff (lint + format check), the layering contracts (import-linter), mypy --strict over the package and devtools/
 lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	mkdir -p $(TYPECHECK)/tutorledger
 	for p in $(PKGS); do ln -sfn ../../../$$p $(TYPECHECK)/tutorledger/$$p; done
-	MYPYPATH=$(TYPECHECK) $(BIN)/mypy $(foreach p,$(PKGS),-p tutorledger.$(p))
+	MYPYPATH=$(TYPECHECK):. $(BIN)/mypy $(foreach p,$(PKGS),-p tutorledger.$(p)) \
+		$(foreach p,$(DEVTOOLS),-p $(subst /,.,$(p)))
 
 unit: venv
 	$(BIN)/pytest tests/unit -q

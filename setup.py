@@ -10,7 +10,8 @@ Everything else about the project lives in ``pyproject.toml``.
 
 from setuptools import find_namespace_packages, setup
 
-PACKAGE_FOLDERS = ("domain", "infra", "projections", "consumers", "api", "bench", "services")
+# The runtime's folders only: the local test servers (devtools/) stay in the source checkout.
+PACKAGE_FOLDERS = ("domain", "infra", "projections", "consumers", "api", "bench")
 SKIP = ("__pycache__", "*.__pycache__", "*.egg-info", "*.egg-info.*")
 
 

@@ -7,8 +7,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+from uuid import UUID
 
-from eventsourcing.persistence import TrackingRecorder
+from eventsourcing.persistence import StoredEvent, TrackingRecorder
 
 from tutorledger.consumers.continuity import refuse_unfinished
 from tutorledger.consumers.kafka_projector import stream_position
@@ -18,10 +19,32 @@ from tutorledger.consumers.relay import relay_position
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.eventstore.disclosures import DisclosureLog
+from tutorledger.infra.eventstore.recorders import store_of
 from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
 from tutorledger.projections.schema import migrate
+
+# One stored event joined with its index row: position, district, chain hash, event.
+ChainedEvent = tuple[int, str | None, str | None, StoredEvent | None]
+
+
+class StoreReads(Protocol):
+    """What the HTTP routes read from the event store beside the Ledger's own calls."""
+
+    def head(self, district_id: str, as_of: int | None = None) -> tuple[int, str] | None:
+        """(position, chain hash) of the district's last event at or below `as_of`."""
+        ...
+
+    def chained_events(
+        self, district_id: str | None, after: int, limit: int, originator_id: UUID | None = None
+    ) -> list[ChainedEvent]:
+        """Stored events with their index rows, in position order."""
+        ...
+
+    def sessions_of(self, token: str) -> list[UUID]:
+        """The sessions (and grades) linked to a student token, in ledger order."""
+        ...
 
 
 class MetadataProbe(Protocol):
@@ -75,6 +98,15 @@ class Runtime:
         if self._disclosures is None:
             self._disclosures = DisclosureLog(self.ledger.recorder)
         return self._disclosures
+
+    @property
+    def store(self) -> StoreReads:
+        """The event store's reads, typed: both recorders are checked against the port."""
+        return store_of(self.ledger)
+
+    def chain_head(self, district_id: str, position: int) -> tuple[int, str] | None:
+        """(position, chain hash) of the district's last event at or below `position`."""
+        return self.store.head(district_id, position)
 
     def start(self) -> None:
         """Start following the ledger in the background (embedded mode only)."""

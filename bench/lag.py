@@ -25,7 +25,7 @@ from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
 
-from tutorledger.bench.suite import Stage
+from tutorledger.bench.common import Stage
 from tutorledger.infra.settings import Settings
 
 TICK = 0.1  # seconds between appends: ten chunks a second

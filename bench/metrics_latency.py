@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from tutorledger.bench.common import free_port
 from tutorledger.bench.stream_district import StreamSpec, spec_for, stream
 from tutorledger.consumers.kafka_projector import WATERMARK_COLUMNS
 from tutorledger.domain.envelope import parse_envelope
@@ -39,7 +40,6 @@ from tutorledger.projections.read_models import current_tables
 from tutorledger.projections.rows import event_row
 from tutorledger.projections.schema import migrate
 from tutorledger.projections.writer import ReadModelWriter, RequestCache
-from tutorledger.services.procs import free_port
 
 KEY = "bench-metrics-admin-key-000000"
 HTTP_METRICS = (

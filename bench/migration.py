@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tutorledger.bench.common import BATCH, Stage
 from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.bench.legacy_ledger import write_plaintext_ledger
-from tutorledger.bench.suite import BATCH, Stage
 from tutorledger.consumers.migrate import migrate, open_target
 from tutorledger.infra.eventstore.legacy import open_store
 

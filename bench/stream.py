@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tutorledger.bench.common import Stage
 from tutorledger.bench.lag import sustained_lag
-from tutorledger.bench.suite import Stage
 from tutorledger.infra.settings import Settings
 
 RELAY_BATCH = 5000

@@ -1,64 +1,31 @@
 """The performance suite behind `tutorledger bench`: each stage beside a raw baseline, same run.
 
 Machines here are noisy, so absolute rates drift; the ratio to the baseline measured
-seconds earlier on the same machine is the number to compare across runs.
+seconds earlier on the same machine is the number to compare across runs. The stages live
+in their own modules and share `bench.common`; this module only runs them in order.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import tempfile
-import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from eventsourcing.domain import Aggregate, event
-
+from tutorledger.bench.common import Stage, timed
 from tutorledger.bench.district import DistrictSpec, generate
-from tutorledger.infra.eventstore.store import open_ledger, store_env
+from tutorledger.bench.metrics_latency import run
+from tutorledger.bench.migration import bench_migration
+from tutorledger.bench.stream import bench_stream
+from tutorledger.bench.write_path import write_path_stages
+from tutorledger.consumers.projector import decode
+from tutorledger.consumers.rebuild import rebuild
+from tutorledger.infra.clickhouse import ChdbStore
+from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings
+from tutorledger.projections.rows import COLUMNS, event_row
+from tutorledger.projections.schema import migrate
 
 SIZES = {"small": 5_000, "medium": 100_000, "large": 1_000_000}
-BATCH = 1000
-T = TypeVar("T")
-
-
-@dataclass
-class Stage:
-    name: str
-    events: int
-    seconds: float
-    baseline: str = ""
-    baseline_seconds: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        base_rate = self.events / self.baseline_seconds if self.baseline_seconds else None
-        return {
-            "stage": self.name,
-            "events": self.events,
-            "seconds": round(self.seconds, 3),
-            "events_per_second": round(self.rate, 1),
-            "baseline": self.baseline or None,
-            "baseline_events_per_second": round(base_rate, 1) if base_rate else None,
-            "ratio_to_baseline": round(self.rate / base_rate, 3) if base_rate else None,
-            **self.extra,
-        }
-
-
-class RawEvent(Aggregate):
-    """Baseline aggregate: one stored event per envelope, no rules, no index."""
-
-    @event("Recorded")
-    def __init__(self, envelope: dict[str, Any]) -> None:
-        self.envelope = envelope
 
 
 def district_events(size: int) -> list[dict[str, Any]]:
@@ -68,45 +35,8 @@ def district_events(size: int) -> list[dict[str, Any]]:
     return events[:size]
 
 
-def in_fresh_process(work: Callable[..., T], *args: Any) -> T:
-    """`work(*args)` run (and timed, by `work` itself) in a new interpreter. Each side of a
-    write-path ratio starts from a clean heap, as the CLI and the server do: run in this
-    process after the other side, the second ran up to 15 % slower on the memory the first
-    had just freed, whichever side it was."""
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(work, *args).result()
-
-
-def timed(work: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
-
-
-def raw_env(store_url: str) -> dict[str, str]:
-    """The library's own recorder on a separate file or schema: the baseline's own space."""
-    ours = ("APPLICATION_RECORDER_TOPIC", "MAPPER_TOPIC")
-    env = {k: v for k, v in store_env(store_url).items() if k not in ours}
-    if "SQLITE_DBNAME" in env:
-        env["SQLITE_DBNAME"] += ".raw"
-        return env
-    import psycopg
-
-    with psycopg.connect(store_url, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA IF NOT EXISTS bench_raw")
-    env["POSTGRES_SCHEMA"] = "bench_raw"
-    return env
-
-
 def bench_rebuild(store_url: str, label: str) -> Stage:
     """`rebuild` of the whole ledger into fresh projections vs inserting the same rows."""
-    from tutorledger.consumers.projector import decode
-    from tutorledger.consumers.rebuild import rebuild
-    from tutorledger.infra.clickhouse import ChdbStore
-    from tutorledger.projections.rows import COLUMNS, event_row
-    from tutorledger.projections.schema import migrate
-
     ledger = open_ledger(Settings(event_store=store_url))
     with tempfile.TemporaryDirectory() as chdir:
         store = ChdbStore(chdir, "rebuild")
@@ -131,8 +61,6 @@ def bench_rebuild(store_url: str, label: str) -> Stage:
 def bench_dashboard(size: int, clickhouse: str | None) -> list[Stage]:
     """Every metric over HTTP on a streamed district of `size` events (bench.metrics_latency):
     the whole-range p50/p95 per metric, beside the count() floor, in the report."""
-    from tutorledger.bench.metrics_latency import run
-
     stages = []
     for url in (None, clickhouse) if clickhouse else (None,):
         found = run(size, repeats=10, clickhouse=url)
@@ -152,18 +80,12 @@ def run_suite(size: str, workdir: Path, postgres: str | None, kafka: str | None,
               clickhouse: str | None) -> list[dict[str, Any]]:  # fmt: skip
     events = district_events(SIZES[size])
     sqlite_url = f"sqlite:///{workdir}/ledger.db"
-    from tutorledger.bench.write_path import write_path_stages
-
     stages: list[Stage] = write_path_stages(events, workdir, sqlite_url, postgres)
     stages.append(bench_rebuild(sqlite_url, "SQLite"))
     if postgres:
         stages.append(bench_rebuild(postgres, "PostgreSQL"))
-    from tutorledger.bench.migration import bench_migration
-
     stages.append(bench_migration(SIZES[size], workdir))
     stages.extend(bench_dashboard(SIZES[size], clickhouse))
     if kafka and clickhouse:
-        from tutorledger.bench.stream import bench_stream
-
         stages.extend(bench_stream(sqlite_url, kafka, clickhouse, size, workdir))
     return [s.as_dict() for s in stages]

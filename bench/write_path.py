@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,16 @@ from urllib.parse import urlparse
 import orjson
 from eventsourcing.application import Application
 
-from tutorledger.bench.suite import RawEvent, Stage, in_fresh_process, raw_env, timed
+from tutorledger.bench.common import (
+    BATCH,
+    RawEvent,
+    Stage,
+    drop_database_at,
+    free_port,
+    in_fresh_process,
+    raw_env,
+    timed,
+)
 from tutorledger.domain import privacy
 from tutorledger.domain.envelope import parse_envelope
 from tutorledger.infra.eventstore.codec import canonical_json
@@ -39,7 +47,6 @@ from tutorledger.infra.settings import Settings
 if TYPE_CHECKING:
     from tutorledger.infra.importers.session_mapping import RowConverter
 
-BATCH = 1000
 START_TIMEOUT = 120.0
 TIME_ZONE = "America/New_York"
 Batches = Sequence[Sequence[dict[str, Any]]]
@@ -59,18 +66,12 @@ def _raw_append(batches: Batches, store_url: str) -> float:
         raw.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def served(store_url: str, workdir: Path, tag: str) -> Iterator[tuple[int, str]]:
     """`tutorledger serve` on a free loopback port, writing to `store_url`; yields (port,
     key). Its stream is Kafka (an address nobody answers on: the write path never calls the
     broker), so no projector shares the process, as in production."""
-    port, keys = _free_port(), workdir / f"keys-{tag}.json"
+    port, keys = free_port(), workdir / f"keys-{tag}.json"
     key = write_admin_keys_file(keys)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORLEDGER_")}
     env.update(TUTORLEDGER_EVENT_STORE=store_url, TUTORLEDGER_API_KEYS_FILE=str(keys),
@@ -231,8 +232,6 @@ class FreshStores:
         return parsed._replace(path=f"/{name}").geturl()
 
     def _drop(self, name: str) -> None:
-        from tutorledger.services.postgres import drop_database_at
-
         assert self.postgres is not None
         drop_database_at(self.postgres, name)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tutorledger.consumers.ports import ChainHeads
 from tutorledger.domain.envelope import EventType
 from tutorledger.domain.errors import (
     MigrationError,
@@ -40,6 +41,7 @@ from tutorledger.domain.school import SCHOOL_EVENT_TYPE
 from tutorledger.infra.eventstore import legacy
 from tutorledger.infra.eventstore.audit import ChainRow, chain_scan, envelope_of
 from tutorledger.infra.eventstore.ledger_index import GENESIS_HASH, chain_hash
+from tutorledger.infra.eventstore.recorders import store_of
 
 PAGE = 1000
 SESSION_TYPES = frozenset(t.value for t in EventType)
@@ -220,6 +222,6 @@ def migrate(
 
 def _head_at(source: Ledger, district_id: str, position: int) -> str:
     """The old chain's hash of the district at `position` (where a resumed run continues)."""
-    head: Any = source.index
-    found: tuple[int, str] | None = head.head(district_id, position) if position else None
+    heads: ChainHeads = store_of(source)
+    found = heads.head(district_id, position) if position else None
     return found[1] if found else GENESIS_HASH

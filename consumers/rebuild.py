@@ -21,12 +21,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
+from tutorledger.consumers.ports import PageReader
 from tutorledger.consumers.projector import state_decoder
 from tutorledger.domain.gc_pause import paused_gc
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.infra.eventstore.recorders import store_of
 from tutorledger.projections.read_models import (
     GENERATIONS_TABLE,
     Tables,
@@ -64,12 +65,6 @@ def _run_guarded(swap: Callable[[], int]) -> int:
     return swap()
 
 
-class PageReader(Protocol):
-    """The store's bulk read (both recorders have it): positions and raw stored states."""
-
-    def event_states(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
-
-
 def copy_ledger(
     ledger: Ledger,
     writer: ReadModelWriter,
@@ -91,7 +86,7 @@ def copy_ledger(
     the ledger head ends full even where positions have gaps (PostgreSQL sequences skip on
     rolled-back appends).
     """
-    reader: PageReader = ledger.recorder  # type: ignore[assignment]
+    reader: PageReader = store_of(ledger)
     tables, raw_table, dedupe = target
     decode = state_decoder(ledger)
     position, count = after, 0
@@ -122,8 +117,7 @@ def copy_ledger(
 
 def ledger_head(ledger: Ledger) -> int:
     """The highest ledger position now (0 for an empty ledger)."""
-    recorder: Any = ledger.recorder
-    return int(recorder.max_notification_id() or 0)
+    return int(ledger.recorder.max_notification_id() or 0)
 
 
 def _drop_generations(store: ProjectionStore, keep: set[int]) -> None:

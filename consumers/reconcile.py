@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import ApplicationRecorder, Mapper
 
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.eventstore.audit import chain_scan, envelope_of, iter_rows
@@ -82,7 +82,7 @@ class ReconcileReport:
 
 
 def ledger_counts(
-    recorder: Any,
+    recorder: ApplicationRecorder,
     mapper: Mapper[Any],
     district_id: str | None,
     upto: int,
@@ -116,7 +116,7 @@ def _as_date(value: Any) -> date:
 
 
 def reconcile(
-    recorder: Any,
+    recorder: ApplicationRecorder,
     mapper: Mapper[Any],
     store: ProjectionStore,
     district_id: str | None = None,

@@ -16,17 +16,19 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from kafka.partitioner.default import murmur2
 
 from tutorledger.consumers.continuity import refuse_unfinished
+from tutorledger.consumers.ports import PageReader
 from tutorledger.consumers.projector import decode_state
 from tutorledger.domain.envelope import canonical_json
 from tutorledger.domain.ledger import Ledger
 from tutorledger.domain.privacy import public_form
+from tutorledger.infra.eventstore.recorders import store_of
 from tutorledger.infra.kafka import WATERMARK_TYPE
 
 log = logging.getLogger(__name__)
@@ -46,12 +48,6 @@ def message_headers(event: dict[str, Any], position: int) -> list[tuple[str, byt
         ("schema_version", str(event["schema_version"]).encode()),
         ("position", str(position).encode()),
     ]
-
-
-class PageReader(Protocol):
-    """The store's bulk read (both recorders have it): positions and raw stored states."""
-
-    def event_states(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
 
 
 def published(ledger: Ledger, position: int, state: bytes) -> tuple[dict[str, Any], bytes]:
@@ -114,7 +110,7 @@ class Relay:
         self.flush_timeout = flush_timeout
         self.name = name
         self.position = relay_position(tracking, name)
-        self.reader: PageReader = ledger.recorder  # type: ignore[assignment]
+        self.reader: PageReader = store_of(ledger)
         partitions = producer.partitions_for(topic)
         if not partitions:
             raise RuntimeError(f"topic {topic!r} has no partitions (does it exist?)")

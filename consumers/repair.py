@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventsourcing.persistence import ApplicationRecorder
+
 from tutorledger.consumers.projector import decode
 from tutorledger.domain.cohort import COHORT_EVENT_TYPE
 from tutorledger.domain.grades import GRADE_EVENT_TYPE
@@ -78,7 +80,9 @@ class GapReport:
         }
 
 
-def find_gaps(recorder: Any, store: ProjectionStore, upto: int, width: int = WINDOW) -> GapReport:
+def find_gaps(
+    recorder: ApplicationRecorder, store: ProjectionStore, upto: int, width: int = WINDOW
+) -> GapReport:
     """Compare ledger and projected positions in (0, upto]; memory bounded by `width`."""
     report = GapReport(upto)
     ours = bucket_counts(recorder, upto, width)

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Recording, StoredEvent
 
 from tutorledger.domain import privacy
 from tutorledger.domain.batch import (
@@ -43,6 +43,8 @@ __all__ = ["Ledger", "LedgerEntry", "LedgerIndex", "Outcome"]  # the batch types
 _T = TypeVar("_T")
 # What a record-building callback hands `Ledger.save_built`: aggregates, entries, key writes.
 Built = tuple[list[Aggregate], list[LedgerEntry], KeyWrites | None]
+# How the composing adapter finds the index port on the recorder the library built from `env`.
+IndexOf = Callable[[ApplicationRecorder], LedgerIndex]
 
 
 def _raw_event_id(raw: Any) -> str | None:
@@ -60,21 +62,20 @@ class Ledger(Application[UUID]):
         env: dict[str, str] | None = None,
         *,
         cipher: Cipher,
+        index_of: IndexOf,
         encode: privacy.Encode = canonical_json,
         session_cache_size: int = DEFAULT_SIZE,
         pause: Pause = time.sleep,
     ) -> None:
         super().__init__(env=env)
+        # The store's index and key table, reached through the recorder `env` configured;
+        # `index_of` refuses a recorder that has none, so a misconfigured store fails here.
+        self.index: LedgerIndex = index_of(self.recorder)
         self._pause = pause  # the wait between a lost write race and the next attempt
         self.cipher = cipher
         self.encode = encode
         self._write_lock = threading.Lock()
         self.session_cache = SessionCache(session_cache_size)
-
-    @property
-    def index(self) -> LedgerIndex:
-        recorder: Any = self.recorder
-        return recorder  # type: ignore[no-any-return]
 
     def record_events(self, raws: Sequence[Any]) -> list[Outcome]:
         """Validate and append a batch; retried whole when another writer wins a race."""
@@ -162,6 +163,7 @@ class Ledger(Application[UUID]):
         for stored in stored_events:
             key = stored.originator_id
             key = key if isinstance(key, UUID) else UUID(str(key))
+            # The library types what it decodes as a bare DomainEvent; ours carry `envelope`.
             envelope = self.mapper.to_domain_event(stored).envelope  # type: ignore[attr-defined]
             states.setdefault(key, SessionState("", {})).note(envelope)
         return states

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tutorledger import services
+from devtools import services
 
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -90,7 +91,8 @@ def metered(description: str) -> Iterator[Meter]:
 
 def fail(exc: TutorLedgerError) -> typer.Exit:
     """A store we cannot use is an operator problem (exit 2), not a failed check (exit 1)."""
-    console.print(f"[red]{exc.code}:[/] {exc.message}", soft_wrap=True)
+    # Escaped: a message may hold brackets (`tutorledger[bench]`) rich would take for markup.
+    console.print(f"[red]{exc.code}:[/] {escape(exc.message)}", soft_wrap=True)
     return typer.Exit(2)
 
 

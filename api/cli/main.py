@@ -9,8 +9,9 @@ from ``cli_grades``.
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -31,6 +32,7 @@ from tutorledger.api.cli.common import (
     load_settings,
     progress,
 )
+from tutorledger.bench.preflight import BenchUnavailable
 from tutorledger.domain.errors import TutorLedgerError
 from tutorledger.infra.settings import Settings
 
@@ -186,10 +188,17 @@ def bench(
 ) -> None:
     """Measure every stage next to a raw baseline from the same run; no pass/fail."""
     import tempfile
-    from contextlib import ExitStack
 
     from rich.table import Table
 
+    from tutorledger.bench.preflight import local_services_on_path, require_extra
+
+    try:
+        require_extra()
+        if with_local_services:
+            local_services_on_path()
+    except BenchUnavailable as exc:
+        raise fail(exc) from None
     from tutorledger.bench.suite import SIZES, run_suite
 
     if size not in SIZES:
@@ -214,21 +223,26 @@ def bench(
     console.print(f"report written to {report}")
 
 
-def start_local_services(stack: Any, workdir: Path) -> tuple[str, str, str]:
-    """PostgreSQL, tansu and ClickHouse on loopback for one benchmark run (stopped after)."""
+def start_local_services(stack: ExitStack, workdir: Path) -> tuple[str, str, str]:
+    """PostgreSQL, tansu and ClickHouse on loopback for one benchmark run (stopped after);
+    a server that cannot start is one line saying what to install, and exit 2."""
     import uuid
 
-    from tutorledger import services
+    from devtools import services  # the checkout's (bench.preflight put it on the path)
 
-    pg = services.ensure_postgres()
-    stack.callback(pg.stop)  # callbacks run last-in first-out: the drop comes before the stop
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    dsn = services.create_database(name, pg)
-    stack.callback(services.drop_database, name, pg)
-    broker = services.start_tansu()
-    stack.callback(broker.stop)
-    server = services.start_clickhouse(workdir / "clickhouse")
-    stack.callback(server.stop)
+    try:
+        pg = services.ensure_postgres()
+        stack.callback(pg.stop)  # callbacks run last-in first-out: the drop comes before the stop
+        name = f"bench_{uuid.uuid4().hex[:8]}"
+        dsn = services.create_database(name, pg)
+        stack.callback(services.drop_database, name, pg)
+        broker = services.start_tansu()
+        stack.callback(broker.stop)
+        server = services.start_clickhouse(workdir / "clickhouse")
+        stack.callback(server.stop)
+    except services.ServiceError as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise fail(BenchUnavailable(f"--with-local-services: {reason}")) from None
     return dsn, broker.bootstrap, server.url.rsplit("/", 1)[0] + "/bench"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, time
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import typer
 
@@ -17,6 +17,16 @@ from tutorledger.api.cli.common import StoreOpt, console, load_settings
 from tutorledger.domain.errors import NotFound
 
 commands = typer.Typer()
+
+
+class IdleStudents(Protocol):
+    """The retention query on the store's key table."""
+
+    def idle_students(self, district_id: str, before: datetime) -> list[tuple[str, datetime]]:
+        """(token, last activity) of live students with no activity since `before`."""
+        ...
+
+
 ReasonOpt = Annotated[
     str, typer.Option(help="Why, as a code: parent_request, contract_end, state_law, …")
 ]
@@ -76,13 +86,14 @@ def retention(
 ) -> None:
     """List (then with --apply shred) students with no activity in their district's
     `retention_years` (districts file); aggregates are kept."""
+    from tutorledger.infra.eventstore.recorders import store_of
     from tutorledger.infra.eventstore.store import open_ledger
 
     settings = load_settings(event_store=event_store)
     today = (as_of or datetime.now(UTC)).date()
     districts = [district] if district else settings.configured_districts()
     ledger = open_ledger(settings)
-    recorder = ledger.recorder
+    keys: IdleStudents = store_of(ledger)
     report = []
     try:
         for d in districts:
@@ -90,7 +101,7 @@ def retention(
             if years is None:
                 continue
             before = cutoff(today, years)
-            idle = recorder.idle_students(d, before)  # type: ignore[attr-defined]
+            idle = keys.idle_students(d, before)
             shredded = 0
             for token, _ in idle if apply else []:
                 shredded += ledger.erase(d, token, "retention", scrub=False) is not None

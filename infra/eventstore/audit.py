@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, Mapper, StoredEvent
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from tutorledger.infra.eventstore.ledger_index import GENESIS_HASH, chain_hash
+from tutorledger.infra.eventstore.postgres import PostgresLedgerRecorder
+from tutorledger.infra.eventstore.recorders import ledger_recorder
 from tutorledger.infra.eventstore.sqlite import SQLiteLedgerRecorder
 
 PAGE = 5000
@@ -62,7 +64,7 @@ class ChainScan(Protocol):
 
 
 class _SQLiteScan:
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: SQLiteLedgerRecorder) -> None:
         self.recorder = recorder
 
     def _all(self, sql: str, params: list[Any]) -> list[Any]:
@@ -97,7 +99,7 @@ class _SQLiteScan:
 
 
 class _PostgresScan:
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: PostgresLedgerRecorder) -> None:
         self.recorder = recorder
         schema = Identifier(recorder.datastore.schema)
         self.index = SQL("{}.ledger_index").format(schema)
@@ -168,11 +170,12 @@ def _chain_row(r: Any) -> ChainRow:
     return ChainRow(int(r[0]), r[1], r[2], stored)
 
 
-def chain_scan(recorder: Any) -> ChainScan:
+def chain_scan(recorder: ApplicationRecorder) -> ChainScan:
     """The scan for the recorder's backend (SQLite or PostgreSQL)."""
-    if isinstance(recorder, SQLiteLedgerRecorder):
-        return _SQLiteScan(recorder)
-    return _PostgresScan(recorder)
+    ours = ledger_recorder(recorder)
+    if isinstance(ours, SQLiteLedgerRecorder):
+        return _SQLiteScan(ours)
+    return _PostgresScan(ours)
 
 
 def iter_rows(
@@ -254,7 +257,7 @@ def _check(row: ChainRow, mapper: Mapper[UUID], prev: str) -> tuple[str | None, 
 
 
 def verify_chain(
-    recorder: Any,
+    recorder: ApplicationRecorder,
     mapper: Mapper[UUID],
     district_id: str | None = None,
     *,

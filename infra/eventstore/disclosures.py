@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from eventsourcing.persistence import ApplicationRecorder
 from psycopg.rows import tuple_row
 
 from tutorledger.domain.envelope import canonical_json
 from tutorledger.domain.write_retry import retried
 from tutorledger.infra.eventstore.ledger_index import GENESIS_HASH, chain_hash
 from tutorledger.infra.eventstore.postgres import SCHEMA_LOCK
+from tutorledger.infra.eventstore.recorders import ledger_recorder
 from tutorledger.infra.eventstore.sqlite import SQLiteLedgerRecorder
 
 _TABLES = [
@@ -78,9 +80,9 @@ class Disclosure:
 class DisclosureLog:
     """Append and read the log in the event store's database (SQLite or PostgreSQL)."""
 
-    def __init__(self, recorder: Any) -> None:
-        self.recorder = recorder
-        self.sqlite = isinstance(recorder, SQLiteLedgerRecorder)
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self.recorder = ledger_recorder(recorder)
+        self.sqlite = isinstance(self.recorder, SQLiteLedgerRecorder)
         self.mark = "?" if self.sqlite else "%s"
         serial = "INTEGER" if self.sqlite else "BIGSERIAL"
         ddl = [t.format(serial=serial) for t in _TABLES]

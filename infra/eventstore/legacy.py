@@ -20,6 +20,7 @@ from eventsourcing.persistence import PersistenceError
 from tutorledger.domain.errors import SourceEmpty, Unavailable
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.eventstore.crypto import AesGcmCipher
+from tutorledger.infra.eventstore.recorders import ledger_recorder, store_of
 from tutorledger.infra.eventstore.sqlite import SQLiteLedgerRecorder
 from tutorledger.infra.eventstore.store import store_env
 
@@ -46,7 +47,7 @@ def open_store(url: str, *, read_only: bool = False) -> Ledger:
                 raise SourceEmpty(f"no ledger file at {path}")
             env["SQLITE_DBNAME"] = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
-        return Ledger(env=env, cipher=AesGcmCipher())
+        return Ledger(env=env, cipher=AesGcmCipher(), index_of=ledger_recorder)
     except PersistenceError as exc:  # the URL names nothing usable: say so, not a traceback
         raise Unavailable(f"cannot open the store at {redacted(url)} (does it exist?)") from exc
 
@@ -62,7 +63,7 @@ def redacted(url: str) -> str:
 def sql_rows(
     ledger: Ledger, sql: str, params: tuple[Any, ...] = (), *, write: bool = False
 ) -> list[Any]:
-    recorder: Any = ledger.recorder
+    recorder = store_of(ledger)
     if isinstance(recorder, SQLiteLedgerRecorder):
         with recorder.datastore.transaction(commit=write) as c:
             c.execute(sql.replace("%s", "?"), params)
@@ -114,7 +115,7 @@ def last_event_id(ledger: Ledger) -> UUID | None:
 
 def stored_count(ledger: Ledger) -> int:
     """Stored events, indexed or not (an old ledger must have an index row for each)."""
-    table: str = getattr(ledger.recorder, "events_table_name", "stored_events")
+    table = store_of(ledger).events_table_name
     return int(sql_rows(ledger, f"SELECT count(*) FROM {table}")[0][0])
 
 

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventsourcing.persistence import ApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
+from tutorledger.infra.eventstore.recorders import ledger_recorder
 from tutorledger.infra.eventstore.sqlite import SQLiteLedgerRecorder
 
 COUNT = "SELECT position / {w} AS bucket, count(*) FROM {t} WHERE position <= {p} GROUP BY bucket"
 LIST = "SELECT position FROM {t} WHERE position > {p} AND position <= {p} ORDER BY position"
 
 
-def _query(recorder: Any, template: str, width: int, params: list[int]) -> list[tuple[Any, ...]]:
+def _query(
+    store: ApplicationRecorder, template: str, width: int, params: list[int]
+) -> list[tuple[Any, ...]]:
+    recorder = ledger_recorder(store)
     if isinstance(recorder, SQLiteLedgerRecorder):
         sql = template.format(w=int(width), t="ledger_index", p="?")
         with recorder.datastore.transaction(commit=False) as c:
@@ -29,12 +34,12 @@ def _query(recorder: Any, template: str, width: int, params: list[int]) -> list[
         return list(curs.fetchall())
 
 
-def bucket_counts(recorder: Any, upto: int, width: int) -> dict[int, int]:
+def bucket_counts(recorder: ApplicationRecorder, upto: int, width: int) -> dict[int, int]:
     """Indexed events per window of `width` positions (window b = [b*width, (b+1)*width))."""
     rows = _query(recorder, COUNT, width, [upto])
     return {int(b): int(n) for b, n in rows}
 
 
-def positions_between(recorder: Any, after: int, upto: int) -> list[int]:
+def positions_between(recorder: ApplicationRecorder, after: int, upto: int) -> list[int]:
     """Indexed positions in (after, upto], ascending."""
     return [int(r[0]) for r in _query(recorder, LIST, 1, [after, upto])]

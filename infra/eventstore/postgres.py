@@ -209,13 +209,14 @@ class PostgresLedgerRecorder(PostgresVault, PostgresApplicationRecorder):
         self, district_id: str | None, after: int, limit: int, originator_id: UUID | None = None
     ) -> list[tuple[int, str | None, str | None, StoredEvent | None]]:
         """Stored events joined with their index rows in position order (either side may lack)."""
-        where, params = [SQL("s.notification_id > %s")], [after]
+        where = [SQL("s.notification_id > %s")]
+        params: list[object] = [after]
         if district_id is not None:
             where.append(SQL("l.district_id = %s"))
-            params.append(district_id)  # type: ignore[arg-type]
+            params.append(district_id)
         if originator_id is not None:
             where.append(SQL("s.originator_id = %s"))
-            params.append(originator_id)  # type: ignore[arg-type]
+            params.append(originator_id)
         sql = SQL(
             "SELECT s.notification_id AS position, l.district_id, l.chain_hash, s.originator_id, "
             "s.originator_version, s.topic, s.state FROM {}.{} s "

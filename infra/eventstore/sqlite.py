@@ -164,13 +164,14 @@ class SQLiteLedgerRecorder(SQLiteVault, SQLiteApplicationRecorder):
         self, district_id: str | None, after: int, limit: int, originator_id: UUID | None = None
     ) -> list[tuple[int, str | None, str | None, StoredEvent | None]]:
         """Stored events joined with their index rows in position order (either side may lack)."""
-        where, params = ["s.rowid > ?"], [after]
+        where = ["s.rowid > ?"]
+        params: list[object] = [after]
         if district_id is not None:
             where.append("l.district_id = ?")
-            params.append(district_id)  # type: ignore[arg-type]
+            params.append(district_id)
         if originator_id is not None:
             where.append("s.originator_id = ?")
-            params.append(originator_id.hex)  # type: ignore[arg-type]
+            params.append(originator_id.hex)
         sql = (
             "SELECT s.rowid AS position, l.district_id, l.chain_hash, s.originator_id, "
             "s.originator_version, s.topic, s.state FROM stored_events s "

@@ -18,6 +18,7 @@ from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.eventstore.codec import canonical_json
 from tutorledger.infra.eventstore.crypto import AesGcmCipher
 from tutorledger.infra.eventstore.ledger_index import GENESIS_HASH, chain_hash
+from tutorledger.infra.eventstore.recorders import ledger_recorder
 from tutorledger.infra.settings import Settings
 
 __all__ = ["GENESIS_HASH", "chain_hash", "open_ledger", "store_env"]
@@ -64,6 +65,7 @@ def open_ledger(settings: Settings) -> Ledger:
     return Ledger(
         env=store_env(settings.event_store),
         cipher=AesGcmCipher(),
+        index_of=ledger_recorder,
         encode=canonical_json,
         pause=logged_pause,
     )

@@ -17,7 +17,7 @@ from typing import Any
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from tutorledger.services import servers
+from devtools.services import servers
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = (

@@ -74,7 +74,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
 def second_pg_dsn(pg_server: Any) -> Any:
     import uuid
 
-    from tutorledger import services
+    from devtools import services
 
     name = f"{services.TEST_DB_PREFIX}{uuid.uuid4().hex}"
     yield services.create_database(name, pg_server)

@@ -48,7 +48,7 @@ def source_files() -> set[str]:
 
 def test_package_folders_are_the_architecture() -> None:
     assert package_folders() == [
-        "api", "bench", "consumers", "domain", "infra", "projections", "services",
+        "api", "bench", "consumers", "domain", "infra", "projections",
     ]  # fmt: skip
 
 
@@ -59,9 +59,13 @@ def test_wheel_and_sdist_hold_every_source_and_data_file() -> None:
     expected = source_files()
     assert any(f.endswith(".sql") for f in expected)  # data files are part of the check
     with zipfile.ZipFile(wheel) as archive:
-        in_wheel = {n for n in archive.namelist() if n.startswith("tutorledger/")}
+        names = archive.namelist()
+    in_wheel = {n for n in names if n.startswith("tutorledger/")}
     missing = sorted(expected - in_wheel)
     assert not missing, f"{len(missing)} files missing from the wheel: {missing[:20]}"
+    # The local test servers stay in the checkout: nothing of devtools/ is installed.
+    assert (installed.REPO / "devtools" / "services" / "__init__.py").is_file()
+    assert not [n for n in names if "services/" in n or n.startswith("devtools")]
     with tarfile.open(sdist) as archive:
         root = archive.getnames()[0].split("/")[0]
         in_sdist = {f"tutorledger/{n.split('/', 1)[1]}" for n in archive.getnames() if "/" in n}
@@ -125,6 +129,26 @@ def test_installed_commands_work(
     verified = json.loads(run(install, env, tmp, "verify"))
     assert verified["ok"] is True and verified["checked"] >= loaded["accepted"]
     run(install, env, tmp, "rebuild")
+
+
+def test_bench_from_a_plain_install_says_in_one_line_what_it_needs(
+    install: installed.Install, user: tuple[dict[str, str], Path]
+) -> None:
+    """No `bench` extra, no checkout: one line naming the extra (or, with the extra present,
+    the checkout the local servers need), exit 2, no traceback."""
+    env, tmp = user
+    probe = "import importlib.util as u; print(u.find_spec('httpx') is not None)"
+    has_httpx = subprocess.run([str(install.python), "-c", probe], cwd=tmp, capture_output=True,
+                               text=True, check=True).stdout.strip() == "True"  # fmt: skip
+    result = subprocess.run(
+        [str(install.cli), "bench", "--with-local-services"], env=env, cwd=tmp,
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("bench_unavailable: "), result.stderr
+    wanted = "needs a source checkout" if has_httpx else "pip install 'tutorledger[bench]'"
+    assert wanted in lines[0], lines[0]
 
 
 def served_figures(install: installed.Install, env: dict[str, str], tmp: Path) -> dict[str, int]:

@@ -28,8 +28,8 @@ import live
 import psycopg
 import pytest
 
-from tutorledger.services import ServiceError, free_port, start_clickhouse, tansu_binary
-from tutorledger.services.procs import ServerProcess, free_ports
+from devtools.services import ServiceError, free_port, start_clickhouse, tansu_binary
+from devtools.services.procs import ServerProcess, free_ports
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -33,8 +33,8 @@ from builders import write_keys
 from faults import PrivatePostgres, RestartableClickHouse, start_or_skip
 from waiting import wait_until
 
+from devtools.services import start_tansu
 from tutorledger.bench.district import DistrictSpec, generate
-from tutorledger.services import start_tansu
 
 WAITING = int(os.environ.get("TUTORLEDGER_BACKPRESSURE_EVENTS", "20000"))
 FIRST = 3000  # events posted while the projector is down (rounded up to a district)

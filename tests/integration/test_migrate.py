@@ -30,7 +30,7 @@ from migration_data import (
     run,
 )
 
-from tutorledger import services
+from devtools import services
 from tutorledger.api.cli.audit import metric_answers
 from tutorledger.api.runtime import Runtime
 from tutorledger.bench.legacy_ledger import put_school

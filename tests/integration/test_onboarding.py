@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from imports import chain_head, converter, events_in_order, truth, vendor_csv
 from rosters import generated_bundle
 
-from tutorledger import services
+from devtools import services
 from tutorledger.api.app import create_app
 from tutorledger.api.cli.audit import metric_answers
 from tutorledger.infra.eventstore.store import open_ledger

@@ -20,7 +20,7 @@ from pipeline import kafka_settings, running_pipeline, wait_caught_up
 from reference import participation as reference_participation
 from waiting import wait_until
 
-from tutorledger import services
+from devtools import services
 from tutorledger.api.app import create_app
 from tutorledger.bench.district import District, DistrictSpec, generate
 from tutorledger.bench.lag import spawn_cli

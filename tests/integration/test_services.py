@@ -11,8 +11,8 @@ from clickhouse_driver import Client
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from waiting import wait_until
 
-from tutorledger import services
-from tutorledger.services.procs import spawn, wait_ready
+from devtools import services
+from devtools.services.procs import spawn, wait_ready
 
 
 def test_pg_dsn_is_a_fresh_writable_database(pg_dsn: str) -> None:

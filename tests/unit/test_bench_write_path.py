@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tutorledger.bench.suite import district_events, in_fresh_process
+from tutorledger.bench.common import in_fresh_process
+from tutorledger.bench.suite import district_events
 from tutorledger.bench.write_path import bench_import
 from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.settings import Settings

@@ -91,8 +91,7 @@ def build_filters(
         raise InvalidRequest("'from' is after 'to'", {"from": str(date_from), "to": str(date_to)})
     projected = runtime.sync()
     effective = projected if as_of_position is None else min(as_of_position, projected)
-    recorder: Any = runtime.ledger.recorder
-    head = recorder.head(district_id, effective)
+    head = runtime.chain_head(district_id, effective)
     filters = Filters(
         district_id=district_id,
         as_of_position=effective,

@@ -154,10 +154,10 @@ def list_disclosures(
 
 def sessions_of(runtime: Runtime, token: str) -> list[RecordSession]:
     """Every session (and grade) of the student, every event decrypted, in ledger order."""
-    recorder: Any = runtime.ledger.recorder
+    store = runtime.store
     sessions = []
-    for key in recorder.sessions_of(token):
-        rows = recorder.chained_events(None, 0, 1000, originator_id=key)
+    for key in store.sessions_of(token):
+        rows = store.chained_events(None, 0, 1000, originator_id=key)
         events = [decode(runtime.ledger, stored) for _, _, _, stored in rows]
         opened = runtime.ledger.open_stored(events)
         items = [

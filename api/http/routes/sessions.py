@@ -107,8 +107,7 @@ def get_session_events(
 ) -> SessionHistory:
     check_district(principal, district_id)
     purpose = require_purpose(x_purpose)
-    recorder: Any = runtime.ledger.recorder
-    rows = recorder.chained_events(
+    rows = runtime.store.chained_events(
         None, 0, 1000, originator_id=session_key(district_id, session_id)
     )
     if not rows:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from tutorledger.bench.common import drop_database_at
+
 from .procs import ServiceError, run
 
 log = logging.getLogger(__name__)
@@ -123,33 +125,6 @@ def drop_database(name: str, server: PostgresServer | None = None, wait: float =
     """Drop one of this cluster's databases even if a leaked connection still holds it."""
     server = server or PostgresServer(postgres_status()[0])
     drop_database_at(server.dsn(), _checked_name(name), wait)
-
-
-def drop_database_at(dsn: str, name: str, wait: float = 120) -> None:
-    """Drop database `name` through the server `dsn` connects to, even if a leaked
-    connection still holds it (PG 13+ ``FORCE``).
-
-    FORCE refuses outright when a session belongs to a role we cannot signal, typically an
-    autovacuum worker after heavy schema churn; a plain DROP cancels autovacuum itself, so
-    that is tried next, and sessions still in the way are waited out (bounded by `wait`).
-    """
-    ident = sql.Identifier(name)
-    forced = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident)
-    plain = sql.SQL("DROP DATABASE IF EXISTS {}").format(ident)
-    deadline = time.monotonic() + wait
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while True:
-            try:
-                conn.execute(forced)
-                return
-            except psycopg.errors.InsufficientPrivilege:
-                try:
-                    conn.execute(plain)
-                    return
-                except psycopg.errors.ObjectInUse:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
 
 
 def create_database_if_missing(name: str, server: PostgresServer) -> str:

@@ -1,10 +1,11 @@
 """Real PostgreSQL, Kafka-protocol (tansu) and ClickHouse servers for tests, benchmarks and
 development on a machine without Docker.
 
-Development tooling, kept apart from the runtime adapters in ``infra``: production processes
-never import it. Tests and ``tutorledger bench --with-local-services`` start servers through
-it on free loopback ports and stop them by pid afterwards.
-Command line: ``python -m tutorledger.services install|check|run``.
+Development tooling, outside the installed package (``setup.py`` ships only the runtime's
+folders): it lives in the source checkout, and production processes never import it. Tests
+and ``tutorledger bench --with-local-services`` (from a checkout) start servers through it
+on free loopback ports and stop them by pid afterwards.
+Command line: ``python -m devtools.services install|check|run``.
 """
 
 from .postgres import (

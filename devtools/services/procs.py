@@ -17,19 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tutorledger.bench.common import free_port
+
+__all__ = ["ServerProcess", "ServiceError", "free_port", "free_ports", "run", "spawn", "wait_ready"]
 log = logging.getLogger(__name__)
 
 
 class ServiceError(RuntimeError):
     """A real server could not be installed, started or reached."""
-
-
-def free_port() -> int:
-    """Return a loopback TCP port that is free right now (the OS picks it, so no collisions)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def free_ports(count: int) -> list[int]:
