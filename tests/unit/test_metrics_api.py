@@ -27,7 +27,8 @@ from metric_events import TZ, district, edge_batches, interleave, retarget
 from reference import participation as ref_participation
 
 from tutorledger.api.app import create_app
-from tutorledger.api.http.routes.metrics import Scope, build_filters, every_metric
+from tutorledger.api.http.routes.metrics import build_filters, every_metric
+from tutorledger.api.metrics.scope import Scope
 from tutorledger.infra.settings import Settings
 
 KEY = "metrics-dashboard-key-0000"

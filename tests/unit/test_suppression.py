@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tutorledger.api.metrics import schemas as ms
+from tutorledger.api.metrics.registry import DEMAND
 from tutorledger.api.metrics.suppression import suppress_metric
 from tutorledger.bench.district import DistrictSpec, generate
 from tutorledger.infra.settings import Settings
@@ -202,7 +203,7 @@ def demand_grid(cells: list[list[int]]) -> ms.Demand:
 )
 def test_no_line_of_a_grid_has_a_single_withheld_cell(cells: list[list[int]], k: int) -> None:
     body = demand_grid(cells)
-    shown = suppress_metric("demand", body, "dashboard", k).model_dump(mode="json")
+    shown = suppress_metric(DEMAND, body, "dashboard", k).model_dump(mode="json")
     rows, exact_rows = shown["rows"], body.model_dump(mode="json")["rows"]
     for name in ("requests", "completed", "students"):
         for line in lines(exact_rows, name):
@@ -217,4 +218,4 @@ def test_no_line_of_a_grid_has_a_single_withheld_cell(cells: list[list[int]], k:
             value = getattr(original, name)
             if 0 < value < k:
                 assert row[name] is None
-    assert suppress_metric("demand", body, "auditor", k) == body
+    assert suppress_metric(DEMAND, body, "auditor", k) == body
