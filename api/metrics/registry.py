@@ -173,7 +173,9 @@ PARTICIPATION = Metric[Keys](
         "`enrolled`: sum of each school's latest enrolment (by `as_of` date, on or before "
         "`to`), limited to the school/grade filters. `reach_rate` = served / enrolled (null "
         "when nothing is enrolled). `sessions_matched`/`completed`/`cancelled` count sessions "
-        "that reached that step. CSV: one row of these figures."
+        "that reached that step. `sessions_per_served_student` = requested ÷ served. CSV: one row "
+        "of these figures. Example: sch-01 enrols 400 students; 48 of them made 120 requests "
+        "in the range → students_served 48, reach_rate 0.12, sessions_per_served_student 2.5."
     ),
     response=ms.Participation,
     compute=_participation,
