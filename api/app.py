@@ -19,7 +19,6 @@ from tutorledger.api.http.routes import (
     events,
     health,
     metrics,
-    outcomes,
     privacy,
     roster,
     schools,
@@ -66,7 +65,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     modules = (events, sessions, schools, metrics, alerts, audit, admin, privacy, roster, health)
-    for module in (*modules, cohorts, outcomes):
+    for module in (*modules, cohorts):
         app.include_router(module.router)
     dashboard.install(app, settings)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)

@@ -208,21 +208,13 @@ def metric_answers(
 ) -> tuple[Any, dict[str, Any]]:
     """Every metric the API serves, built by the routes' own code (default grouping), so a
     replay is the API's answer by construction, not a second implementation of it."""
+    from tutorledger.api.http.deps import covered
     from tutorledger.api.http.routes import metrics
     from tutorledger.infra.keys import Principal
 
-    scope = metrics.metric_scope(
-        runtime=runtime,
-        principal=Principal("auditor", frozenset({"*"})),
-        district_id=district_id,
-        school_id=None,
-        subject=None,
-        grade=None,
-        date_from=date_from,
-        date_to=date_to,
-        as_of_position=as_of,
-        output_format=None,
-        accept=None,
+    auditor = covered(Principal("auditor", frozenset({"*"})), district_id)
+    scope = metrics.resolve_scope(
+        runtime, auditor, None, None, None, date_from, date_to, as_of, None, csv=False
     )
     bodies = metrics.every_metric(runtime.projections, scope)
     return scope, {name: b.model_dump(mode="json", by_alias=True) for name, b in bodies.items()}

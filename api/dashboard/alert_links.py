@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tutorledger.api.http.alert_schemas import AlertList
 from tutorledger.api.http.routes.alerts import alert_list, protect
-from tutorledger.api.http.routes.metrics import Scope
+from tutorledger.api.metrics.scope import Scope
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.alerts import school_alerts
 

@@ -7,22 +7,21 @@ district view's other filters do not apply: grades belong to students, not to a 
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tutorledger.api.dashboard.pages import ID_PATTERN, SUBJECT_PATTERN, ViewQuery
 from tutorledger.api.dashboard.routes import PAGE_STATUSES, figure_page
 from tutorledger.api.http.deps import RuntimeDep
-from tutorledger.api.http.insight_schemas import Outcomes
-from tutorledger.api.http.routes.metrics import Scope
-from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.api.metrics.registry import OUTCOMES, Terms
+from tutorledger.api.metrics.scope import Scope
+from tutorledger.domain.envelope import DistrictId
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.outcomes import INTERPRETATION, grade_options, outcomes
+from tutorledger.projections.outcomes import grade_options
 
 router = APIRouter(tags=["dashboard"], default_response_class=HTMLResponse, responses=PAGE_STATUSES)
 
@@ -56,16 +55,7 @@ def outcome_figures(store: ProjectionStore, scope: Scope, choice: OutcomesChoice
     context: dict[str, Any] = {"grade_subjects": subjects, "terms": terms, "outcomes": None}
     context |= {"subject": subject, "term_from": term_from, "term_to": term_to}
     if subject and term_from and term_to:
-        pinned = replace(scope, filters=replace(scope.filters, subject=subject))
-        body = Outcomes(
-            **pinned.envelope(),
-            subject=subject,
-            term_from=term_from,
-            term_to=term_to,
-            interpretation=INTERPRETATION,
-            **outcomes(store, pinned.filters, term_from, term_to),
-        )
-        context["outcomes"] = scope.protect(body, "outcomes")
+        context["outcomes"] = OUTCOMES.answer(store, scope, Terms(subject, term_from, term_to))
     return context
 
 
@@ -77,7 +67,7 @@ def _narrowed(asked: ViewQuery) -> ViewQuery:
 def outcomes_page(
     request: Request,
     runtime: RuntimeDep,
-    district_id: Annotated[str, Path(pattern=DISTRICT_PATTERN)],
+    district_id: DistrictId,
 ) -> Response:
     return figure_page(
         request, runtime, district_id, "outcomes.html",

@@ -7,10 +7,10 @@ without a valid session shows no figure: it sends the browser to the sign-in for
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
@@ -33,11 +33,12 @@ from tutorledger.api.dashboard.session import (
     sign_in,
 )
 from tutorledger.api.http import csv_response as csv
-from tutorledger.api.http.deps import RuntimeDep
-from tutorledger.api.http.routes import metrics as m
-from tutorledger.api.http.routes.metrics import Scope, resolve_scope
+from tutorledger.api.http.deps import RuntimeDep, covered
+from tutorledger.api.http.routes.metrics import resolve_scope
+from tutorledger.api.metrics.registry import DEMAND, ENGAGEMENT, WITH_FILTERS, Keys, Metric
+from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.runtime import Runtime
-from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.domain.envelope import DistrictId
 from tutorledger.domain.errors import Forbidden, InvalidRequest, TutorLedgerError
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.keys import Principal
@@ -57,7 +58,6 @@ PAGE_STATUSES: dict[int | str, dict[str, Any]] = {
     503: {"description": "The event store or ClickHouse is down; retry", "content": HTML_PAGE},
 }  # fmt: skip
 router = APIRouter(tags=["dashboard"], default_response_class=HTMLResponse, responses=PAGE_STATUSES)
-DistrictPath = Annotated[str, Path(pattern=DISTRICT_PATTERN)]
 MAX_SIGNIN_BODY = 4096
 
 
@@ -112,9 +112,11 @@ def signout(request: Request) -> Response:
 
 
 def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQuery) -> Scope:
-    """The page's one position and chain head, with the same checks the metrics API makes."""
+    """The page's one position and chain head, with the same checks the metrics API makes
+    (the session's key must cover the district: pages authenticate by cookie, not by the
+    API's bearer dependency)."""
     return resolve_scope(
-        runtime, principal, district_id, q.school_id, q.subject, q.grade, q.date_from,
+        runtime, covered(principal, district_id), q.school_id, q.subject, q.grade, q.date_from,
         q.date_to, q.as_of_position, q.cohort_id, csv=False,
     )  # fmt: skip
 
@@ -138,7 +140,7 @@ def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery)
 
 def subject_options(store: ProjectionStore, scope: Scope) -> list[str]:
     wide = views.narrowed(scope, subject=None)
-    found = views.answer(store, wide, m.demand_body, ("subject",)).model_dump()["rows"]
+    found = views.answer(store, wide, DEMAND, ("subject",)).model_dump()["rows"]
     return sorted(str(r["subject"]) for r in found)
 
 
@@ -195,12 +197,12 @@ def _district_figures(_request: Request, runtime: Runtime, scope: Scope) -> dict
 
 
 @router.get("/dashboard/{district_id}", summary="District view (HTML); filters in the URL")
-def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
+def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictId) -> Response:
     return figure_page(request, runtime, district_id, "district.html", _district_figures)
 
 
 @router.get("/dashboard/{district_id}/drill", summary="One school × subject by grade and week")
-def drill_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
+def drill_page(request: Request, runtime: RuntimeDep, district_id: DistrictId) -> Response:
     return figure_page(
         request, runtime, district_id, "drill.html",
         lambda _r, rt, scope: {"f": views.drill_view(rt.projections, scope)},
@@ -211,29 +213,27 @@ Table = Callable[[ProjectionStore, Scope], BaseModel]
 
 
 def _reach_trend(store: ProjectionStore, scope: Scope) -> BaseModel:
-    weeks = views.answer(store, scope, m.engagement_body)
+    weeks = views.answer(store, scope, ENGAGEMENT)
     return views.reach_trend(store, scope, list(getattr(weeks, "rows", [])))
 
 
+def _metric_table(metric: Metric[Keys], keys: Keys | None) -> Table:
+    return lambda store, scope: views.answer(store, scope, metric, keys)
+
+
+# Each metric's dashboard tables come from its registry entry; the rest are composed here.
+METRIC_TABLES = {f.table: (m, f.keys) for m in WITH_FILTERS for f in m.tables}
 CSV_TABLES: dict[str, Table] = {
-    "participation": lambda s, sc: views.answer(s, sc, m.participation_body),
+    **{name: _metric_table(m, keys) for name, (m, keys) in METRIC_TABLES.items()},
     "reach-by-school": lambda s, sc: views.reach_by_school(s, sc, views.schools(s, sc)),
     "reach-trend": _reach_trend,
-    "engagement": lambda s, sc: views.answer(s, sc, m.engagement_body),
-    "demand": lambda s, sc: views.answer(s, sc, m.demand_body),
-    "wait-times": lambda s, sc: views.answer(s, sc, m.wait_times_body, views.SCHOOL),
-    "wait-times-all": lambda s, sc: views.answer(s, sc, m.wait_times_body),
-    "satisfaction": lambda s, sc: views.answer(s, sc, m.satisfaction_body),
-    "satisfaction-by-school": lambda s, sc: views.answer(s, sc, m.satisfaction_body, views.SCHOOL),
-    "timing": lambda s, sc: views.answer(s, sc, m.timing_body),
-    "dosage": lambda s, sc: views.answer(s, sc, m.dosage_body),
     "drill-grades": views.drill_grades,
 }
 
 
 @router.get("/dashboard/{district_id}/csv/{table}", summary="A dashboard table as CSV")
 def csv_download(
-    request: Request, runtime: RuntimeDep, district_id: DistrictPath, table: str
+    request: Request, runtime: RuntimeDep, district_id: DistrictId, table: str
 ) -> Response:
     """The table beside which the link sits, as CSV: the API's CSV for the same filters."""
 
@@ -242,6 +242,8 @@ def csv_download(
         if build is None:
             raise InvalidRequest(f"no table named '{table}'", {"tables": sorted(CSV_TABLES)})
         scope = resolve(runtime, principal, district_id, parse_view(request))
-        return csv.csv_response(build(runtime.projections, scope), table)
+        metric = METRIC_TABLES.get(table)
+        rows_of = metric[0].csv_rows if metric else csv.table
+        return csv.csv_response(build(runtime.projections, scope), table, rows_of)
 
     return guarded(request, runtime, district_id, answer)

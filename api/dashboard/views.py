@@ -7,7 +7,6 @@ page's figures are the API's answers to the same filters by construction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -24,38 +23,36 @@ from tutorledger.api.dashboard.tables import (
     TrendRow,
 )
 from tutorledger.api.http.alert_schemas import AlertList
-from tutorledger.api.http.routes.metrics import (
-    BODIES,
-    Scope,
-    demand_body,
-    dosage_body,
-    engagement_body,
-    participation_body,
-    satisfaction_body,
-    timing_body,
-    wait_times_body,
+from tutorledger.api.metrics.registry import (
+    DEMAND,
+    DOSAGE,
+    ENGAGEMENT,
+    PARTICIPATION,
+    SATISFACTION,
+    TIMING,
+    WAIT_TIMES,
+    Keys,
+    Metric,
 )
+from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.cohorts import list_cohorts
 from tutorledger.projections.schools import latest_schools
 
-Builder = Callable[..., BaseModel]
 SCHOOL: tuple[str, ...] = ("school_id",)
 GRADES = range(13)
 DEMAND_FIELDS = ("requests", "completed", "students", "share", "lift")
 
 
 def answer(
-    store: ProjectionStore, scope: Scope, builder: Builder, keys: tuple[str, ...] | None = None
+    store: ProjectionStore, scope: Scope, metric: Metric[Keys], keys: Keys | None = None
 ) -> BaseModel:
     """One metric answer, exactly as its route builds it and as the caller's role may see it
     (small cells withheld for dashboard keys); the one place pages ask for figures. `keys` is
     the route's `group_by`, None for its default."""
-    body = builder(store, scope) if keys is None else builder(store, scope, keys)
-    name = next(n for n, b in BODIES.items() if b is builder)
-    return scope.protect(body, name)
+    return metric.answer(store, scope, (metric.group_by or ()) if keys is None else keys)
 
 
 def narrowed(scope: Scope, **changes: Any) -> Scope:
@@ -82,7 +79,7 @@ def schools(store: ProjectionStore, scope: Scope) -> list[School]:
 def reach_by_school(store: ProjectionStore, scope: Scope, listed: list[School]) -> ReachBySchool:
     rows = []
     for school in listed:
-        p = answer(store, narrowed(scope, school_id=school.school_id), participation_body)
+        p = answer(store, narrowed(scope, school_id=school.school_id), PARTICIPATION)
         rows.append(ReachRow(school_id=school.school_id, name=school.name, **_pick(p, ReachRow)))
     return ReachBySchool(**scope.envelope(), rows=rows)
 
@@ -94,7 +91,7 @@ def reach_trend(store: ProjectionStore, scope: Scope, weeks: list[Any]) -> Reach
     for week in weeks:
         through = week.week_start + timedelta(days=6)
         through = min(through, last) if last else through
-        p = answer(store, narrowed(scope, date_to=through), participation_body)
+        p = answer(store, narrowed(scope, date_to=through), PARTICIPATION)
         rows.append(
             TrendRow(week=week.week, week_start=week.week_start, through=through,
                      **_pick(p, TrendRow))
@@ -153,19 +150,19 @@ class DistrictFigures:
 
 def district_view(store: ProjectionStore, scope: Scope) -> DistrictFigures:
     listed = schools(store, scope)
-    engagement = answer(store, scope, engagement_body)
+    engagement = answer(store, scope, ENGAGEMENT)
     return DistrictFigures(
         schools=listed,
-        participation=answer(store, scope, participation_body),
+        participation=answer(store, scope, PARTICIPATION),
         reach_by_school=reach_by_school(store, scope, listed),
         reach_trend=reach_trend(store, scope, list(getattr(engagement, "rows", []))),
         engagement=engagement,
-        demand=answer(store, scope, demand_body),
-        wait_times=answer(store, scope, wait_times_body, SCHOOL),
-        satisfaction=answer(store, scope, satisfaction_body),
-        satisfaction_by_school=answer(store, scope, satisfaction_body, SCHOOL),
-        timing=answer(store, scope, timing_body),
-        dosage=answer(store, scope, dosage_body),
+        demand=answer(store, scope, DEMAND),
+        wait_times=answer(store, scope, WAIT_TIMES, SCHOOL),
+        satisfaction=answer(store, scope, SATISFACTION),
+        satisfaction_by_school=answer(store, scope, SATISFACTION, SCHOOL),
+        timing=answer(store, scope, TIMING),
+        dosage=answer(store, scope, DOSAGE),
         alerts=alerts_panel(store, scope),
     )
 
@@ -177,7 +174,7 @@ def drill_grades(store: ProjectionStore, scope: Scope) -> DrillGrades:
         raise InvalidRequest("a drill-down needs a school_id and a subject")
     rows = []
     for grade in GRADES:
-        found = answer(store, narrowed(scope, grade=grade), demand_body)
+        found = answer(store, narrowed(scope, grade=grade), DEMAND)
         (row,) = found.model_dump()["rows"] or [None]
         rows.append(GradeRow(grade=grade, **{k: (row or {}).get(k) for k in DEMAND_FIELDS}))
     return DrillGrades(**scope.envelope(), rows=rows)
@@ -187,11 +184,11 @@ def drill_view(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel]:
     """The drill-down of one school × subject cell: by grade and by week, with its waits."""
     return {
         "grades": drill_grades(store, scope),
-        "engagement": answer(store, scope, engagement_body),
-        "participation": answer(store, scope, participation_body),
-        "demand": answer(store, scope, demand_body),
-        "wait_times": answer(store, scope, wait_times_body),
-        "satisfaction": answer(store, scope, satisfaction_body),
+        "engagement": answer(store, scope, ENGAGEMENT),
+        "participation": answer(store, scope, PARTICIPATION),
+        "demand": answer(store, scope, DEMAND),
+        "wait_times": answer(store, scope, WAIT_TIMES),
+        "satisfaction": answer(store, scope, SATISFACTION),
     }
 
 

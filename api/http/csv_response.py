@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from typing import Any, get_args
 
 from fastapi.responses import Response
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 CSV_MEDIA_TYPE = "text/csv"
 # Spreadsheets run a cell starting with these as a formula; ids never should be.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+Table = tuple[list[str], list[dict[str, Any]]]  # column names, rows
 
 
 def wants_csv(output_format: str | None, accept: str | None) -> bool:
@@ -38,7 +40,7 @@ def _row_columns(model: BaseModel) -> list[str]:
     return list(item.model_fields)
 
 
-def table(model: BaseModel) -> tuple[list[str], list[dict[str, Any]]]:
+def table(model: BaseModel) -> Table:
     """The response's rows (or its scalar figures as one row) plus the position that made them."""
     body = model.model_dump(mode="json")
     trailer = {"as_of_position": body["as_of_position"], "head_hash": body["head_hash"]}
@@ -52,9 +54,11 @@ def table(model: BaseModel) -> tuple[list[str], list[dict[str, Any]]]:
     return [*columns, *trailer], rows
 
 
-def csv_response(model: BaseModel, name: str) -> Response:
-    """A CSV download of `table(model)`; the position also travels in headers."""
-    columns, rows = table(model)
+def csv_response(
+    model: BaseModel, name: str, rows_of: Callable[[BaseModel], Table] = table
+) -> Response:
+    """A CSV download of `rows_of(model)`; the position also travels in headers."""
+    columns, rows = rows_of(model)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
     writer.writeheader()

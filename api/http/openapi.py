@@ -85,6 +85,26 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def order_parameters(schema: dict[str, Any]) -> dict[str, Any]:
+    """Each operation's parameters in reading order, in place: path parameters as the path
+    names them, then `district_id`, then the rest as declared. (FastAPI lists a route's own
+    parameters before those of its dependencies, so the district that the district-scope
+    dependency reads would otherwise come last.)"""
+    for path, path_item in schema.get("paths", {}).items():
+        for method in METHODS:
+            operation = path_item.get(method)
+            if operation is None or "parameters" not in operation:
+                continue
+            operation["parameters"].sort(key=lambda p: _reading_order(path, p))
+    return schema
+
+
+def _reading_order(path: str, parameter: dict[str, Any]) -> tuple[int, int]:
+    if parameter.get("in") == "path":
+        return 0, path.find("{" + str(parameter.get("name")) + "}")
+    return (1 if parameter.get("name") == "district_id" else 2), 0
+
+
 def install_openapi(app: FastAPI) -> None:
     """Serve the completed document at /openapi.json (built once, on first request)."""
 
@@ -96,7 +116,7 @@ def install_openapi(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = document_errors(schema)
+            app.openapi_schema = order_parameters(document_errors(schema))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

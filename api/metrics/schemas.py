@@ -178,3 +178,28 @@ class Dosage(MetricResponse):
     length_max: float | None = Field(description="Longest session, minutes")
     target_minutes: int = Field(description="The district's weekly dosage target")
     rows: list[DosageWeek]
+
+
+class Participation(BaseModel):
+    district_id: str
+    as_of_position: int
+    head_hash: str | None
+    filters: dict[str, Any]
+    enrolled: int | None
+    cohort_size: int | None = Field(
+        default=None, description="With cohort_id: the cohort's members as of the position"
+    )
+    students_served: int | None
+    reach_rate: float | None = Field(
+        description="students_served / enrolled (0-1); with cohort_id, / cohort_size"
+    )
+    sessions_requested: int | None
+    sessions_matched: int | None
+    sessions_completed: int | None
+    sessions_cancelled: int | None
+    sessions_per_served_student: float | None
+    suppressed: bool = Field(
+        default=False,
+        description="True when a figure was withheld (null) for a dashboard key: a count "
+        "below the district's suppression_threshold or a figure derived from one",
+    )

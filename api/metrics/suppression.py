@@ -16,7 +16,8 @@ the district's `suppression_threshold` (districts file, default 10). For the das
    withheld cell, so no withheld value can be recomputed by subtraction.
 
 A row or response with anything withheld carries `"suppressed": true`. Auditors and admins
-see exact figures. Zero is shown: it identifies nobody.
+see exact figures. Zero is shown: it identifies nobody. A metric without a planner is
+refused for every other role (`Unprotected`), never shown exact.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
+
+from tutorledger.domain.errors import TutorLedgerError
 
 EXACT_ROLES = frozenset({"auditor", "admin"})
 M = TypeVar("M", bound=BaseModel)
@@ -53,6 +56,10 @@ class Plan:
 
     def value(self, c: Cell) -> Any:
         return self.holders[c[0]].get(c[1])
+
+
+# Declares a response's cells, lines, identities and derived figures (one per metric).
+Planner = Callable[[Plan, dict[str, Any]], None]
 
 
 def _small(value: Any, k: int) -> bool:
@@ -109,7 +116,7 @@ def _grouped(plan: Plan, body: dict[str, Any], counts: tuple[str, ...]) -> None:
             plan.lines.extend(by.values())
 
 
-def _participation(plan: Plan, body: dict[str, Any]) -> None:
+def plan_participation(plan: Plan, body: dict[str, Any]) -> None:
     c = {n: plan.cell(body, n) for n in (
         "enrolled", "cohort_size", "students_served", "sessions_requested", "sessions_matched",
         "sessions_completed", "sessions_cancelled")}  # fmt: skip
@@ -120,7 +127,7 @@ def _participation(plan: Plan, body: dict[str, Any]) -> None:
     )
 
 
-def _demand(plan: Plan, body: dict[str, Any]) -> None:
+def plan_demand(plan: Plan, body: dict[str, Any]) -> None:
     rows = body["rows"]
     _grouped(plan, body, ("requests", "completed", "students"))
     for r in rows:
@@ -128,7 +135,7 @@ def _demand(plan: Plan, body: dict[str, Any]) -> None:
             plan.derived.append(((id(r), name), [(id(r), "requests")]))
 
 
-def _wait_times(plan: Plan, body: dict[str, Any]) -> None:
+def plan_wait_times(plan: Plan, body: dict[str, Any]) -> None:
     rows = body["rows"]
     _grouped(plan, body, ("requests", "matched", "unmatched"))
     for r in rows:
@@ -137,7 +144,7 @@ def _wait_times(plan: Plan, body: dict[str, Any]) -> None:
             plan.derived.append(((id(r), name), [(id(r), "matched")]))
 
 
-def _satisfaction(plan: Plan, body: dict[str, Any]) -> None:
+def plan_satisfaction(plan: Plan, body: dict[str, Any]) -> None:
     rows = body["rows"]
     _grouped(plan, body, ("completed", "surveys", "helped"))
     for r in rows:
@@ -148,7 +155,7 @@ def _satisfaction(plan: Plan, body: dict[str, Any]) -> None:
         plan.derived.append(((id(r), "survey_rate"), [surveys, completed]))
 
 
-def _timing(plan: Plan, body: dict[str, Any]) -> None:
+def plan_timing(plan: Plan, body: dict[str, Any]) -> None:
     total, after = plan.cell(body, "requests"), plan.cell(body, "after_school_requests")
     plan.derived.append(((id(body), "after_school_share"), [after, total]))
     plan.lines.append([plan.cell(h, "requests") for h in body["by_hour"]])
@@ -165,7 +172,7 @@ def _timing(plan: Plan, body: dict[str, Any]) -> None:
         plan.complements.append((requests, in_school, in_school))
 
 
-def _engagement(plan: Plan, body: dict[str, Any]) -> None:
+def plan_engagement(plan: Plan, body: dict[str, Any]) -> None:
     for name in ("students", "regular_students", "one_time_students"):
         plan.cell(body, name)
     rows = body["rows"]
@@ -174,7 +181,7 @@ def _engagement(plan: Plan, body: dict[str, Any]) -> None:
     plan.lines.append([plan.cell(r, "requests") for r in rows])
 
 
-def _dosage(plan: Plan, body: dict[str, Any]) -> None:
+def plan_dosage(plan: Plan, body: dict[str, Any]) -> None:
     sessions, students = plan.cell(body, "sessions_completed"), plan.cell(body, "students_served")
     for name in ("minutes", "length_mean", "length_p50", "length_p90", "length_p99", "length_max"):
         plan.derived.append(((id(body), name), [sessions]))
@@ -185,33 +192,42 @@ def _dosage(plan: Plan, body: dict[str, Any]) -> None:
         plan.derived.append(((id(r), "minutes"), [active]))
 
 
-def _outcomes(plan: Plan, body: dict[str, Any]) -> None:
+def plan_outcomes(plan: Plan, body: dict[str, Any]) -> None:
     plan.lines.append([plan.cell(r, "students") for r in body["rows"]])
     for r in body["rows"]:
         for name in ("mean_from", "mean_to", "mean_change"):
             plan.derived.append(((id(r), name), [(id(r), "students")]))
 
 
-PLANNERS: dict[str, Callable[[Plan, dict[str, Any]], None]] = {
-    "participation": _participation,
-    "demand": _demand,
-    "wait-times": _wait_times,
-    "satisfaction": _satisfaction,
-    "timing": _timing,
-    "engagement": _engagement,
-    "dosage": _dosage,
-    "outcomes": _outcomes,
-}
+class Unprotected(TutorLedgerError):
+    """A metric without a suppression planner was about to be shown to a key that must not
+    see small cells: refused rather than shown exact (privacy never fails open)."""
+
+    code = "metric_unprotected"
+    status = 500
 
 
-def suppress_metric(name: str, body: M, role: str, threshold: int) -> M:
+class Protected(Protocol):
+    """What suppression needs of a metric (a registry entry): its name and its planner."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def planner(self) -> Planner | None: ...
+
+
+def suppress_metric(metric: Protected, body: M, role: str, threshold: int) -> M:
     """The response as `role` may see it: exact for auditors and admins; for others, small
-    cells and everything derived from them withheld (see the module docstring)."""
-    if role in EXACT_ROLES or name not in PLANNERS:
+    cells and everything derived from them withheld (see the module docstring), or
+    `Unprotected` when the metric has no planner."""
+    if role in EXACT_ROLES:
         return body
+    if not callable(metric.planner):
+        raise Unprotected(f"metric '{metric.name}' has no suppression planner")
     data = body.model_dump(mode="python")
     plan = Plan()
-    PLANNERS[name](plan, data)
+    metric.planner(plan, data)
     hidden = withheld(plan, threshold)
     for target, sources in plan.derived:
         if any(s in hidden for s in sources):

@@ -27,7 +27,9 @@ from metric_events import TZ, district, edge_batches, interleave, retarget
 from reference import participation as ref_participation
 
 from tutorledger.api.app import create_app
-from tutorledger.api.http.routes.metrics import Scope, build_filters, every_metric
+from tutorledger.api.http.routes.metrics import build_filters, every_metric
+from tutorledger.api.metrics.registry import METRICS, WITH_FILTERS
+from tutorledger.api.metrics.scope import Scope
 from tutorledger.infra.settings import Settings
 
 KEY = "metrics-dashboard-key-0000"
@@ -263,10 +265,7 @@ def test_as_of_position_reproduces_earlier_figures(
         same(_figures(dosage), insight.dosage(events, d, TZ))
 
 
-@pytest.mark.parametrize(
-    "metric",
-    ["participation", "demand", "wait-times", "satisfaction", "timing", "engagement", "dosage"],
-)
+@pytest.mark.parametrize("metric", [m.name for m in WITH_FILTERS])
 def test_csv_has_the_json_rows(client: TestClient, loaded: dict[str, Any], metric: str) -> None:
     params = {"district_id": GEN, "from": "2026-10-26", "to": "2026-11-08"}
     body = get(client, metric, **params)
@@ -369,3 +368,51 @@ def test_every_metric_answers_as_the_routes_do(client: TestClient, loaded: dict[
     bodies = every_metric(runtime.projections, scope)
     for name, body in bodies.items():
         assert exact(body.model_dump(mode="json")) == get(client, name, district_id=EDGE), name
+
+
+Pair = tuple[Any, Any]  # (what the API answered, what the reference fold of the events gives)
+REFERENCES: dict[str, Any] = {
+    "participation": lambda body, events, f: (
+        {k: body[k] for k in ("students_served", "sessions_requested", "sessions_matched")},
+        {
+            k: ref_participation(events, [], GEN, TZ, **f)[k]
+            for k in ("students_served", "sessions_requested", "sessions_matched")
+        },
+    ),
+    "demand": lambda body, events, f: (
+        body["rows"],
+        ref.demand(events, GEN, TZ, ("school", "subject"), **f),
+    ),
+    "wait-times": lambda body, events, f: (body["rows"], ref.wait_times(events, GEN, TZ, **f)),
+    "satisfaction": lambda body, events, f: (body["rows"], ref.satisfaction(events, GEN, TZ, **f)),
+    "timing": lambda body, events, f: (
+        {k: body[k] for k in ("rows", "by_hour", "by_weekday", "after_school_share")},
+        {
+            k: ref.timing(events, GEN, TZ, **f)[k]
+            for k in ("rows", "by_hour", "by_weekday", "after_school_share")
+        },
+    ),
+    "engagement": lambda body, events, f: (
+        {k: body[k] for k in ("students", "regular_students", "one_time_students", "rows")},
+        ref.engagement(events, GEN, TZ, **f),
+    ),
+    "dosage": lambda body, events, f: (_figures(body), insight.dosage(events, GEN, TZ, **f)),
+}
+# Compared with their reference fold elsewhere (they need more than session events).
+ELSEWHERE = {"outcomes": "test_outcomes.py::test_outcomes_equal_the_fold_and_show_the_association"}
+
+
+def test_every_registered_metric_has_a_reference_fold() -> None:
+    assert set(REFERENCES) | set(ELSEWHERE) == set(METRICS)
+    assert not set(REFERENCES) & set(ELSEWHERE)
+
+
+@pytest.mark.parametrize("metric", [m.name for m in WITH_FILTERS])
+@pytest.mark.parametrize("f", FILTERS[:4], ids=lambda f: ",".join(f) or "none")
+def test_every_metric_equals_the_reference_fold(
+    client: TestClient, loaded: dict[str, Any], metric: str, f: dict[str, Any]
+) -> None:
+    """Each registry entry's default answer equals the fold of the raw events."""
+    body = get(client, metric, district_id=GEN, **query(f))
+    actual, expected = REFERENCES[metric](body, loaded[GEN], f)
+    same(actual, expected)

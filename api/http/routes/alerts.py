@@ -17,9 +17,9 @@ from fastapi import APIRouter, Query
 
 from tutorledger.api.http import alert_schemas as schemas
 from tutorledger.api.http.bounds import BoundedDate
-from tutorledger.api.http.deps import Auditor, Dashboard, RuntimeDep, check_district
+from tutorledger.api.http.deps import AuditorIn, DashboardIn, RuntimeDep
 from tutorledger.api.http.disclose import PurposeHeader, disclose, require_purpose
-from tutorledger.api.http.routes.metrics import AsOfQ, DistrictQ, build_filters
+from tutorledger.api.http.routes.metrics import AsOfQ, build_filters
 from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.alert_rules import AlertRules
@@ -144,12 +144,11 @@ def _resolve(
 @router.get("", response_model=schemas.AlertList, description=SCHOOL_DOC)
 def get_alerts(
     runtime: RuntimeDep,
-    principal: Dashboard,
-    district_id: DistrictQ,
+    caller: DashboardIn,
     at: AtQ = None,
     as_of_position: AsOfQ = None,
 ) -> schemas.AlertList:
-    check_district(principal, district_id)
+    principal, district_id = caller.principal, caller.district_id
     body, _ = _resolve(runtime, district_id, at, as_of_position, school_alerts)
     threshold = runtime.settings.district(district_id).suppression_threshold
     return protect(body, principal.role, threshold)
@@ -158,13 +157,12 @@ def get_alerts(
 @router.get("/students", response_model=schemas.AlertList, description=STUDENT_DOC)
 def get_student_alerts(
     runtime: RuntimeDep,
-    principal: Auditor,
-    district_id: DistrictQ,
+    caller: AuditorIn,
     at: AtQ = None,
     as_of_position: AsOfQ = None,
     x_purpose: PurposeHeader = None,
 ) -> schemas.AlertList:
-    check_district(principal, district_id)
+    principal, district_id = caller.principal, caller.district_id
     purpose = require_purpose(x_purpose)
     body, found = _resolve(runtime, district_id, at, as_of_position, student_alerts)
     students = {a.scope["student_token"] for a in found}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from tutorledger.api.http.deps import Auditor, RuntimeDep, check_district
+from tutorledger.api.http.deps import AuditorIn, RuntimeDep
 from tutorledger.infra.eventstore.audit import verify_chain
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -44,11 +42,7 @@ class Verification(BaseModel):
         "district's next event (or at its own, when only half of it was removed)."
     ),
 )
-def verify(
-    runtime: RuntimeDep,
-    principal: Auditor,
-    district_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")],
-) -> Verification:
-    check_district(principal, district_id)
+def verify(runtime: RuntimeDep, caller: AuditorIn) -> Verification:
+    district_id = caller.district_id
     report = verify_chain(runtime.ledger.recorder, runtime.ledger.mapper, district_id)
     return Verification(district_id=district_id, **report.as_dict())

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from tutorledger.api.http.deps import Admin, Dashboard, RuntimeDep, check_district
+from tutorledger.api.http.deps import AdminIn, DashboardIn, RuntimeDep
 from tutorledger.api.http.insight_schemas import CohortList, CohortOut, CohortRecorded, CohortUpdate
 from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.domain.envelope import DISTRICT_PATTERN
@@ -15,7 +15,7 @@ from tutorledger.projections.cohorts import list_cohorts
 from tutorledger.projections.read_models import current_tables
 
 router = APIRouter(prefix="/v1/cohorts", tags=["cohorts"])
-IdPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.-]{1,64}")]
+CohortPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.-]{1,64}")]
 
 
 @router.put(
@@ -27,13 +27,12 @@ IdPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.
     "earlier memberships stay reproducible with `as_of_position`.",
 )
 def put(
-    district_id: IdPath,
-    cohort_id: IdPath,
+    caller: AdminIn,
+    cohort_id: CohortPath,
     update: CohortUpdate,
     runtime: RuntimeDep,
-    principal: Admin,
 ) -> CohortRecorded:
-    check_district(principal, district_id)
+    district_id = caller.district_id
     position, size = put_cohort(
         runtime.ledger, district_id, cohort_id, update.name, update.student_ids
     )
@@ -45,11 +44,10 @@ def put(
 @router.get("", response_model=CohortList, summary="A district's cohorts as of a position")
 def get_cohorts(
     runtime: RuntimeDep,
-    principal: Dashboard,
-    district_id: Annotated[str, Query(pattern=DISTRICT_PATTERN)],
+    caller: DashboardIn,
     as_of_position: Annotated[int | None, Query(ge=0)] = None,
 ) -> CohortList:
-    check_district(principal, district_id)
+    principal, district_id = caller.principal, caller.district_id
     projected = runtime.sync()
     at = projected if as_of_position is None else min(as_of_position, projected)
     rows = list_cohorts(

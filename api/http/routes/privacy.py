@@ -18,11 +18,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tutorledger.api.http.csv_response import CSV_MEDIA_TYPE, wants_csv
-from tutorledger.api.http.deps import Admin, RuntimeDep, check_district
+from tutorledger.api.http.deps import AdminIn, RuntimeDep
 from tutorledger.api.http.disclose import PurposeHeader, disclose, require_purpose
 from tutorledger.api.runtime import Runtime
 from tutorledger.consumers.projector import decode
-from tutorledger.domain.envelope import DISTRICT_PATTERN, SESSION_PATTERN
+from tutorledger.domain.envelope import SESSION_PATTERN
 from tutorledger.domain.erasure import REASON_PATTERN
 from tutorledger.domain.errors import InvalidRequest, NotFound
 from tutorledger.domain.privacy import StudentKey
@@ -31,7 +31,6 @@ router = APIRouter(prefix="/v1/privacy", tags=["privacy"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such student in the district (unknown, or erased)"}
 }
-DistrictP = Annotated[str, Path(pattern=DISTRICT_PATTERN)]
 StudentP = Annotated[str, Path(pattern=SESSION_PATTERN, description="The district's student id")]
 EXPORT_ENDPOINT = "GET /v1/privacy/students/{district_id}/{student_id}"
 
@@ -111,13 +110,12 @@ def live_student(runtime: Runtime, district_id: str, student_id: str) -> Student
     "sessions are rejected `student_erased`. 404 when the id is unknown or already erased.",
 )
 def erase_student(
-    district_id: DistrictP,
+    caller: AdminIn,  # the key's district before any check of the body: 403 first
     student_id: StudentP,
     body: EraseRequest,
     runtime: RuntimeDep,
-    principal: Admin,
 ) -> Erased:
-    check_district(principal, district_id)  # before any check of the body: 403 first
+    district_id = caller.district_id
     if not re.fullmatch(REASON_PATTERN, body.reason):
         raise InvalidRequest("reason must be a code such as parent_request (no free text)")
     key = live_student(runtime, district_id, student_id)
@@ -137,11 +135,10 @@ def erase_student(
 )
 def list_disclosures(
     runtime: RuntimeDep,
-    principal: Admin,
-    district_id: Annotated[str, Query(pattern=DISTRICT_PATTERN)],
+    caller: AdminIn,
     student_id: Annotated[str | None, Query(pattern=SESSION_PATTERN)] = None,
 ) -> Disclosures:
-    check_district(principal, district_id)
+    district_id = caller.district_id
     token = live_student(runtime, district_id, student_id).token if student_id else None
     log = runtime.disclosures
     return Disclosures(
@@ -180,15 +177,14 @@ def sessions_of(runtime: Runtime, token: str) -> list[RecordSession]:
     "`?format=csv` (or `Accept: text/csv`): one line per event and per disclosure.",
 )
 def export_student(
-    district_id: DistrictP,
+    caller: AdminIn,
     student_id: StudentP,
     runtime: RuntimeDep,
-    principal: Admin,
     x_purpose: PurposeHeader = None,
     output_format: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
-    check_district(principal, district_id)
+    principal, district_id = caller.principal, caller.district_id
     purpose = require_purpose(x_purpose)
     key = live_student(runtime, district_id, student_id)
     disclose(

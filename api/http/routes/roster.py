@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from tutorledger.api.http.bounds import BoundedDate
-from tutorledger.api.http.deps import Admin, RuntimeDep, check_district
-from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.api.http.deps import AdminIn, RuntimeDep
 from tutorledger.infra.importers.roster import import_roster
 
 router = APIRouter(prefix="/v1/admin/roster", tags=["admin"])
@@ -62,17 +61,16 @@ DESCRIPTION = (
     },
 )
 async def post_roster(
-    district_id: Annotated[str, Path(pattern=DISTRICT_PATTERN)],
+    caller: AdminIn,
     request: Request,
     runtime: RuntimeDep,
-    principal: Admin,
     as_of: Annotated[BoundedDate, Query(description="Enrolment on this date (YYYY-MM-DD)")],
     school_key: Annotated[
         Literal["sourcedId", "identifier"],
         Query(description="orgs.csv column holding the school id emitters use"),
     ] = "sourcedId",
 ) -> RosterImported:
-    check_district(principal, district_id)
+    district_id = caller.district_id
     body = await request.body()  # its size is bounded by the app's body guard
     result = await run_in_threadpool(
         import_roster, runtime.ledger, body, district_id, as_of, school_key

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path
 
-from tutorledger.api.http.deps import Admin, Dashboard, RuntimeDep, check_district
+from tutorledger.api.http.deps import AdminIn, DashboardIn, RuntimeDep
 from tutorledger.api.http.schemas import School, SchoolList, SchoolRecorded, SchoolUpdate
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.projections.schools import latest_schools
 
 router = APIRouter(prefix="/v1/schools", tags=["schools"])
-IdPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.-]{1,64}")]
+SchoolPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.-]{1,64}")]
 
 
 @router.put(
@@ -21,13 +21,12 @@ IdPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.
     summary="Record a school's name and enrolment (history kept)",
 )
 def put_school(
-    district_id: IdPath,
-    school_id: IdPath,
+    caller: AdminIn,
+    school_id: SchoolPath,
     update: SchoolUpdate,
     runtime: RuntimeDep,
-    principal: Admin,
 ) -> SchoolRecorded:
-    check_district(principal, district_id)
+    district_id = caller.district_id
     position = runtime.ledger.put_school(
         district_id, school_id, update.name, update.enrollment, update.as_of
     )
@@ -35,12 +34,8 @@ def put_school(
 
 
 @router.get("", response_model=SchoolList, summary="Schools with their latest enrolment")
-def list_schools(
-    runtime: RuntimeDep,
-    principal: Dashboard,
-    district_id: Annotated[str, Query(pattern=DISTRICT_PATTERN)],
-) -> SchoolList:
-    check_district(principal, district_id)
+def list_schools(runtime: RuntimeDep, caller: DashboardIn) -> SchoolList:
+    district_id = caller.district_id
     runtime.sync()
     rows = latest_schools(runtime.projections, district_id)
     return SchoolList(

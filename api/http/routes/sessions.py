@@ -11,17 +11,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from tutorledger.api.http.deps import Auditor, RuntimeDep, check_district
+from tutorledger.api.http.deps import AuditorIn, RuntimeDep
 from tutorledger.api.http.disclose import PurposeHeader, disclose, require_purpose
 from tutorledger.api.http.schemas import HistoryItem, SessionHistory, SessionView, Survey
 from tutorledger.consumers.projector import decode
-from tutorledger.domain.envelope import DISTRICT_PATTERN, SESSION_PATTERN, EventType
+from tutorledger.domain.envelope import SESSION_PATTERN, EventType
 from tutorledger.domain.errors import NotFound
 from tutorledger.domain.privacy import token_of
 from tutorledger.domain.session import session_key
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
-DistrictPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0-9_.-]{1,64}")]
 SessionPath = Annotated[str, Path(pattern=SESSION_PATTERN, description="[A-Za-z0-9_.:-]{1,128}")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such session"}}
 PURPOSE_NOTE = (
@@ -45,13 +44,12 @@ def _iso(value: datetime | None) -> str | None:
     description="The session's current state." + PURPOSE_NOTE,
 )
 def get_session(
-    district_id: DistrictPath,
+    caller: AuditorIn,
     session_id: SessionPath,
     runtime: RuntimeDep,
-    principal: Auditor,
     x_purpose: PurposeHeader = None,
 ) -> SessionView:
-    check_district(principal, district_id)
+    principal, district_id = caller.principal, caller.district_id
     purpose = require_purpose(x_purpose)
     session = runtime.ledger.get_session(district_id, session_id)
     if session is None:
@@ -99,13 +97,12 @@ def get_session(
     "and decrypted." + PURPOSE_NOTE,
 )
 def get_session_events(
-    district_id: DistrictPath,
+    caller: AuditorIn,
     session_id: SessionPath,
     runtime: RuntimeDep,
-    principal: Auditor,
     x_purpose: PurposeHeader = None,
 ) -> SessionHistory:
-    check_district(principal, district_id)
+    principal, district_id = caller.principal, caller.district_id
     purpose = require_purpose(x_purpose)
     rows = runtime.store.chained_events(
         None, 0, 1000, originator_id=session_key(district_id, session_id)

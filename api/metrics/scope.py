@@ -1,0 +1,49 @@
+"""One metrics request, resolved: the filters at one ledger position and who is asking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from tutorledger.api.metrics.suppression import Protected, suppress_metric
+from tutorledger.domain.district import DistrictProfile
+from tutorledger.projections.filters import Filters
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def echo(filters: Filters) -> dict[str, Any]:
+    return {
+        "school_id": filters.school_id,
+        "subject": filters.subject,
+        "grade": filters.grade,
+        "from": filters.date_from.isoformat() if filters.date_from else None,
+        "to": filters.date_to.isoformat() if filters.date_to else None,
+        "time_zone": filters.tz,
+        "cohort_id": filters.cohort_id,
+    }
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Filters at a position, the district's calendar, the output format and the caller's role."""
+
+    filters: Filters
+    head_hash: str | None
+    profile: DistrictProfile
+    csv: bool
+    role: str = "dashboard"  # whose figures: dashboards get small cells withheld
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "district_id": self.filters.district_id,
+            "as_of_position": self.filters.as_of_position,
+            "head_hash": self.head_hash,
+            "filters": echo(self.filters),
+        }
+
+    def protect(self, model: M, metric: Protected) -> M:
+        """The figures this caller may see (small-cell suppression for dashboard keys)."""
+        return suppress_metric(metric, model, self.role, self.profile.suppression_threshold)
