@@ -32,9 +32,9 @@ from tutorledger.api.dashboard.session import (
     set_cookie,
     sign_in,
 )
-from tutorledger.api.http import csv_response as csv
 from tutorledger.api.http.deps import RuntimeDep, covered
 from tutorledger.api.http.routes.metrics import resolve_scope
+from tutorledger.api.metrics import csv as csv
 from tutorledger.api.metrics.registry import DEMAND, ENGAGEMENT, WITH_FILTERS, Keys, Metric
 from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.runtime import Runtime

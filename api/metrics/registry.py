@@ -17,11 +17,11 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel
 
-from tutorledger.api.http.csv_response import Table, table
-from tutorledger.api.http.insight_schemas import Outcomes
 from tutorledger.api.metrics import schemas as ms
 from tutorledger.api.metrics import suppression as plans
+from tutorledger.api.metrics.csv import Table, table
 from tutorledger.api.metrics.docs import COMMON, GROUPING
+from tutorledger.api.metrics.insight_schemas import Outcomes
 from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.metrics.suppression import Planner
 from tutorledger.domain.envelope import DISTRICT_PATTERN

@@ -7,7 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from tutorledger.api.http.deps import AdminIn, DashboardIn, RuntimeDep
-from tutorledger.api.http.insight_schemas import CohortList, CohortOut, CohortRecorded, CohortUpdate
+from tutorledger.api.metrics.insight_schemas import (
+    CohortList,
+    CohortOut,
+    CohortRecorded,
+    CohortUpdate,
+)
 from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.records import put_cohort

@@ -17,9 +17,9 @@ from pydantic import BaseModel
 
 from tutorledger.api.http.bounds import GROUP_BY_PATTERN, BoundedDate, query_date
 from tutorledger.api.http.cohort_filter import pin_cohort
-from tutorledger.api.http.csv_response import CSV_MEDIA_TYPE, csv_response, wants_csv
 from tutorledger.api.http.deps import DashboardIn, InDistrict, RuntimeDep
 from tutorledger.api.http.schemas import ErrorResponse
+from tutorledger.api.metrics.csv import CSV_MEDIA_TYPE, csv_response, wants_csv
 from tutorledger.api.metrics.registry import METRICS, WITH_FILTERS, Keys, Metric
 from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.runtime import Runtime

@@ -17,9 +17,9 @@ from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from tutorledger.api.http.csv_response import CSV_MEDIA_TYPE, wants_csv
 from tutorledger.api.http.deps import AdminIn, RuntimeDep
 from tutorledger.api.http.disclose import PurposeHeader, disclose, require_purpose
+from tutorledger.api.metrics.csv import CSV_MEDIA_TYPE, wants_csv
 from tutorledger.api.runtime import Runtime
 from tutorledger.consumers.projector import decode
 from tutorledger.domain.envelope import SESSION_PATTERN
