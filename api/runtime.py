@@ -18,6 +18,7 @@ from tutorledger.consumers.relay import relay_position
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.eventstore.disclosures import DisclosureLog
+from tutorledger.infra.eventstore.signouts import SignOuts
 from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
@@ -47,6 +48,7 @@ class Runtime:
     _tracking: TrackingRecorder | None = None
     _probe: MetadataProbe | None = None
     _disclosures: DisclosureLog | None = None
+    _signouts: SignOuts | None = None
 
     @classmethod
     def build(cls, settings: Settings, keys: KeyStore | None = None) -> Runtime:
@@ -75,6 +77,13 @@ class Runtime:
         if self._disclosures is None:
             self._disclosures = DisclosureLog(self.ledger.recorder)
         return self._disclosures
+
+    @property
+    def signouts(self) -> SignOuts:
+        """Signed-out dashboard sessions, in the event store's database (made on first use)."""
+        if self._signouts is None:
+            self._signouts = SignOuts(self.ledger.recorder)
+        return self._signouts
 
     def start(self) -> None:
         """Start following the ledger in the background (embedded mode only)."""
