@@ -128,7 +128,7 @@ def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQue
 def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery) -> dict[str, Any]:
     """What every figure page shows besides its figures: filters, freshness, reproduce link."""
     fresh = views.freshness(runtime, scope, q.as_of_position)
-    reproduce = str(request.url.replace(query=q.query(as_of_position=fresh.as_of_position)[1:]))
+    reproduce = request.url.path + q.query(as_of_position=fresh.as_of_position)  # no Host
     store = runtime.projections
     return {
         "district_id": scope.filters.district_id,
