@@ -20,6 +20,7 @@ from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.eventstore.disclosures import DisclosureLog
 from tutorledger.infra.eventstore.recorders import store_of
+from tutorledger.infra.eventstore.signouts import SignOuts
 from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
@@ -70,6 +71,7 @@ class Runtime:
     _tracking: TrackingRecorder | None = None
     _probe: MetadataProbe | None = None
     _disclosures: DisclosureLog | None = None
+    _signouts: SignOuts | None = None
 
     @classmethod
     def build(cls, settings: Settings, keys: KeyStore | None = None) -> Runtime:
@@ -107,6 +109,13 @@ class Runtime:
     def chain_head(self, district_id: str, position: int) -> tuple[int, str] | None:
         """(position, chain hash) of the district's last event at or below `position`."""
         return self.store.head(district_id, position)
+
+    @property
+    def signouts(self) -> SignOuts:
+        """Signed-out dashboard sessions, in the event store's database (made on first use)."""
+        if self._signouts is None:
+            self._signouts = SignOuts(self.ledger.recorder)
+        return self._signouts
 
     def start(self) -> None:
         """Start following the ledger in the background (embedded mode only)."""

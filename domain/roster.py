@@ -93,3 +93,10 @@ class InvalidRoster(TutorLedgerError):
 
     code = "invalid_roster"
     status = 422
+
+
+class RosterTooLarge(TutorLedgerError):
+    """The roster is over a size budget (unpacked bytes or records); nothing was recorded."""
+
+    code = "roster_too_large"
+    status = 413

@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Request bodies above this answer 413"
     )
+    roster_max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="A roster's CSV files, unpacked, above this: refused (413, nothing recorded)",
+    )
+    roster_max_rows: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="A roster's CSV records, all files together, above this: refused (413)",
+    )
     _districts: dict[str, DistrictProfile] = PrivateAttr(default_factory=dict)
 
     @field_validator("event_store")

@@ -62,6 +62,7 @@ def import_roster(
     """Record each school's enrolment by grade on a date, from a OneRoster roster."""
     from tutorledger.domain.roster import InvalidRoster
     from tutorledger.infra.eventstore.store import open_ledger
+    from tutorledger.infra.importers.oneroster import Limits
     from tutorledger.infra.importers.roster import import_roster as run_import
 
     if school_key not in ("sourcedId", "identifier"):
@@ -70,7 +71,7 @@ def import_roster(
     settings = load_settings(event_store=event_store)
     ledger = open_ledger(settings)
     try:
-        result = run_import(ledger, path, district, as_of, key)
+        result = run_import(ledger, path, district, as_of, key, Limits.from_settings(settings))
     except InvalidRoster as exc:
         raise reject_file(exc) from None
     except TutorLedgerError as exc:

@@ -72,6 +72,8 @@ def serve(
     if settings.api_keys_file is None:
         keys_file = ensure_local_keys(settings, host, port)
         settings = settings.model_copy(update={"api_keys_file": keys_file})
+    if settings.api_keys_file is not None:
+        refuse_bad_keys_file(settings.api_keys_file)
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
         return
@@ -91,6 +93,18 @@ def refuse_unfinished_migration(settings: Settings) -> None:
         refuse_unfinished_store(settings.event_store)
     except TutorLedgerError as exc:
         raise fail(exc) from exc
+
+
+def refuse_bad_keys_file(path: Path) -> None:
+    """A keys file that cannot be used: one line naming the entry and field (never a key),
+    exit 2, before any server starts (inside uvicorn's startup it would be a traceback)."""
+    from tutorledger.infra.keys import KeysFileError, read_specs
+
+    try:
+        read_specs(path)
+    except KeysFileError as exc:
+        console.print(f"{exc.code}: {exc}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(2) from None
 
 
 def ensure_local_keys(settings: Settings, host: str, port: int) -> Path:

@@ -26,6 +26,7 @@ from tutorledger.api.dashboard.grids import (
 from tutorledger.api.dashboard.pages import ViewQuery, parse_view, state
 from tutorledger.api.dashboard.session import (
     clear_cookie,
+    current_session,
     principal_of,
     safe_next,
     same_origin,
@@ -62,7 +63,7 @@ MAX_SIGNIN_BODY = 4096
 
 
 def signed_in(request: Request, runtime: Runtime) -> Principal | None:
-    return principal_of(request, state(request).signer, runtime.keys)
+    return principal_of(request, state(request).signer, runtime.keys, runtime.signouts.ended)
 
 
 def to_sign_in(request: Request) -> RedirectResponse:
@@ -103,10 +104,15 @@ async def signin(request: Request, runtime: RuntimeDep) -> Response:
     return response
 
 
-@router.post("/signout", summary="Ends the dashboard session")
-def signout(request: Request) -> Response:
+@router.post("/signout", summary="Ends the dashboard session, on the server too")
+def signout(request: Request, runtime: RuntimeDep) -> Response:
+    """The session id is recorded as signed out (every API process refuses it from then
+    on, until the cookie would have lapsed), then the browser is told to drop the cookie."""
     response = RedirectResponse("/", status_code=303)
     if same_origin(request):
+        session = current_session(request, state(request).signer)
+        if session is not None:
+            runtime.signouts.end(session.session_id, session.expires_at)
         clear_cookie(response)
     return response
 
@@ -124,7 +130,7 @@ def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQue
 def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery) -> dict[str, Any]:
     """What every figure page shows besides its figures: filters, freshness, reproduce link."""
     fresh = views.freshness(runtime, scope, q.as_of_position)
-    reproduce = str(request.url.replace(query=q.query(as_of_position=fresh.as_of_position)[1:]))
+    reproduce = request.url.path + q.query(as_of_position=fresh.as_of_position)  # no Host
     store = runtime.projections
     return {
         "district_id": scope.filters.district_id,

@@ -1,14 +1,19 @@
 """Dashboard sign-in: a server-signed, HttpOnly, SameSite=Strict cookie naming the key's sha256.
 
 The key itself never reaches a URL, the browser's storage or the cookie: the cookie holds
-only the key's digest, signed with the server's secret and dated, and every request looks the
-digest up in the key store again, so a key removed from the keys file stops working.
+only the key's digest and a random session id, signed with the server's secret and dated.
+Every request looks the digest up in the key store again (which follows the keys file), so a
+removed or revoked key stops working within seconds; and every request asks whether the
+session id was signed out, so a cookie replayed after sign-out is refused. Sign-outs are kept
+in the event store's database (infra/eventstore/signouts.py), which every API process reads.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
@@ -37,16 +42,32 @@ class Signer:
         return cls(URLSafeTimedSerializer(value, salt=_SALT))
 
     def issue(self, digest: str) -> str:
-        return self.serializer.dumps({"k": digest})
+        """A new session for the key: its digest and a fresh random session id."""
+        return self.serializer.dumps({"k": digest, "s": secrets.token_urlsafe(18)})
 
-    def digest(self, token: str) -> str | None:
-        """The key digest a cookie names, or None when it is forged, garbled or too old."""
+    def session(self, token: str) -> Session | None:
+        """The session a cookie holds, or None when it is forged, garbled or too old."""
         try:
-            data = self.serializer.loads(token, max_age=self.max_age)
+            data, signed_at = self.serializer.loads(
+                token, max_age=self.max_age, return_timestamp=True
+            )
         except BadSignature:
             return None
-        value = data.get("k") if isinstance(data, dict) else None
-        return value if isinstance(value, str) else None
+        if not isinstance(data, dict):
+            return None
+        digest, session_id = data.get("k"), data.get("s")
+        if not isinstance(digest, str) or not isinstance(session_id, str) or not session_id:
+            return None  # a cookie from before sessions had ids: sign in again
+        return Session(digest, session_id, signed_at + timedelta(seconds=self.max_age))
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a valid cookie says: whose key, which session, and when it lapses anyway."""
+
+    digest: str
+    session_id: str
+    expires_at: datetime
 
 
 def sign_in(keys: KeyStore | None, key: str) -> tuple[str, Principal]:
@@ -60,16 +81,28 @@ def sign_in(keys: KeyStore | None, key: str) -> tuple[str, Principal]:
     return key_digest(key), principal
 
 
-def principal_of(request: Request, signer: Signer, keys: KeyStore | None) -> Principal | None:
-    """The signed-in caller, or None (no cookie, a bad one, or a key no longer known)."""
+def principal_of(
+    request: Request, signer: Signer, keys: KeyStore | None, signed_out: Callable[[str], bool]
+) -> Principal | None:
+    """The signed-in caller, or None (no cookie, a bad one, a key no longer known, or a
+    session signed out). `signed_out` is asked last: only a cookie otherwise good costs a
+    look-up in the sign-out table."""
     token = request.cookies.get(COOKIE)
-    digest = signer.digest(token) if token else None
-    if digest is None or keys is None:
+    session = signer.session(token) if token else None
+    if session is None or keys is None:
         return None
-    principal = keys.by_digest(digest)
+    principal = keys.by_digest(session.digest)
     if principal is None or not principal.can("read_metrics"):
         return None
+    if signed_out(session.session_id):
+        return None
     return principal
+
+
+def current_session(request: Request, signer: Signer) -> Session | None:
+    """The session the request's cookie holds (for sign-out), valid signature only."""
+    token = request.cookies.get(COOKIE)
+    return signer.session(token) if token else None
 
 
 def set_cookie(response: Response, request: Request, value: str) -> None:

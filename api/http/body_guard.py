@@ -2,6 +2,10 @@
 deep, or with a key given twice (JSON parsers keep the last one silently, so an emitter's
 `{"grade": 3, "grade": 30}` would be stored as something nobody can see it sent).
 
+A write to an API route (`/v1/…`) must name a known key before its body is read: an
+unknown caller's body is never buffered nor parsed (401 at once; the route's own role and
+district checks come later, as for any request).
+
 A pure ASGI middleware: the body is read once, bounded by the size limit, checked, then
 replayed to the app unchanged. Only bodies that FastAPI would read as JSON are parsed; the
 parsed value is left in the request's state (`parsed_body`) for routes that take it from
@@ -15,12 +19,15 @@ import re
 from collections import Counter
 from typing import Any
 
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import Request
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tutorledger.api.http.errors import error_response
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+KEYED_PREFIX = "/v1/"  # every API route needs a bearer key (the dashboard uses cookies)
 PARSED = "tutorledger_json_body"  # where the parsed body is left, in the request's state
 NOT_PARSED = object()
 
@@ -103,6 +110,33 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _unauthenticated(scope: Scope) -> _Rejected | None:
+    """401 for a write to an API route without a known bearer key (the same answer the
+    route's dependency would give), decided before a byte of the body is read. A path or
+    method no route takes is left to the router (404/405, as without this check)."""
+    if not scope["path"].startswith(KEYED_PREFIX):
+        return None
+    app = scope.get("app")
+    router = getattr(app, "router", None)
+    routes = getattr(router, "routes", [])
+    if not any(route.matches(scope)[0] == Match.FULL for route in routes):
+        return None
+    keys = getattr(getattr(app.state, "runtime", None), "keys", None) if app else None
+    scheme, token = get_authorization_scheme_param(_header(scope, b"authorization"))
+    if scheme.lower() != "bearer" or not token or keys is None:
+        return _Rejected(401, "unauthorized", "missing bearer API key")
+    if keys.authenticate(token) is None:
+        return _Rejected(401, "unauthorized", "unknown API key")
+    return None
+
+
 class BodyGuard:
     """413 over `max_bytes`; 400/422 for bodies that are not clean JSON; else pass through."""
 
@@ -115,6 +149,9 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         try:
+            refused = _unauthenticated(scope)
+            if refused is not None:
+                raise refused
             body = await self._read(scope, receive)
             if _is_json(scope):
                 scope.setdefault("state", {})[PARSED] = check_json(body)

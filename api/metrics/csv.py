@@ -23,6 +23,12 @@ def wants_csv(output_format: str | None, accept: str | None) -> bool:
     return accept is not None and CSV_MEDIA_TYPE in accept.lower()
 
 
+def safe_cell(value: Any) -> Any:
+    """A value as a CSV cell a spreadsheet shows as text: a leading =, +, -, @, tab or CR
+    gets a quote in front, so the cell is never run as a formula (every CSV we write)."""
+    return _cell(value)
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""

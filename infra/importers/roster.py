@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from tutorledger.domain.roster import enrolment_on
 from tutorledger.domain.school import School
-from tutorledger.infra.importers.oneroster import SchoolKey, parse_roster, read_bundle
+from tutorledger.infra.importers.oneroster import Limits, SchoolKey, parse_roster, read_bundle
 
 
 class SchoolLedger(Protocol):
@@ -73,9 +73,12 @@ def import_roster(
     district_id: str,
     as_of: date,
     school_key: SchoolKey = "sourcedId",
+    limits: Limits = Limits(),
 ) -> RosterImport:
-    """Validate the whole bundle (InvalidRoster lists every bad row), then record."""
-    roster = parse_roster(read_bundle(source), school_key)
+    """Validate the whole bundle (InvalidRoster lists its bad rows; RosterTooLarge past
+    `limits`), then record."""
+    with read_bundle(source, limits) as bundle:
+        roster = parse_roster(bundle, school_key, limits)
     enrolment = enrolment_on(roster.placements, as_of)
     result = RosterImport(
         district_id,

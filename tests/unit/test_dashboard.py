@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -31,11 +31,22 @@ def signer(max_age: int = 3600) -> Signer:
 def test_a_session_names_the_key_digest_and_cannot_be_forged() -> None:
     token = signer().issue(key_digest(KEY))
     assert KEY not in token
-    assert signer().digest(token) == key_digest(KEY)
-    assert signer().digest(token[:-2] + "xx") is None
+    session = signer().session(token)
+    assert session is not None and session.digest == key_digest(KEY)
+    assert signer().session(token[:-2] + "xx") is None
     other = Signer(URLSafeTimedSerializer("other", salt="t"))
-    assert other.digest(token) is None
-    assert signer(max_age=-1).digest(token) is None  # expired
+    assert other.session(token) is None
+    assert signer(max_age=-1).session(token) is None  # expired
+
+
+def test_each_sign_in_is_its_own_session_and_old_cookies_without_one_are_refused() -> None:
+    first, second = (signer().session(signer().issue(key_digest(KEY))) for _ in range(2))
+    assert first is not None and second is not None
+    assert first.session_id != second.session_id and len(first.session_id) >= 24
+    assert first.expires_at > datetime.now(UTC)
+    # Signed with the right secret, but from before sessions had ids: sign in again.
+    legacy = URLSafeTimedSerializer("s3cret", salt="t").dumps({"k": key_digest(KEY)})
+    assert signer().session(legacy) is None
 
 
 def test_sign_in_needs_a_known_key_that_may_read_figures() -> None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tutorledger.api.http.deps import AdminIn, RuntimeDep
 from tutorledger.api.http.disclose import PurposeHeader, disclose, require_purpose
-from tutorledger.api.metrics.csv import CSV_MEDIA_TYPE, wants_csv
+from tutorledger.api.metrics.csv import CSV_MEDIA_TYPE, safe_cell, wants_csv
 from tutorledger.api.runtime import Runtime
 from tutorledger.consumers.projector import decode
 from tutorledger.domain.envelope import SESSION_PATTERN
@@ -204,24 +204,23 @@ CSV_COLUMNS = ("record", "session_id", "position", "type", "occurred_at", "detai
 
 
 def record_csv(record: StudentRecord) -> Response:
-    """One line per event (details: its payload) and per disclosure (who, why)."""
+    """One line per event (details: its payload) and per disclosure (who, why). Every cell
+    goes through the metric CSVs' formula escaping: session ids and purposes are whatever an
+    emitter or an admin sent, and `-A1` in a spreadsheet is a formula."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
+    rows: list[list[Any]] = []
     for session in record.sessions:
         for e in session.events:
             details = json.dumps(e.event["payload"], ensure_ascii=False, sort_keys=True)
             row = ["event", session.session_id, e.position, e.event["type"]]
-            writer.writerow([*row, e.event["occurred_at"], _safe(details)])
+            rows.append([*row, e.event["occurred_at"], details])
     for d in record.disclosures:
         who = {"key_id": d.key_id, "role": d.role, "purpose": d.purpose, "endpoint": d.endpoint}
         details = json.dumps(who, ensure_ascii=False, sort_keys=True)
-        writer.writerow(["disclosure", "", d.seq, d.resource, d.at, _safe(details)])
+        rows.append(["disclosure", "", d.seq, d.resource, d.at, details])
+    writer.writerows([safe_cell(cell) for cell in row] for row in rows)
     name = f"student-record-{record.district_id}-{record.student_token}.csv"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     return Response(out.getvalue(), media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8", headers=headers)
-
-
-def _safe(cell: str) -> str:
-    """Spreadsheets run a cell starting with = + - @ as a formula."""
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell

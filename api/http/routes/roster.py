@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from tutorledger.api.http.bounds import BoundedDate
 from tutorledger.api.http.deps import AdminIn, RuntimeDep
+from tutorledger.infra.importers.oneroster import Limits
 from tutorledger.infra.importers.roster import import_roster
 
 router = APIRouter(prefix="/v1/admin/roster", tags=["admin"])
@@ -41,10 +42,14 @@ DESCRIPTION = (
     "schools in one transaction; history kept). A student counts once, at the school whose "
     "enrolment began latest among those active on the date. Only counts are stored: no "
     "student identifier, name, e-mail or birth date leaves the import. Any bad row: 422 "
-    "`invalid_roster` listing each `{file, line, column, problem}`, and nothing is recorded. "
+    "`invalid_roster` listing each `{file, line, column, problem}` (up to 1,000: reading stops "
+    "there; a problem names its place, never a cell's value), and nothing is recorded. Two "
+    "files of one name in the zip (`orgs.csv` and `a/orgs.csv`): 422. The files are read as "
+    "streams: past `TUTORLEDGER_ROSTER_MAX_BYTES` unpacked or `TUTORLEDGER_ROSTER_MAX_ROWS` "
+    "records, 413 `roster_too_large`, whatever the zip's compression ratio. "
     "The same roster for the same date again records nothing (`unchanged`). The zip counts "
     "against `TUTORLEDGER_MAX_BODY_BYTES` like any body; `tutorledger import-roster` has no "
-    "such limit."
+    "such limit (the unpacked limits apply to both)."
 )
 
 
@@ -72,7 +77,8 @@ async def post_roster(
 ) -> RosterImported:
     district_id = caller.district_id
     body = await request.body()  # its size is bounded by the app's body guard
+    limits = Limits.from_settings(runtime.settings)
     result = await run_in_threadpool(
-        import_roster, runtime.ledger, body, district_id, as_of, school_key
+        import_roster, runtime.ledger, body, district_id, as_of, school_key, limits
     )
     return RosterImported.model_validate(result.as_dict())
