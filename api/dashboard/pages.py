@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tutorledger.api.dashboard.marks import MARK, is_withheld
 from tutorledger.api.dashboard.session import Signer
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import InvalidRequest, TutorLedgerError
@@ -73,18 +74,47 @@ def parse_view(request: Request) -> ViewQuery:
         raise InvalidRequest("a filter in the address is not valid", details) from None
 
 
-def pct(value: float | None) -> str:
+def pct(value: Any) -> str:
+    if is_withheld(value):
+        return MARK
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
-def num(value: float | None) -> str:
+def num(value: Any) -> str:
+    """Counts as whole numbers, other figures to two decimals."""
+    if is_withheld(value):
+        return MARK
     if value is None:
         return "—"
     return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
 
-def secs(value: float | None) -> str:
+def minutes(value: Any) -> str:
+    """Minutes as people read them: 138,176.4 → '138,176 min'; under ten, one decimal."""
+    if is_withheld(value):
+        return MARK
+    if value is None:
+        return "—"
+    return f"{value:,.1f} min" if abs(value) < 10 else f"{round(value):,} min"
+
+
+def signed(value: Any, kind: str = "count") -> str:
+    """A change: '+1,234', '−56', '+2.1 pts' (rates change in percentage points)."""
+    if value is None or is_withheld(value):
+        return "—"
+    sign = "+" if value > 0 else "−" if value < 0 else "±"
+    size = abs(value)
+    if kind == "rate":
+        return f"{sign}{size * 100:.1f} pts"
+    if kind == "minutes":
+        return f"{sign}{round(size):,} min"
+    return f"{sign}{round(size):,}"
+
+
+def secs(value: Any) -> str:
     """Durations as people read them: 95 s → '1 min 35 s'."""
+    if is_withheld(value):
+        return MARK
     if value is None:
         return "—"
     whole = round(value)
@@ -107,7 +137,11 @@ class Pages:
     def build(cls, signer: Signer) -> Pages:
         templates = Jinja2Templates(directory=str(HERE / "templates"))
         templates.env.trim_blocks = templates.env.lstrip_blocks = True
-        templates.env.filters.update(pct=pct, num=num, secs=secs, grade_name=grade_name)
+        templates.env.filters.update(
+            pct=pct, num=num, secs=secs, minutes=minutes, signed=signed, grade_name=grade_name
+        )
+        templates.env.tests["withheld"] = is_withheld
+        templates.env.globals["MARK"] = MARK
         return cls(signer, templates)
 
     def render(

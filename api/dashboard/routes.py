@@ -36,6 +36,7 @@ from tutorledger.api.http import csv_response as csv
 from tutorledger.api.http.deps import RuntimeDep
 from tutorledger.api.http.routes import metrics as m
 from tutorledger.api.http.routes.metrics import Scope, resolve_scope
+from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import Forbidden, InvalidRequest, TutorLedgerError
@@ -124,12 +125,14 @@ def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery)
     fresh = views.freshness(runtime, scope, q.as_of_position)
     reproduce = str(request.url.replace(query=q.query(as_of_position=fresh.as_of_position)[1:]))
     store = runtime.projections
+    all_schools = views.schools(store, views.narrowed(scope, school_id=None))
     return {
         "district_id": scope.filters.district_id,
         "q": q,
         "fresh": fresh,
         "reproduce_url": reproduce,
-        "all_schools": views.schools(store, views.narrowed(scope, school_id=None)),
+        "all_schools": all_schools,
+        "names": {s.school_id: s.name for s in all_schools},
         "subjects": subject_options(store, scope),
         "cohorts": views.cohort_options(store, scope),
         "time_zone": scope.filters.tz,
@@ -186,11 +189,13 @@ def _district_figures(_request: Request, runtime: Runtime, scope: Scope) -> dict
     figures = views.district_view(runtime.projections, scope)
     return {
         "f": figures,
-        "grid": demand_grid(figures.demand.model_dump()["rows"]),
-        "hours": timing_grid(figures.timing.model_dump()["rows"]),
+        "grid": demand_grid(figures.demand.view["rows"]),
+        "hours": timing_grid(figures.timing.view["rows"]),
         "lift_legend": LIFT_LEGEND,
         "hotspot_rule": {"lift": HOTSPOT_LIFT, "requests": HOTSPOT_MIN_REQUESTS},
         "alert_links": dashboard_links,
+        "threshold": scope.profile.suppression_threshold,
+        "exact": scope.role in EXACT_ROLES,
     }
 
 
@@ -203,22 +208,20 @@ def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictPa
 def drill_page(request: Request, runtime: RuntimeDep, district_id: DistrictPath) -> Response:
     return figure_page(
         request, runtime, district_id, "drill.html",
-        lambda _r, rt, scope: {"f": views.drill_view(rt.projections, scope)},
+        lambda _r, rt, scope: {
+            "f": {k: v.view for k, v in views.drill_view(rt.projections, scope).items()}
+        },
     )  # fmt: skip
 
 
 Table = Callable[[ProjectionStore, Scope], BaseModel]
 
-
-def _reach_trend(store: ProjectionStore, scope: Scope) -> BaseModel:
-    weeks = views.answer(store, scope, m.engagement_body)
-    return views.reach_trend(store, scope, list(getattr(weeks, "rows", [])))
-
-
 CSV_TABLES: dict[str, Table] = {
+    "headline": views.headline,
     "participation": lambda s, sc: views.answer(s, sc, m.participation_body),
-    "reach-by-school": lambda s, sc: views.reach_by_school(s, sc, views.schools(s, sc)),
-    "reach-trend": _reach_trend,
+    "reach-by-school": views.reach_by_school_table,
+    "reach-trend": views.reach_trend_table,
+    "use-by-month": views.use_by_month_table,
     "engagement": lambda s, sc: views.answer(s, sc, m.engagement_body),
     "demand": lambda s, sc: views.answer(s, sc, m.demand_body),
     "wait-times": lambda s, sc: views.answer(s, sc, m.wait_times_body, views.SCHOOL),
