@@ -120,12 +120,17 @@ def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQue
     )  # fmt: skip
 
 
-def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery) -> dict[str, Any]:
-    """What every figure page shows besides its figures: filters, freshness, reproduce link."""
+def page_context(
+    request: Request, runtime: Runtime, scope: Scope, q: ViewQuery, known: dict[str, Any]
+) -> dict[str, Any]:
+    """What every figure page shows besides its figures: filters, freshness, reproduce link.
+    `known` holds what the page's figures already found (the schools, the subjects)."""
     fresh = views.freshness(runtime, scope, q.as_of_position)
     reproduce = str(request.url.replace(query=q.query(as_of_position=fresh.as_of_position)[1:]))
     store = runtime.projections
-    all_schools = views.schools(store, views.narrowed(scope, school_id=None))
+    all_schools = known.get("known_schools") or views.schools(
+        store, views.narrowed(scope, school_id=None)
+    )
     return {
         "district_id": scope.filters.district_id,
         "q": q,
@@ -133,7 +138,7 @@ def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery)
         "reproduce_url": reproduce,
         "all_schools": all_schools,
         "names": {s.school_id: s.name for s in all_schools},
-        "subjects": subject_options(store, scope),
+        "subjects": known.get("known_subjects") or subject_options(store, scope),
         "cohorts": views.cohort_options(store, scope),
         "time_zone": scope.filters.tz,
     }
@@ -166,7 +171,7 @@ def figure_page(
         q = query(parse_view(request))
         scope = resolve(runtime, principal, district_id, q)
         shown = figures(request, runtime, scope)
-        context = page_context(request, runtime, scope, q) | shown
+        context = page_context(request, runtime, scope, q, shown) | shown
         return state(request).render(request, template, context)
 
     return guarded(request, runtime, district_id, answer)
@@ -187,8 +192,15 @@ def guarded(
 
 def _district_figures(_request: Request, runtime: Runtime, scope: Scope) -> dict[str, Any]:
     figures = views.district_view(runtime.projections, scope)
+    f = scope.filters
     return {
         "f": figures,
+        # Without a school (a subject) filter the page's own answers list every school
+        # (subject) the filter form offers: the form needs no query of its own.
+        "known_schools": figures.schools if f.school_id is None else None,
+        "known_subjects": None
+        if f.subject is not None
+        else sorted({str(r["subject"]) for r in figures.demand.view["rows"]}),
         "grid": demand_grid(figures.demand.view["rows"]),
         "hours": timing_grid(figures.timing.view["rows"]),
         "lift_legend": LIFT_LEGEND,
