@@ -351,7 +351,7 @@ def check_months(driver: WebDriver, site: Site, f: dict[str, str]) -> None:
 
 
 PANEL_JS = """
-return Array.from(document.querySelectorAll('#alert-list li')).map(li => ({
+return Array.from(document.querySelectorAll('#alerts li.alert-card')).map(li => ({
   kind: li.dataset.kind, school: li.dataset.school, subject: li.dataset.subject,
   figures: Object.fromEntries(Array.from(li.querySelectorAll('dd')).map(
     d => [d.dataset.col, d.dataset.value])),
@@ -576,7 +576,7 @@ def test_alerts_panel_links_to_the_evidence(browser: WebDriver, site: Site) -> N
                  and (a["scope"]["school_id"], a["scope"]["subject"]) == HOTSPOT)  # fmt: skip
     card = browser.find_element(
         By.CSS_SELECTOR,
-        f'#alert-list li[data-kind="subject_hotspot"][data-school="{school}"]'
+        f'#alerts li[data-kind="subject_hotspot"][data-school="{school}"]'
         f'[data-subject="{subject}"]',
     )
     screenshot(browser, "alerts")

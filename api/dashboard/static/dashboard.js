@@ -94,7 +94,7 @@
   // Print every detail section: open the closed ones for printing, close them after.
   var opened = [];
   window.addEventListener("beforeprint", function () {
-    Array.prototype.forEach.call(document.querySelectorAll("details.detail:not([open])"),
+    Array.prototype.forEach.call(document.querySelectorAll("details:not([open])"),
       function (d) { d.open = true; opened.push(d); });
     if (window.Chart) {
       drawVisible(document);
