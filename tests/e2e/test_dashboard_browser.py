@@ -560,6 +560,12 @@ def test_print_layout(browser: WebDriver, site: Site) -> None:
     try:
         assert not browser.find_element(By.CSS_SELECTOR, "form.filters").is_displayed()
         assert browser.find_element(By.CSS_SELECTOR, ".print-url").is_displayed()
+        # No heading stranded at the foot of a page: headings keep with what follows.
+        kept = browser.execute_script(
+            "return Array.from(document.querySelectorAll('h2, h3, caption'))"
+            ".map(h => getComputedStyle(h).breakAfter)"
+        )
+        assert kept and set(kept) == {"avoid"}, set(kept)
         screenshot(browser, "district-print")
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
