@@ -72,3 +72,55 @@ def demand(store: ProjectionStore, filters: Filters, keys: tuple[str, ...]) -> l
             }
         )
     return result
+
+
+# One pass for the drill-down's grades: the drilled pair's figures and the four request
+# counts its share and lift divide, at every grade.
+BY_GRADE_SQL = """
+SELECT grade,
+    countIf(step = 0 AND pair) AS requests,
+    countIf(step = 2 AND pair) AS completed_sessions,
+    uniqExactIf(student_key, step = 0 AND pair) AS students,
+    countIf(step = 2 AND pair) + countIf(step = 0 AND pair) AS rows_of_pair,
+    countIf(step = 0 AND school_id = %(school_id)s) AS school_requests,
+    countIf(step = 0 AND subject = %(subject)s) AS subject_requests,
+    countIf(step = 0) AS all_requests
+FROM (
+    SELECT grade, step, school_id, subject, student_key,
+        school_id = %(school_id)s AND subject = %(subject)s AS pair
+    FROM {facts} WHERE {where}
+)
+GROUP BY grade
+"""
+
+
+def demand_by_grade(store: ProjectionStore, filters: Filters) -> dict[int, dict[str, Any] | None]:
+    """For a school and subject filter: at each grade 0–12, the one row `demand` answers with
+    `grade` = that grade (None where it answers no row), from one grouped scan. share = the
+    pair's requests ÷ the school's, lift = share ÷ the subject's share of the district's, all
+    at that grade and under the date and cohort filters, as `demand` computes them."""
+    if filters.school_id is None or filters.subject is None:
+        raise ValueError("demand by grade needs a school and a subject")
+    wide = replace(filters, school_id=None, subject=None, grade=None)
+    sql = BY_GRADE_SQL.format(
+        facts=filters.tables(store).facts, where=facts_where(wide, (REQUESTED, COMPLETED))
+    )
+    out: dict[int, dict[str, Any] | None] = dict.fromkeys(range(13))
+    for grade, requests, completed, students, rows, school, subject, total in store.execute(
+        sql, filters.params()
+    ):
+        if not int(rows) or int(grade) not in out:
+            continue
+        share = _ratio(int(requests), int(school))
+        district_share = _ratio(int(subject), int(total))
+        lift = share / district_share if share is not None and district_share else None
+        out[int(grade)] = {
+            "school_id": filters.school_id,
+            "subject": filters.subject,
+            "requests": int(requests),
+            "completed": int(completed),
+            "students": int(students),
+            "share": share,
+            "lift": lift,
+        }
+    return out

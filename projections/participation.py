@@ -44,20 +44,29 @@ def participation(store: ProjectionStore, filters: Filters) -> dict[str, Any]:
     params = filters.params()
     tables = filters.tables(store)
     sql = f"{PARTICIPATION_SELECT} FROM {tables.facts} WHERE {facts_where(filters, STEPS)}"
-    served, requested, matched, completed, cancelled = store.execute(sql, params)[0]
+    counts = store.execute(sql, params)[0]
     enrolled_rows = store.execute(enrolled_sql(tables.schools), params)
     enrolled = int(enrolled_rows[0][0] or 0) if enrolled_rows else 0
-    served = int(served)
-    base = enrolled if filters.cohort_id is None else cohort_size(store, filters)
-    cohort = {} if filters.cohort_id is None else {"cohort_size": base}
+    size = None if filters.cohort_id is None else cohort_size(store, filters)
+    return participation_figures(counts, enrolled, size)
+
+
+def participation_figures(
+    counts: tuple[Any, ...], enrolled: int, cohort: int | None
+) -> dict[str, Any]:
+    """The participation answer from its counts (served, requested, matched, completed,
+    cancelled), the enrolment and, with a cohort filter, the cohort's size: the one place its
+    rates are computed, for the metric and for the dashboard's grouped figures alike."""
+    served, requested, matched, completed, cancelled = (int(v) for v in counts)
+    base = enrolled if cohort is None else cohort
     return {
         "enrolled": enrolled,
-        **cohort,
+        **({} if cohort is None else {"cohort_size": cohort}),
         "students_served": served,
         "reach_rate": served / base if base else None,
-        "sessions_requested": int(requested),
-        "sessions_matched": int(matched),
-        "sessions_completed": int(completed),
-        "sessions_cancelled": int(cancelled),
-        "sessions_per_served_student": int(requested) / served if served else None,
+        "sessions_requested": requested,
+        "sessions_matched": matched,
+        "sessions_completed": completed,
+        "sessions_cancelled": cancelled,
+        "sessions_per_served_student": requested / served if served else None,
     }

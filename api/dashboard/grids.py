@@ -20,20 +20,23 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 LOAD_BANDS = 5
 
 
-def lift_band(lift: float | None) -> int | None:
-    if lift is None:
+def _number(value: Any) -> bool:
+    """A figure to compare: not missing (None) and not withheld (marks.WITHHELD)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def lift_band(lift: Any) -> int | None:
+    if not _number(lift):
         return None
-    return sum(lift >= edge for edge in LIFT_EDGES)
+    return sum(float(lift) >= edge for edge in LIFT_EDGES)
 
 
 def is_hotspot(row: dict[str, Any]) -> bool:
-    lift, requests = row.get("lift"), row.get("requests")
-    return (
-        lift is not None
-        and requests is not None
-        and lift >= HOTSPOT_LIFT
-        and requests >= HOTSPOT_MIN_REQUESTS
-    )
+    lift: Any = row.get("lift")
+    requests: Any = row.get("requests")
+    if not _number(lift) or not _number(requests):
+        return False
+    return float(lift) >= HOTSPOT_LIFT and int(requests) >= HOTSPOT_MIN_REQUESTS
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ from tutorledger.api.dashboard.session import (
 from tutorledger.api.http.deps import RuntimeDep, covered
 from tutorledger.api.http.routes.metrics import resolve_scope
 from tutorledger.api.metrics import csv as csv
-from tutorledger.api.metrics.registry import DEMAND, ENGAGEMENT, WITH_FILTERS, Keys, Metric
+from tutorledger.api.metrics.registry import DEMAND, WITH_FILTERS, Keys, Metric
 from tutorledger.api.metrics.scope import Scope
+from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.envelope import DistrictId
 from tutorledger.domain.errors import Forbidden, InvalidRequest, TutorLedgerError
@@ -127,18 +128,25 @@ def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQue
     )  # fmt: skip
 
 
-def page_context(request: Request, runtime: Runtime, scope: Scope, q: ViewQuery) -> dict[str, Any]:
-    """What every figure page shows besides its figures: filters, freshness, reproduce link."""
+def page_context(
+    request: Request, runtime: Runtime, scope: Scope, q: ViewQuery, known: dict[str, Any]
+) -> dict[str, Any]:
+    """What every figure page shows besides its figures: filters, freshness, reproduce link.
+    `known` holds what the page's figures already found (the schools, the subjects)."""
     fresh = views.freshness(runtime, scope, q.as_of_position)
     reproduce = request.url.path + q.query(as_of_position=fresh.as_of_position)  # no Host
     store = runtime.projections
+    all_schools = known.get("known_schools") or views.schools(
+        store, views.narrowed(scope, school_id=None)
+    )
     return {
         "district_id": scope.filters.district_id,
         "q": q,
         "fresh": fresh,
         "reproduce_url": reproduce,
-        "all_schools": views.schools(store, views.narrowed(scope, school_id=None)),
-        "subjects": subject_options(store, scope),
+        "all_schools": all_schools,
+        "names": {s.school_id: s.name for s in all_schools},
+        "subjects": known.get("known_subjects") or subject_options(store, scope),
         "cohorts": views.cohort_options(store, scope),
         "time_zone": scope.filters.tz,
     }
@@ -171,7 +179,7 @@ def figure_page(
         q = query(parse_view(request))
         scope = resolve(runtime, principal, district_id, q)
         shown = figures(request, runtime, scope)
-        context = page_context(request, runtime, scope, q) | shown
+        context = page_context(request, runtime, scope, q, shown) | shown
         return state(request).render(request, template, context)
 
     return guarded(request, runtime, district_id, answer)
@@ -192,13 +200,22 @@ def guarded(
 
 def _district_figures(_request: Request, runtime: Runtime, scope: Scope) -> dict[str, Any]:
     figures = views.district_view(runtime.projections, scope)
+    f = scope.filters
     return {
         "f": figures,
-        "grid": demand_grid(figures.demand.model_dump()["rows"]),
-        "hours": timing_grid(figures.timing.model_dump()["rows"]),
+        # Without a school (a subject) filter the page's own answers list every school
+        # (subject) the filter form offers: the form needs no query of its own.
+        "known_schools": figures.schools if f.school_id is None else None,
+        "known_subjects": None
+        if f.subject is not None
+        else sorted({str(r["subject"]) for r in figures.demand.view["rows"]}),
+        "grid": demand_grid(figures.demand.view["rows"]),
+        "hours": timing_grid(figures.timing.view["rows"]),
         "lift_legend": LIFT_LEGEND,
         "hotspot_rule": {"lift": HOTSPOT_LIFT, "requests": HOTSPOT_MIN_REQUESTS},
         "alert_links": dashboard_links,
+        "threshold": scope.profile.suppression_threshold,
+        "exact": scope.role in EXACT_ROLES,
     }
 
 
@@ -211,16 +228,13 @@ def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictId
 def drill_page(request: Request, runtime: RuntimeDep, district_id: DistrictId) -> Response:
     return figure_page(
         request, runtime, district_id, "drill.html",
-        lambda _r, rt, scope: {"f": views.drill_view(rt.projections, scope)},
+        lambda _r, rt, scope: {
+            "f": {k: v.view for k, v in views.drill_view(rt.projections, scope).items()}
+        },
     )  # fmt: skip
 
 
 Table = Callable[[ProjectionStore, Scope], BaseModel]
-
-
-def _reach_trend(store: ProjectionStore, scope: Scope) -> BaseModel:
-    weeks = views.answer(store, scope, ENGAGEMENT)
-    return views.reach_trend(store, scope, list(getattr(weeks, "rows", [])))
 
 
 def _metric_table(metric: Metric[Keys], keys: Keys | None) -> Table:
@@ -231,8 +245,10 @@ def _metric_table(metric: Metric[Keys], keys: Keys | None) -> Table:
 METRIC_TABLES = {f.table: (m, f.keys) for m in WITH_FILTERS for f in m.tables}
 CSV_TABLES: dict[str, Table] = {
     **{name: _metric_table(m, keys) for name, (m, keys) in METRIC_TABLES.items()},
-    "reach-by-school": lambda s, sc: views.reach_by_school(s, sc, views.schools(s, sc)),
-    "reach-trend": _reach_trend,
+    "headline": views.headline,
+    "reach-by-school": views.reach_by_school_table,
+    "reach-trend": views.reach_trend_table,
+    "use-by-month": views.use_by_month_table,
     "drill-grades": views.drill_grades,
 }
 

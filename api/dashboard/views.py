@@ -1,28 +1,29 @@
 """The figures behind each dashboard page, all from the metrics routes' own builders.
 
-A page resolves its filters once (one ledger position, one chain head) and asks every
-builder at that position, so every table on a page describes the same ledger state and the
-page's figures are the API's answers to the same filters by construction.
+A page resolves its filters once (one ledger position, one chain head, one read-model
+generation) and asks every builder at that position, so every table on a page describes the
+same ledger state and the page's figures are the API's answers to the same filters by
+construction. Tables of many answers (per school, per week, per month, per grade) come from
+one grouped query each (`grouped`), never a query per row.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
 
+from tutorledger.api.dashboard import grouped
 from tutorledger.api.dashboard.alert_links import alerts_panel
-from tutorledger.api.dashboard.tables import (
-    DrillGrades,
-    GradeRow,
-    ReachBySchool,
-    ReachRow,
-    ReachTrend,
-    TrendRow,
-)
-from tutorledger.api.http.alert_schemas import AlertList
+from tutorledger.api.dashboard.grouped import Period, narrowed
+from tutorledger.api.dashboard.headline import Tile, headline_table, periods, tiles
+from tutorledger.api.dashboard.marks import Shown
+from tutorledger.api.dashboard.parallel import run_all
+from tutorledger.api.http.alert_schemas import AlertList, AlertScope
 from tutorledger.api.metrics.registry import (
     DEMAND,
     DOSAGE,
@@ -38,26 +39,43 @@ from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections import reach
 from tutorledger.projections.cohorts import list_cohorts
+from tutorledger.projections.demand import demand_by_grade
+from tutorledger.projections.filters import Filters
+from tutorledger.projections.participation import cohort_size
+from tutorledger.projections.read_models import current_generation
 from tutorledger.projections.schools import latest_schools
 
+Builder = Metric[Keys]
+Task = Callable[[], Any]
 SCHOOL: tuple[str, ...] = ("school_id",)
-GRADES = range(13)
-DEMAND_FIELDS = ("requests", "completed", "students", "share", "lift")
+__all__ = ["narrowed"]  # re-exported: pages narrow scopes through this module
 
 
 def answer(
-    store: ProjectionStore, scope: Scope, metric: Metric[Keys], keys: Keys | None = None
+    store: ProjectionStore, scope: Scope, builder: Builder, keys: Keys | None = None
 ) -> BaseModel:
     """One metric answer, exactly as its route builds it and as the caller's role may see it
     (small cells withheld for dashboard keys); the one place pages ask for figures. `keys` is
     the route's `group_by`, None for its default."""
-    return metric.answer(store, scope, (metric.group_by or ()) if keys is None else keys)
+    return answered(store, scope, builder, keys).model
 
 
-def narrowed(scope: Scope, **changes: Any) -> Scope:
-    """The same position and head, with some filters replaced."""
-    return replace(scope, filters=replace(scope.filters, **changes))
+def answered(
+    store: ProjectionStore, scope: Scope, builder: Builder, keys: Keys | None = None
+) -> Shown:
+    """`answer`, with the exact answer beside it so the page can mark what was withheld."""
+    body = builder.compute(store, scope, (builder.group_by or ()) if keys is None else keys)
+    return Shown.of(body, scope.protect(body, builder))
+
+
+def pinned(store: ProjectionStore, scope: Scope) -> Scope:
+    """The scope with the read models' generation fixed: every query of a page reads one
+    generation (a rebuild published mid-page cannot mix two), and none asks which it is."""
+    if scope.filters.generation is not None:
+        return scope
+    return narrowed(scope, generation=current_generation(store))
 
 
 @dataclass(frozen=True)
@@ -74,34 +92,6 @@ def schools(store: ProjectionStore, scope: Scope) -> list[School]:
     if wanted is None:
         return found
     return [s for s in found if s.school_id == wanted] or [School(wanted, None)]
-
-
-def reach_by_school(store: ProjectionStore, scope: Scope, listed: list[School]) -> ReachBySchool:
-    rows = []
-    for school in listed:
-        p = answer(store, narrowed(scope, school_id=school.school_id), PARTICIPATION)
-        rows.append(ReachRow(school_id=school.school_id, name=school.name, **_pick(p, ReachRow)))
-    return ReachBySchool(**scope.envelope(), rows=rows)
-
-
-def reach_trend(store: ProjectionStore, scope: Scope, weeks: list[Any]) -> ReachTrend:
-    """Cumulative reach at the end of each week of the view: participation with `to` moved."""
-    rows = []
-    last = scope.filters.date_to
-    for week in weeks:
-        through = week.week_start + timedelta(days=6)
-        through = min(through, last) if last else through
-        p = answer(store, narrowed(scope, date_to=through), PARTICIPATION)
-        rows.append(
-            TrendRow(week=week.week, week_start=week.week_start, through=through,
-                     **_pick(p, TrendRow))
-        )  # fmt: skip
-    return ReachTrend(**scope.envelope(), rows=rows)
-
-
-def _pick(model: BaseModel, row: type[BaseModel]) -> dict[str, Any]:
-    body = model.model_dump()
-    return {k: body[k] for k in row.model_fields if k in body and k not in ("school_id", "week")}
 
 
 @dataclass(frozen=True)
@@ -135,61 +125,186 @@ class DistrictFigures:
     """Every figure of the district page, at one position."""
 
     schools: list[School]
-    participation: BaseModel
-    reach_by_school: ReachBySchool
-    reach_trend: ReachTrend
-    engagement: BaseModel
-    demand: BaseModel
-    wait_times: BaseModel
-    satisfaction: BaseModel
-    satisfaction_by_school: BaseModel
-    timing: BaseModel
-    dosage: BaseModel
+    names: dict[str, str | None]
+    current: Period | None
+    previous: Period | None
+    tiles: list[Tile]
+    participation: Shown
+    dosage: Shown
+    engagement: Shown
+    satisfaction: Shown
+    reach_by_school: Shown
+    reach_trend: Shown
+    use_by_month: Shown
+    satisfaction_by_school: Shown
+    wait_times: Shown
+    timing: Shown
+    demand: Shown
     alerts: AlertList
+    alerts_shown: list[Any]
+
+
+HEADLINE: dict[str, Builder] = {
+    "participation": PARTICIPATION,
+    "dosage": DOSAGE,
+    "engagement": ENGAGEMENT,
+    "satisfaction": SATISFACTION,
+}
+DETAIL = ("satisfaction_by_school", "wait_times", "timing", "demand")
+
+
+def _headline_tasks(store: ProjectionStore, scope: Scope, prefix: str = "") -> dict[str, Task]:
+    return {f"{prefix}{k}": partial(answered, store, scope, b) for k, b in HEADLINE.items()}
+
+
+def _tasks(
+    store: ProjectionStore, scope: Scope, monthly: Scope, split: date | None
+) -> dict[str, Task]:
+    """The page's independent queries: each a whole table, none per school or per week."""
+    f = scope.filters
+    by_month: Task = partial(reach.by_month, store, monthly.filters, split) if split else dict
+    return {
+        **_headline_tasks(store, scope),
+        "satisfaction_by_school": partial(answered, store, scope, SATISFACTION, SCHOOL),
+        "wait_times": partial(answered, store, scope, WAIT_TIMES, SCHOOL),
+        "timing": partial(answered, store, scope, TIMING),
+        "demand": partial(answered, store, scope, DEMAND),
+        "alerts": partial(alerts_panel, store, scope),
+        "by_school": partial(reach.by_school, store, f),
+        "by_week": partial(reach.by_week, store, f),
+        "by_month": by_month,
+    }
+
+
+def _earlier(scope: Scope, previous: Period | None) -> Scope | None:
+    if previous is None:
+        return None
+    return narrowed(scope, date_from=previous.start, date_to=previous.end)
 
 
 def district_view(store: ProjectionStore, scope: Scope) -> DistrictFigures:
+    """Every figure of the district page: a fixed number of queries whatever the number of
+    schools, weeks or months; independent ones run together (see `parallel`)."""
+    scope = pinned(store, scope)
+    f = scope.filters
     listed = schools(store, scope)
-    engagement = answer(store, scope, ENGAGEMENT)
+    current, previous = periods(f, reach.request_span(store, f))
+    earlier = _earlier(scope, previous)
+    monthly = narrowed(scope, date_from=previous.start) if previous else scope
+    tasks = _tasks(store, scope, monthly, current.start if current else None)
+    if earlier is not None:
+        tasks |= _headline_tasks(store, earlier, "previous_")
+    got = run_all(store, tasks)
+    spans = [p for p in (previous, current) if p is not None]
+    days = [f.date_to, *grouped.week_ends(scope, grouped.weeks_of(scope, got["by_week"]))]
+    days += [last for p in spans for _, _, last in grouped.month_bounds(p)]
+    enrolment = reach.enrolment_on(store, f, days)
+    cohort = got["participation"].exact.model_dump().get("cohort_size")
+    names = {s.school_id: s.name for s in listed}
+    before = {k: got[f"previous_{k}"] for k in HEADLINE} if earlier is not None else None
+    alerts: AlertList = got["alerts"]
     return DistrictFigures(
         schools=listed,
-        participation=answer(store, scope, PARTICIPATION),
-        reach_by_school=reach_by_school(store, scope, listed),
-        reach_trend=reach_trend(store, scope, list(getattr(engagement, "rows", []))),
-        engagement=engagement,
-        demand=answer(store, scope, DEMAND),
-        wait_times=answer(store, scope, WAIT_TIMES, SCHOOL),
-        satisfaction=answer(store, scope, SATISFACTION),
-        satisfaction_by_school=answer(store, scope, SATISFACTION, SCHOOL),
-        timing=answer(store, scope, TIMING),
-        dosage=answer(store, scope, DOSAGE),
-        alerts=alerts_panel(store, scope),
+        names=names,
+        current=current,
+        previous=previous,
+        tiles=tiles({k: got[k] for k in HEADLINE}, before, f.cohort_id is not None),
+        reach_by_school=grouped.reach_by_school(
+            scope, names, got["by_school"], enrolment[f.date_to], cohort
+        ),
+        reach_trend=grouped.reach_trend(scope, got["by_week"], enrolment, cohort),
+        use_by_month=grouped.use_by_month(scope, spans, got["by_month"], enrolment, cohort),
+        alerts=alerts,
+        alerts_shown=[a for a in alerts.alerts if follows(a.scope, f)],
+        **{k: got[k] for k in (*HEADLINE, *DETAIL)},
     )
 
 
-def drill_grades(store: ProjectionStore, scope: Scope) -> DrillGrades:
+def follows(scope: AlertScope, filters: Filters) -> bool:
+    """An alert concerns the view when it is about the view's school and subject (or the
+    view has none): alerts are computed district-wide, so the page shows only these."""
+    return (filters.school_id is None or scope.school_id == filters.school_id) and (
+        filters.subject is None or scope.subject in (None, filters.subject)
+    )
+
+
+def cohort_of(store: ProjectionStore, filters: Filters) -> int | None:
+    return None if filters.cohort_id is None else cohort_size(store, filters)
+
+
+def reach_by_school_table(store: ProjectionStore, scope: Scope) -> BaseModel:
+    """The ranked schools alone (their CSV): the same grouped queries as the page."""
+    scope = pinned(store, scope)
+    f = scope.filters
+    names = {s.school_id: s.name for s in schools(store, scope)}
+    enrolled = reach.enrolment_on(store, f, [f.date_to])[f.date_to]
+    counts = reach.by_school(store, f)
+    return grouped.reach_by_school(scope, names, counts, enrolled, cohort_of(store, f)).model
+
+
+def reach_trend_table(store: ProjectionStore, scope: Scope) -> BaseModel:
+    """Cumulative reach by week alone (its CSV)."""
+    scope = pinned(store, scope)
+    f = scope.filters
+    by_week = reach.by_week(store, f)
+    enrolment = reach.enrolment_on(
+        store, f, grouped.week_ends(scope, grouped.weeks_of(scope, by_week))
+    )
+    return grouped.reach_trend(scope, by_week, enrolment, cohort_of(store, f)).model
+
+
+def use_by_month_table(store: ProjectionStore, scope: Scope) -> BaseModel:
+    """Use by month of the view and of the previous period alone (its CSV)."""
+    scope = pinned(store, scope)
+    f = scope.filters
+    current, previous = periods(f, reach.request_span(store, f))
+    spans = [p for p in (previous, current) if p is not None]
+    monthly = narrowed(scope, date_from=previous.start) if previous else scope
+    by_month = reach.by_month(store, monthly.filters, current.start) if current else {}
+    days = [last for p in spans for _, _, last in grouped.month_bounds(p)]
+    enrolment = reach.enrolment_on(store, f, days)
+    return grouped.use_by_month(scope, spans, by_month, enrolment, cohort_of(store, f)).model
+
+
+def headline(store: ProjectionStore, scope: Scope) -> BaseModel:
+    """The headline tiles as a table (their CSV)."""
+    scope = pinned(store, scope)
+    current, previous = periods(scope.filters, reach.request_span(store, scope.filters))
+    earlier = _earlier(scope, previous)
+    tasks = _headline_tasks(store, scope)
+    if earlier is not None:
+        tasks |= _headline_tasks(store, earlier, "previous_")
+    got = run_all(store, tasks)
+    before = {k: got[f"previous_{k}"] for k in HEADLINE} if earlier is not None else None
+    shown = tiles({k: got[k] for k in HEADLINE}, before, scope.filters.cohort_id is not None)
+    return headline_table(scope, shown, current, previous)
+
+
+def drill_grades(store: ProjectionStore, scope: Scope) -> BaseModel:
     """Demand of the drilled school and subject at each grade: the demand answer for each grade
     (its one row, as GET /v1/metrics/demand?school_id=&subject=&grade= answers it)."""
+    return drill_grades_shown(store, scope).model
+
+
+def drill_grades_shown(store: ProjectionStore, scope: Scope) -> Shown:
+    """Every grade from one grouped query (`demand_by_grade`)."""
     if scope.filters.school_id is None or scope.filters.subject is None:
         raise InvalidRequest("a drill-down needs a school_id and a subject")
-    rows = []
-    for grade in GRADES:
-        found = answer(store, narrowed(scope, grade=grade), DEMAND)
-        (row,) = found.model_dump()["rows"] or [None]
-        rows.append(GradeRow(grade=grade, **{k: (row or {}).get(k) for k in DEMAND_FIELDS}))
-    return DrillGrades(**scope.envelope(), rows=rows)
+    return grouped.drill_grades(scope, demand_by_grade(store, scope.filters))
 
 
-def drill_view(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel]:
+def drill_view(store: ProjectionStore, scope: Scope) -> dict[str, Shown]:
     """The drill-down of one school × subject cell: by grade and by week, with its waits."""
-    return {
-        "grades": drill_grades(store, scope),
-        "engagement": answer(store, scope, ENGAGEMENT),
-        "participation": answer(store, scope, PARTICIPATION),
-        "demand": answer(store, scope, DEMAND),
-        "wait_times": answer(store, scope, WAIT_TIMES),
-        "satisfaction": answer(store, scope, SATISFACTION),
+    scope = pinned(store, scope)
+    tasks: dict[str, Task] = {
+        "grades": partial(drill_grades_shown, store, scope),
+        "engagement": partial(answered, store, scope, ENGAGEMENT),
+        "participation": partial(answered, store, scope, PARTICIPATION),
+        "demand": partial(answered, store, scope, DEMAND),
+        "wait_times": partial(answered, store, scope, WAIT_TIMES),
+        "satisfaction": partial(answered, store, scope, SATISFACTION),
     }
+    return run_all(store, tasks)
 
 
 def cohort_options(store: ProjectionStore, scope: Scope) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -70,6 +71,12 @@ class Site:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+    def schools(self) -> list[dict[str, Any]]:
+        response = self.api.get("/v1/schools", params={"district_id": DISTRICT})
+        assert response.status_code == 200, response.text
+        found: list[dict[str, Any]] = response.json()["schools"]
+        return found
 
     def alerts(self, **params: Any) -> dict[str, Any]:
         query = {"district_id": DISTRICT, **{k: v for k, v in params.items() if v is not None}}
@@ -194,14 +201,15 @@ def check_district_page(driver: WebDriver, site: Site) -> int:
         == (participation["head_hash"])
     )
     same(summary(driver, "tbl-participation"), participation)
-    for school, row in by_key(driver, "tbl-reach-school").items():
-        same(row, site.metric("participation", **{**f, "school_id": school}))
+    check_tiles(driver, site, f)
+    check_schools(driver, site, f, participation)
+    check_months(driver, site, f)
+    trend = by_key(driver, "tbl-reach-trend")
     for row in table_rows(driver, "tbl-reach-trend"):
         through = driver.find_element(
-            By.CSS_SELECTOR, f'#tbl-reach-trend tr[data-key="{row["key"]}"] td'
-        ).text
-        same(by_key(driver, "tbl-reach-trend")[row["key"]],
-             site.metric("participation", **{**f, "to": through}))  # fmt: skip
+            By.CSS_SELECTOR, f'#tbl-reach-trend tr[data-key="{row["key"]}"] td[data-through]'
+        ).get_attribute("data-through")
+        same(trend[row["key"]], site.metric("participation", **{**f, "to": through}))
     engagement = site.metric("engagement", **f)
     same(summary(driver, "tbl-engagement-summary"), engagement)
     weeks = by_key(driver, "tbl-engagement")
@@ -223,25 +231,127 @@ def check_district_page(driver: WebDriver, site: Site) -> int:
     same(summary(driver, "tbl-timing-summary"), timing)
     cells = driver.execute_script(
         "return Array.from(document.querySelectorAll('#tbl-timing td')).map("
-        "c => [+c.dataset.weekday, +c.dataset.hour, +c.dataset.value])"
+        "c => [+c.dataset.weekday, +c.dataset.hour, c.dataset.value])"
     )
-    assert cells == [[r["weekday"], r["hour"], r["requests"]] for r in timing["rows"]]
+    assert cells == [[r["weekday"], r["hour"], blank(r["requests"])] for r in timing["rows"]]
     demand = site.metric("demand", **f)["rows"]
     heat = driver.execute_script(
         "return Array.from(document.querySelectorAll('#tbl-heatmap td[data-lift]')).map("
-        "c => [c.dataset.school, c.dataset.subject, c.dataset.lift, +c.dataset.requests])"
+        "c => [c.dataset.school, c.dataset.subject, c.dataset.lift, c.dataset.requests])"
     )
     expected = [
-        [r["school_id"], r["subject"], "" if r["lift"] is None else repr(r["lift"]), r["requests"]]
+        [r["school_id"], r["subject"], "" if r["lift"] is None else repr(r["lift"]),
+         blank(r["requests"])]
         for r in demand
-    ]  # a withheld (suppressed) lift is an empty attribute
+    ]  # fmt: skip  # a withheld (suppressed) figure is an empty attribute
     assert sorted(heat) == sorted(expected)
     check_dosage_and_alerts(driver, site, f)
     return position
 
 
+def blank(value: Any) -> str:
+    """A figure as the page's data attribute holds it (withheld or missing: empty)."""
+    return "" if value is None else str(value)
+
+
+TILES = {  # tile → (metric, path to the figure in its answer)
+    "reached": ("participation", ("students_served",)),
+    "sessions": ("participation", ("sessions_completed",)),
+    "minutes": ("dosage", ("minutes",)),
+    "regular": ("engagement", ("regular_students",)),
+    "helped": ("satisfaction", ("rows", 0, "helped_rate")),
+}
+TILE_JS = """
+return Array.from(document.querySelectorAll('#headline li.tile')).map(t => [t.id.slice(5),
+  t.querySelector('.tile-value').dataset.value,
+  (t.querySelector('.tile-change[data-value]') || {dataset: {}}).dataset.value]);
+"""
+
+
+def figure(answer: dict[str, Any], path: tuple[str | int, ...]) -> Any:
+    """A figure of an API answer by path; None where a row is missing."""
+    node: Any = answer
+    for step in path:
+        node = (node[step] if len(node) > step else None) if isinstance(step, int) else node[step]
+        if node is None:
+            return None
+    return node
+
+
+def check_tiles(driver: WebDriver, site: Site, f: dict[str, str]) -> None:
+    """Each headline tile equals its API figure, and its previous value equals the same
+    figure for the period of equal length just before the view's `from`."""
+    shown = {key: (value, previous) for key, value, previous in driver.execute_script(TILE_JS)}
+    assert list(shown) == list(TILES)
+    earlier = None
+    if "from" in f:
+        start = date.fromisoformat(f["from"])
+        end = date.fromisoformat(f["to"]) if "to" in f else None
+        if end is None:  # the view runs to the district's last request
+            rule = driver.find_element(By.ID, "period").text
+            end = date.fromisoformat(rule.split(" to ")[1].split()[0])
+        days = (end - start).days + 1
+        earlier = {**f, "from": str(start - timedelta(days=days)),
+                   "to": str(start - timedelta(days=1))}  # fmt: skip
+    for key, (metric, path) in TILES.items():
+        value, previous = shown[key]
+        expected = figure(site.metric(metric, **f), path)
+        assert value == blank(expected) or float(value) == expected, (key, value, expected)
+        if earlier is None:
+            assert previous is None, key
+        else:
+            before = figure(site.metric(metric, **earlier), path)
+            assert previous == blank(before) or float(previous) == before, (key, previous, before)
+
+
+def check_schools(
+    driver: WebDriver, site: Site, f: dict[str, str], district: dict[str, Any]
+) -> None:
+    """The ranked schools: each row is the API's participation for that school; the rate is
+    sessions completed per enrolled student (per cohort member, with a cohort), ranked lowest
+    first among the rates shown; schools by name, ids in the tooltip."""
+    rows = by_key(driver, "tbl-reach-school")
+    if "school_id" not in f:
+        schools = {s["school_id"] for s in site.schools()}
+        assert schools <= set(rows)
+    rates = []
+    for school, row in rows.items():
+        answer = site.metric("participation", **{**f, "school_id": school})
+        rate = row.pop("sessions_per_student")
+        same(row, answer)
+        base = answer["cohort_size"] if "cohort_id" in f else answer["enrolled"]
+        if answer["sessions_completed"] is None or not base:
+            assert rate is None, (school, rate)
+        else:
+            assert rate == answer["sessions_completed"] / base
+            rates.append(rate)
+        if "cohort_id" in f:  # the denominator shown is the cohort, never the school's enrolment
+            assert "enrolled" not in row and row["cohort_size"] == district["cohort_size"]
+    assert rates == sorted(rates), "ranked by use per student, lowest first"
+    names = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#tbl-reach-school tbody tr')).map("
+        "r => [r.dataset.key, r.querySelector('.school').title, r.querySelector('.school')"
+        ".textContent])"
+    )
+    listed = {s["school_id"]: s["name"] for s in site.schools()}
+    for key, title, text in names:
+        assert title == f"School id {key}" and text == (listed.get(key) or key)
+
+
+def check_months(driver: WebDriver, site: Site, f: dict[str, str]) -> None:
+    """Each month row is the API's participation over that month's days in the period."""
+    spans = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#tbl-months tbody tr')).map("
+        "r => [r.dataset.key, r.dataset.from, r.dataset.to])"
+    )
+    rows = by_key(driver, "tbl-months")
+    assert spans and len(rows) == len(spans)
+    for key, first, last in spans:
+        same(rows[key], site.metric("participation", **{**f, "from": first, "to": last}))
+
+
 PANEL_JS = """
-return Array.from(document.querySelectorAll('#alert-list li')).map(li => ({
+return Array.from(document.querySelectorAll('#alerts li.alert-card')).map(li => ({
   kind: li.dataset.kind, school: li.dataset.school, subject: li.dataset.subject,
   figures: Object.fromEntries(Array.from(li.querySelectorAll('dd')).map(
     d => [d.dataset.col, d.dataset.value])),
@@ -259,12 +369,17 @@ def check_dosage_and_alerts(driver: WebDriver, site: Site, f: dict[str, str]) ->
     for api_row in dosage["rows"]:
         same(weeks[api_row["week"]], api_row)
     api = site.alerts(at=f.get("to"), as_of_position=f["as_of_position"])
+    # Alerts are district-wide: the page lists those about its school and subject, if any.
+    wanted = [
+        a for a in api["alerts"]
+        if f.get("school_id") in (None, a["scope"]["school_id"])
+        and (f.get("subject") is None or a["scope"]["subject"] in (None, f["subject"]))
+    ]  # fmt: skip
     panel = driver.execute_script(PANEL_JS)
     assert [(p["kind"], p["school"], p["subject"]) for p in panel] == [
-        (a["kind"], a["scope"]["school_id"] or "", a["scope"]["subject"] or "")
-        for a in api["alerts"]
+        (a["kind"], a["scope"]["school_id"] or "", a["scope"]["subject"] or "") for a in wanted
     ]
-    for shown, alert in zip(panel, api["alerts"], strict=True):
+    for shown, alert in zip(panel, wanted, strict=True):
         for name, value in alert["figures"].items():
             text = shown["figures"][name]
             if isinstance(value, int | float):
@@ -325,9 +440,11 @@ def test_hotspot_is_marked_and_drills_down_by_keyboard(browser: WebDriver, site:
     cell = browser.find_element(
         By.CSS_SELECTOR, f'#tbl-heatmap td[data-school="{school}"][data-subject="{subject}"]'
     )
-    assert cell.get_attribute("data-hotspot") == "1" and "▲" in cell.text
+    name = {s["school_id"]: s["name"] for s in site.schools()}[school]
     first = browser.find_element(By.CSS_SELECTOR, "ul.hotspots li").text
-    assert first.startswith(f"▲ {school} · {subject}")
+    assert first.startswith(f"▲ {name} · {subject}")  # by name; the id is in the tooltip
+    browser.find_element(By.CSS_SELECTOR, "#demand > summary").click()  # the map's section
+    assert cell.get_attribute("data-hotspot") == "1" and "▲" in cell.text
     link = cell.find_element(By.TAG_NAME, "a")
     for _ in range(400):  # Tab through the page as a keyboard user would
         if browser.switch_to.active_element == link:
@@ -377,8 +494,9 @@ def test_csv_downloads_equal_the_api_csv(browser: WebDriver, site: Site) -> None
         "timing": ("timing", {}),
         "dosage": ("dosage", {}),
     }
+    composed = ["headline", "reach-by-school", "reach-trend", "use-by-month"]
     tables = sorted(link.get_attribute("data-table") for link in links)
-    assert tables == sorted([*api, "reach-by-school", "reach-trend"])
+    assert tables == sorted([*api, *composed])
     for link in links:
         table = link.get_attribute("data-table")
         path = downloads / f"{table}-{DISTRICT}-{position}.csv"
@@ -387,14 +505,24 @@ def test_csv_downloads_equal_the_api_csv(browser: WebDriver, site: Site) -> None
         if table in api:
             metric, extra = api[table]
             assert text == site.csv(metric, grade=3, as_of_position=position, **extra), table
-        else:  # composed of one participation answer per school / per week's end
-            rows = list(csv.DictReader(io.StringIO(text)))
-            assert rows and all(r["as_of_position"] == str(position) for r in rows)
-            for r in rows:
-                scope = {"school_id": r["school_id"]} if "school_id" in r else {"to": r["through"]}
-                answer = site.metric("participation", grade=3, as_of_position=position, **scope)
-                served = int(r["students_served"]) if r["students_served"] else None  # withheld
-                assert served == answer["students_served"], (table, r)
+            continue
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert rows and all(r["as_of_position"] == str(position) for r in rows)
+        for r in rows:  # composed of one API answer per school / week's end / month / figure
+            if table == "headline":
+                metric, path_ = TILES[next(k for k, (m, p) in TILES.items()
+                                           if f"{m}.{p[-1]}" == r["metric"])]  # fmt: skip
+                expected = figure(site.metric(metric, grade=3, as_of_position=position), path_)
+                assert (float(r["value"]) if r["value"] else None) == expected, r
+                continue
+            scope = (
+                {"school_id": r["school_id"]} if table == "reach-by-school"
+                else {"to": r["through"]} if table == "reach-trend"
+                else {"from": r["from_date"], "to": r["to_date"]}
+            )  # fmt: skip
+            answer = site.metric("participation", grade=3, as_of_position=position, **scope)
+            served = int(r["students_served"]) if r["students_served"] else None  # withheld
+            assert served == answer["students_served"], (table, r)
 
 
 def test_reproduce_link_keeps_earlier_figures(browser: WebDriver, site: Site) -> None:
@@ -432,6 +560,12 @@ def test_print_layout(browser: WebDriver, site: Site) -> None:
     try:
         assert not browser.find_element(By.CSS_SELECTOR, "form.filters").is_displayed()
         assert browser.find_element(By.CSS_SELECTOR, ".print-url").is_displayed()
+        # No heading stranded at the foot of a page: headings keep with what follows.
+        kept = browser.execute_script(
+            "return Array.from(document.querySelectorAll('h2, h3, caption'))"
+            ".map(h => getComputedStyle(h).breakAfter)"
+        )
+        assert kept and set(kept) == {"avoid"}, set(kept)
         screenshot(browser, "district-print")
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
@@ -448,7 +582,7 @@ def test_alerts_panel_links_to_the_evidence(browser: WebDriver, site: Site) -> N
                  and (a["scope"]["school_id"], a["scope"]["subject"]) == HOTSPOT)  # fmt: skip
     card = browser.find_element(
         By.CSS_SELECTOR,
-        f'#alert-list li[data-kind="subject_hotspot"][data-school="{school}"]'
+        f'#alerts li[data-kind="subject_hotspot"][data-school="{school}"]'
         f'[data-subject="{subject}"]',
     )
     screenshot(browser, "alerts")
@@ -485,11 +619,54 @@ def test_cohort_picker_filters_every_view(browser: WebDriver, site: Site) -> Non
     check_district_page(browser, site)  # every table equals the API with cohort_id=odd
     page = summary(browser, "tbl-participation")
     assert page["cohort_size"] == float(len(members))
+    # Reach by school divides by the cohort (as the API does), and says so: the school's
+    # enrolment is not shown as the denominator.
+    heads = [th.get_attribute("textContent") for th in
+             browser.find_elements(By.CSS_SELECTOR, "#tbl-reach-school thead th")]  # fmt: skip
+    assert "Cohort members" in heads and "Enrolled" not in heads
+    for school, row in by_key(browser, "tbl-reach-school").items():
+        assert row["cohort_size"] == float(len(members)), school
+        served = row["students_served"]
+        assert served is None or row["reach_rate"] == served / len(members)
     whole = site.metric("participation")
     assert (
         page["students_served"] is not None and page["students_served"] < whole["students_served"]
     )
     screenshot(browser, "district-cohort")
+
+
+MARKS_JS = """
+return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr')).flatMap(r =>
+  Array.from(r.querySelectorAll('td[data-col]')).map(c => [r.dataset.key, c.dataset.col,
+    c.dataset.value, c.dataset.withheld || '', c.textContent.trim()]));
+"""
+
+
+def test_withheld_figures_have_their_own_mark(browser: WebDriver, site: Site) -> None:
+    """A withheld figure (null for the dashboard key, a value for an exact key) shows the
+    withheld mark, explained in a legend; a figure that does not exist shows "—"."""
+    position = open_view(browser, f"{site.base}/dashboard/{DISTRICT}?grade=3")
+    legend = browser.find_element(By.ID, "withheld-legend").text
+    assert legend.startswith("⊘ withheld") and "— no data" in legend
+    admin = {"Authorization": f"Bearer {KEYS['admin']}"}
+    withheld = 0
+    for school, col, value, mark, text in browser.execute_script(MARKS_JS, "#tbl-reach-school"):
+        if col == "sessions_per_student":
+            continue
+        params = {"district_id": DISTRICT, "grade": 3, "school_id": school,
+                  "as_of_position": position}  # fmt: skip
+        exact = httpx.get(f"{site.base}/v1/metrics/participation", params=params,
+                          headers=admin).json()[col]  # fmt: skip
+        shown = site.metric("participation", grade=3, school_id=school, as_of_position=position)
+        if mark:
+            withheld += 1
+            assert (value, text, shown[col]) == ("", "⊘", None) and exact is not None
+        elif value == "":
+            assert text == "—" and shown[col] is None and exact is None, (school, col)
+        else:
+            assert text not in ("—", "⊘") and float(value) == shown[col] == exact
+    assert withheld, "grade 3 of five small schools must withhold some figure"
+    screenshot(browser, "district-withheld")
 
 
 def test_outcomes_table_equals_the_api(browser: WebDriver, site: Site) -> None:

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
 from tutorledger.api.dashboard import grids
-from tutorledger.api.dashboard.pages import HERE, ViewQuery, pct, secs
+from tutorledger.api.dashboard.marks import MARK, WITHHELD, marked
+from tutorledger.api.dashboard.pages import HERE, ViewQuery, minutes, num, pct, secs, signed
 from tutorledger.api.dashboard.session import Signer, safe_next, sign_in
 from tutorledger.domain.errors import Forbidden, Unauthorized
 from tutorledger.infra.keys import KeySpec, KeyStore, key_digest
@@ -148,6 +149,20 @@ def test_load_bands_grow_with_requests(peak: int, data: st.DataObject) -> None:
 
 def test_number_formats() -> None:
     assert (pct(None), pct(0.8093), secs(95.4), secs(42.0)) == ("—", "80.9%", "1 min 35 s", "42 s")
+    assert (minutes(138176.0), minutes(7.25), minutes(None)) == ("138,176 min", "7.2 min", "—")
+    assert (signed(1234, "count"), signed(-0.021, "rate"), signed(0, "count")) == (
+        "+1,234", "−2.1 pts", "±0",
+    )  # fmt: skip
+    assert {pct(WITHHELD), num(WITHHELD), secs(WITHHELD), minutes(WITHHELD)} == {MARK}
+    assert MARK != num(None)
+
+
+def test_withheld_is_what_the_exact_answer_has_and_the_shown_one_lacks() -> None:
+    exact = {"n": 3, "rate": None, "rows": [{"a": 4, "b": 0}, {"a": None, "b": 12}]}
+    shown = {"n": None, "rate": None, "rows": [{"a": None, "b": 0}, {"a": None, "b": 12}]}
+    assert marked(exact, shown) == {
+        "n": WITHHELD, "rate": None, "rows": [{"a": WITHHELD, "b": 0}, {"a": None, "b": 12}],
+    }  # fmt: skip
 
 
 def test_the_vendored_chart_library_is_the_recorded_release() -> None:

@@ -101,3 +101,16 @@ def test_the_charting_library_is_served_from_the_package_compressed(client: Test
     )
     assert response.status_code == 200 and response.headers["content-encoding"] == "gzip"
     assert response.content.startswith(b"/*!\n * Chart.js v4.6.1")
+
+
+def test_a_page_is_sent_gzipped_to_a_browser_that_takes_it(client: TestClient) -> None:
+    signed_in(client)
+    plain = client.get("/dashboard/d1", headers={"Accept-Encoding": "identity"})
+    zipped = client.get("/dashboard/d1", headers={"Accept-Encoding": "gzip, deflate"})
+    assert "content-encoding" not in plain.headers
+    assert (
+        zipped.headers["content-encoding"] == "gzip" and zipped.headers["vary"] == "Accept-Encoding"
+    )
+    assert int(zipped.headers["content-length"]) < len(plain.content) / 3
+    assert zipped.text == plain.text  # the same page, decompressed by the client
+    assert zipped.headers["content-security-policy"] == plain.headers["content-security-policy"]
