@@ -7,7 +7,7 @@ from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.filters import Filters, facts_where
-from tutorledger.projections.read_models import REQUESTED
+from tutorledger.projections.steps import REQUESTED
 
 REGULAR_WEEKS = 3
 
