@@ -120,9 +120,12 @@ def metrics(base: str, repeats: int) -> dict[str, dict[str, float]]:
     out = {}
     with httpx.Client(base_url=base, headers=auth, timeout=600) as client:
         for name in HTTP_METRICS:
-            get = partial(client.get, f"/v1/metrics/{name}", params=params)
-            out[name] = samples_ms(lambda get=get: get().raise_for_status(), repeats)
+            out[name] = samples_ms(partial(_ok, client, f"/v1/metrics/{name}", params), repeats)
     return out
+
+
+def _ok(client: httpx.Client, path: str, params: dict[str, str]) -> None:
+    client.get(path, params=params).raise_for_status()
 
 
 def browser_missing() -> str | None:

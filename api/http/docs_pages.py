@@ -56,9 +56,7 @@ REDOC_PAGE = """<!doctype html>
 def _page(template: str, app: FastAPI) -> HTMLResponse:
     """The page, with a fresh nonce its policy allows styles under (ReDoc's own)."""
     nonce = secrets.token_urlsafe(18)
-    html = template.format(
-        title=app.title, prefix=PREFIX, openapi_url=app.openapi_url, nonce=nonce
-    )
+    html = template.format(title=app.title, prefix=PREFIX, openapi_url=app.openapi_url, nonce=nonce)
     return HTMLResponse(html, headers={"Content-Security-Policy": docs_csp(nonce)})
 
 
