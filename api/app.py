@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from tutorledger.api import dashboard
 from tutorledger.api.http.body_guard import BodyGuard
+from tutorledger.api.http.docs_pages import install_docs
 from tutorledger.api.http.errors import install_error_handlers
 from tutorledger.api.http.openapi import install_openapi
 from tutorledger.api.http.routes import (
@@ -62,6 +63,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from vendored assets, not a CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
     modules = (events, sessions, schools, metrics, alerts, audit, admin, privacy, roster, health)
@@ -71,4 +74,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # added last: outermost, so every answer gets them
     install_openapi(app)
+    install_docs(app)
     return app

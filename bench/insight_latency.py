@@ -28,9 +28,9 @@ from tutorledger.infra.settings import Settings
 from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.outcomes import outcomes
 from tutorledger.projections.participation import participation
-from tutorledger.projections.read_models import COMPLETED
 from tutorledger.projections.rows import event_row
 from tutorledger.projections.schema import migrate
+from tutorledger.projections.steps import COMPLETED
 from tutorledger.projections.wait_times import wait_times
 from tutorledger.projections.writer import ReadModelWriter, RequestCache
 

@@ -167,20 +167,28 @@ def timed_ms(work: Callable[[], Any], repeats: int) -> dict[str, float]:
     }
 
 
-def serve(workdir: Path, clickhouse: str, embedded: bool) -> tuple[subprocess.Popen[bytes], str]:
-    """`tutorledger serve` on the loaded projections; (process, base URL) once it answers."""
-    keys = workdir / "keys.json"
-    keys.write_text(json.dumps([{"key": KEY, "role": "admin", "districts": ["*"]}]))
-    port = free_port()
-    env = {
+def serve_env(workdir: Path, clickhouse: str, embedded: bool) -> dict[str, str]:
+    """The environment `tutorledger` runs with on this bench's stores (serve, demo)."""
+    return {
         **os.environ,
         "TUTORLEDGER_EVENT_STORE": f"sqlite:///{workdir}/ledger.db",
         "TUTORLEDGER_CLICKHOUSE": clickhouse,
         "TUTORLEDGER_STREAM": "embedded" if embedded else "kafka://127.0.0.1:9",
-        "TUTORLEDGER_API_KEYS_FILE": str(keys),
+        "TUTORLEDGER_API_KEYS_FILE": str(workdir / "keys.json"),
         "TUTORLEDGER_VAR_DIR": str(workdir / "var"),
         "TUTORLEDGER_LOG_LEVEL": "WARNING",
     }
+
+
+def serve(
+    workdir: Path, clickhouse: str, embedded: bool, keys: list[dict[str, Any]] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`tutorledger serve` on the loaded projections; (process, base URL) once it answers.
+    Keys: an admin key (KEY) unless given."""
+    specs = keys or [{"key": KEY, "role": "admin", "districts": ["*"]}]
+    (workdir / "keys.json").write_text(json.dumps(specs))
+    port = free_port()
+    env = serve_env(workdir, clickhouse, embedded)
     cmd = [sys.executable, "-c", "from tutorledger.api.cli.main import main; main()", "serve"]
     proc = subprocess.Popen([*cmd, "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"

@@ -86,6 +86,9 @@ def run_suite(size: str, workdir: Path, postgres: str | None, kafka: str | None,
         stages.append(bench_rebuild(postgres, "PostgreSQL"))
     stages.append(bench_migration(SIZES[size], workdir))
     stages.extend(bench_dashboard(SIZES[size], clickhouse))
+    from tutorledger.bench.district_page import suite_stages
+
+    stages.extend(Stage(**stage) for stage in suite_stages(size))
     if kafka and clickhouse:
         stages.extend(bench_stream(sqlite_url, kafka, clickhouse, size, workdir))
     return [s.as_dict() for s in stages]

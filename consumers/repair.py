@@ -28,8 +28,9 @@ from tutorledger.domain.grades import GRADE_EVENT_TYPE
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.infra.eventstore.positions import bucket_counts, positions_between
-from tutorledger.projections.read_models import SCHOOL_UPDATED, STEPS, current_tables
+from tutorledger.projections.read_models import SCHOOL_UPDATED, current_tables
 from tutorledger.projections.rows import event_row
+from tutorledger.projections.steps import SESSION_TYPES
 from tutorledger.projections.writer import ReadModelWriter
 
 WINDOW = 65_536
@@ -107,7 +108,7 @@ def read_model_gaps(store: ProjectionStore, upto: int) -> list[int]:
     tables = current_tables(store)
     found: set[int] = set()
     for table, types in (
-        (tables.facts, tuple(STEPS)),
+        (tables.facts, SESSION_TYPES),
         (tables.schools, (SCHOOL_UPDATED,)),
         (tables.cohorts, (COHORT_EVENT_TYPE,)),
         (tables.grades, (GRADE_EVENT_TYPE,)),

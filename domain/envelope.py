@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import (
@@ -59,6 +60,19 @@ class EventType(StrEnum):
     COMPLETED = "session.completed"
     SURVEYED = "session.surveyed"
     CANCELLED = "session.cancelled"
+
+
+V = TypeVar("V")
+
+
+def per_kind(table: Mapping[EventType, V], what: str) -> Mapping[EventType, V]:
+    """`table`, read-only, once it holds every session kind: a table keyed by kind that
+    misses one (a kind added to EventType later) fails at import instead of silently
+    dropping that kind's events."""
+    missing = [kind.value for kind in EventType if kind not in table]
+    if missing:
+        raise RuntimeError(f"{what} has no entry for {', '.join(missing)}")
+    return MappingProxyType(dict(table))
 
 
 # Shared by the stored and the published forms (domain/published.py): one rule each.

@@ -12,7 +12,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, DomainEvent, event
 from eventsourcing.utils import get_topic
 
-from tutorledger.domain.envelope import EventType
+from tutorledger.domain.envelope import EventType, per_kind
 from tutorledger.domain.errors import (
     AlreadyRecorded,
     InvalidTransition,
@@ -69,13 +69,19 @@ def check_step(
     return None
 
 
-_ORDER = {
-    EventType.REQUESTED: 0,
-    EventType.MATCHED: 1,
-    EventType.CANCELLED: 2,
-    EventType.COMPLETED: 2,
-    EventType.SURVEYED: 3,
-}
+# Lifecycle rank, to pick the latest of steps recorded at the same instant. Completed and
+# cancelled share a rank (one ends a session the other way). This is a rule, not a storage
+# code: the read models' step codes (projections/steps.py) are stored values and differ.
+LIFECYCLE_RANK = per_kind(
+    {
+        EventType.REQUESTED: 0,
+        EventType.MATCHED: 1,
+        EventType.CANCELLED: 2,
+        EventType.COMPLETED: 2,
+        EventType.SURVEYED: 3,
+    },
+    "LIFECYCLE_RANK",
+)
 
 
 def _latest(steps: dict[EventType, datetime]) -> tuple[EventType, datetime]:
@@ -83,8 +89,9 @@ def _latest(steps: dict[EventType, datetime]) -> tuple[EventType, datetime]:
     the session's last time. (A plain loop: `max` with a key function, run for every event
     of a batch, cost as much as the rest of the rule.)"""
     found: tuple[EventType, datetime] | None = None
+    rank = LIFECYCLE_RANK
     for step, at in steps.items():
-        if found is None or at > found[1] or (at == found[1] and _ORDER[step] > _ORDER[found[0]]):
+        if found is None or at > found[1] or (at == found[1] and rank[step] > rank[found[0]]):
             found = (step, at)
     assert found is not None, "a stored session has at least its request"
     return found

@@ -18,7 +18,7 @@ from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import BY_PAIR, demand
 from tutorledger.projections.engagement import iso_week
 from tutorledger.projections.filters import Filters, facts_where
-from tutorledger.projections.read_models import REQUESTED
+from tutorledger.projections.steps import REQUESTED
 from tutorledger.projections.wait_times import wait_times
 
 Evidence = tuple[str, dict[str, Any]]  # a metric path and its query parameters

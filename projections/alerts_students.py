@@ -14,7 +14,7 @@ from tutorledger.infra.clickhouse import ProjectionStore, in_parts
 from tutorledger.projections.alerts import Alert, query, window
 from tutorledger.projections.dosage import US_PER_MINUTE, lengths_sql
 from tutorledger.projections.filters import Filters, facts_where
-from tutorledger.projections.read_models import REQUESTED
+from tutorledger.projections.steps import REQUESTED
 
 REPEATED_SQL = """
 SELECT student_key, subject, count() AS n, groupArray(session_id) AS sessions

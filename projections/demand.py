@@ -9,12 +9,12 @@ from typing import Any
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.groups import grouped_sql, key_fields
-from tutorledger.projections.read_models import COMPLETED, REQUESTED
+from tutorledger.projections.steps import COMPLETED, REQUESTED
 
-DEMAND_SELECT = """
-    countIf(step = 0) AS requests,
-    countIf(step = 2) AS completed_sessions,
-    uniqExactIf(student_key, step = 0) AS students
+DEMAND_SELECT = f"""
+    countIf(step = {REQUESTED}) AS requests,
+    countIf(step = {COMPLETED}) AS completed_sessions,
+    uniqExactIf(student_key, step = {REQUESTED}) AS students
 """
 
 BY_PAIR = ("school_id", "subject")

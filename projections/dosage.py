@@ -14,7 +14,7 @@ from typing import Any
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.engagement import iso_week
 from tutorledger.projections.filters import Filters, facts_where
-from tutorledger.projections.read_models import COMPLETED, MATCHED
+from tutorledger.projections.steps import COMPLETED, MATCHED
 from tutorledger.projections.wait_times import LEVELS, PERCENTILES
 
 US_PER_MINUTE = 60_000_000
@@ -28,12 +28,13 @@ FROM {facts} WHERE {where} AND matched_us >= 0
 """
 # ...except completions projected before that column existed (-1 there): then the matched and
 # completed facts are grouped by session, as before (exact either way; `rebuild` fills it).
-GROUPED_LENGTHS_SQL = """
+GROUPED_LENGTHS_SQL = f"""
 SELECT session_id, any(student_key) AS student, any(school_id) AS school, any(subject) AS subj,
-    any(requested_at) AS at, maxIf(wait_us, step = 2) - maxIf(wait_us, step = 1) AS length_us
-FROM {facts} WHERE {where}
+    any(requested_at) AS at,
+    maxIf(wait_us, step = {COMPLETED}) - maxIf(wait_us, step = {MATCHED}) AS length_us
+FROM {{facts}} WHERE {{where}}
 GROUP BY session_id
-HAVING countIf(step = 2) > 0 AND countIf(step = 1) > 0
+HAVING countIf(step = {COMPLETED}) > 0 AND countIf(step = {MATCHED}) > 0
 """
 UNFILLED_SQL = "SELECT count() FROM {facts} WHERE {where} AND matched_us < 0"
 

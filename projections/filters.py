@@ -9,6 +9,7 @@ from typing import Any
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.cohorts import members_condition
 from tutorledger.projections.read_models import Tables, current_tables
+from tutorledger.projections.steps import step_in
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def facts_where(filters: Filters, steps: tuple[int, ...]) -> str:
     filter costs nothing; values stay parameters (`steps` are the code's own integers)."""
     conditions = [
         "district_id = %(district_id)s",
-        f"step IN ({', '.join(str(int(s)) for s in steps)})",
+        step_in(steps),
         "position <= %(as_of)s",
     ]
     if filters.school_id is not None:

@@ -18,7 +18,7 @@ from tutorledger.domain.errors import InvalidRequest, NotFound
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.cohorts import members_condition
 from tutorledger.projections.filters import Filters, facts_where
-from tutorledger.projections.read_models import COMPLETED
+from tutorledger.projections.steps import COMPLETED
 
 BANDS = ("none", "1-2", "3-9", "10+")
 INTERPRETATION = (

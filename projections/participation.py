@@ -7,16 +7,16 @@ from typing import Any
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.cohorts import list_cohorts
 from tutorledger.projections.filters import Filters, facts_where
-from tutorledger.projections.read_models import CANCELLED, COMPLETED, MATCHED, REQUESTED
 from tutorledger.projections.schools import latest_enrollment_sql
+from tutorledger.projections.steps import CANCELLED, COMPLETED, MATCHED, REQUESTED
 
-PARTICIPATION_SELECT = """
+PARTICIPATION_SELECT = f"""
 SELECT
-    uniqExactIf(student_key, step = 0) AS students_served,
-    countIf(step = 0) AS sessions_requested,
-    countIf(step = 1) AS sessions_matched,
-    countIf(step = 2) AS sessions_completed,
-    countIf(step = 3) AS sessions_cancelled
+    uniqExactIf(student_key, step = {REQUESTED}) AS students_served,
+    countIf(step = {REQUESTED}) AS sessions_requested,
+    countIf(step = {MATCHED}) AS sessions_matched,
+    countIf(step = {COMPLETED}) AS sessions_completed,
+    countIf(step = {CANCELLED}) AS sessions_cancelled
 """
 STEPS = (REQUESTED, MATCHED, COMPLETED, CANCELLED)
 

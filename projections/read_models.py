@@ -15,15 +15,8 @@ from typing import Any, NamedTuple
 
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.rows import COLUMNS
+from tutorledger.projections.steps import COMPLETED, MATCHED, STEP_CODES, SURVEYED
 
-STEPS = {
-    "session.requested": 0,
-    "session.matched": 1,
-    "session.completed": 2,
-    "session.cancelled": 3,
-    "session.surveyed": 4,
-}
-REQUESTED, MATCHED, COMPLETED, CANCELLED, SURVEYED = range(5)
 SCHOOL_UPDATED = "school.updated"
 
 FACT_COLUMNS: tuple[str, ...] = (
@@ -177,7 +170,7 @@ def session_key(row: tuple[Any, ...]) -> tuple[str, str]:
 
 
 def step_of(row: tuple[Any, ...]) -> int | None:
-    return STEPS.get(row[_TYPE])
+    return STEP_CODES.get(row[_TYPE])
 
 
 def fact_row(row: tuple[Any, ...], step: int, request: Request) -> tuple[Any, ...]:

@@ -7,13 +7,13 @@ from typing import Any
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.groups import grouped_sql, key_fields
-from tutorledger.projections.read_models import COMPLETED, REQUESTED, SURVEYED
+from tutorledger.projections.steps import COMPLETED, REQUESTED, SURVEYED
 
-SATISFACTION_SELECT = """
-    countIf(step = 2) AS completed_sessions,
-    countIf(step = 4) AS surveys,
-    countIf(step = 4 AND helped = 1) AS helped_surveys,
-    sumIf(toInt64(rating), step = 4) AS rating_sum
+SATISFACTION_SELECT = f"""
+    countIf(step = {COMPLETED}) AS completed_sessions,
+    countIf(step = {SURVEYED}) AS surveys,
+    countIf(step = {SURVEYED} AND helped = 1) AS helped_surveys,
+    sumIf(toInt64(rating), step = {SURVEYED}) AS rating_sum
 """
 # Requests are read too: a group appears when it has a request, even with no survey yet.
 STEPS = (REQUESTED, COMPLETED, SURVEYED)

@@ -7,7 +7,7 @@ from typing import Any
 from tutorledger.domain.district import SchoolHours
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.filters import Filters, facts_where
-from tutorledger.projections.read_models import REQUESTED
+from tutorledger.projections.steps import REQUESTED
 
 # toDayOfWeek(date): its (DateTime, tz) form is not portable (26.x reads a 2nd arg as a mode).
 TIMING_SQL = """

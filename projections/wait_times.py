@@ -7,7 +7,7 @@ from typing import Any
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.groups import grouped_sql, key_fields
-from tutorledger.projections.read_models import MATCHED, REQUESTED
+from tutorledger.projections.steps import MATCHED, REQUESTED
 
 PERCENTILES = (50, 90, 99)
 # Nearest rank pP is the ⌈P·n/100⌉-th smallest wait. quantileExact(l) selects (nth_element,
@@ -16,10 +16,10 @@ PERCENTILES = (50, 90, 99)
 # by one, as wanted) or at least 0.01 above one (which 10⁻¹¹·n never reaches).
 LEVELS = ", ".join(f"{p / 100 - 1e-11:.11f}" for p in PERCENTILES)
 WAIT_SELECT = f"""
-    countIf(step = 0) AS requests,
-    countIf(step = 1) AS n_matched,
-    quantilesExactIf({LEVELS})(wait_us, step = 1) AS ranks,
-    maxIf(wait_us, step = 1) AS longest
+    countIf(step = {REQUESTED}) AS requests,
+    countIf(step = {MATCHED}) AS n_matched,
+    quantilesExactIf({LEVELS})(wait_us, step = {MATCHED}) AS ranks,
+    maxIf(wait_us, step = {MATCHED}) AS longest
 """
 
 

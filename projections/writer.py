@@ -17,10 +17,7 @@ from tutorledger.domain.errors import Unavailable
 from tutorledger.infra.clickhouse import Encoded, ProjectionStore, in_parts
 from tutorledger.projections.insight_rows import COHORT_COLUMNS, GRADE_COLUMNS, insight_rows
 from tutorledger.projections.read_models import (
-    COMPLETED,
     FACT_COLUMNS,
-    MATCHED,
-    REQUESTED,
     SCHOOL_COLUMNS,
     Request,
     Tables,
@@ -33,19 +30,22 @@ from tutorledger.projections.read_models import (
     utc,
 )
 from tutorledger.projections.rows import COLUMNS
+from tutorledger.projections.steps import COMPLETED, MATCHED, REQUESTED, step_in
 
 Row = tuple[Any, ...]
 SessionKey = tuple[str, str]
 _WAIT = FACT_COLUMNS.index("wait_us")
 
 # A session's request attributes (on every one of its facts) and its wait to the match.
-REQUESTS_SQL = """
+REQUESTS_SQL = f"""
 SELECT session_id, any(school_id), any(subject), any(grade), any(student_key),
-    any(requested_at), any(requested_us), if(countIf(step = 1) > 0, maxIf(wait_us, step = 1), -1)
-FROM {facts}
-WHERE district_id = %(district_id)s AND step IN (0, 1) AND session_id IN %(sessions)s
+    any(requested_at), any(requested_us),
+    if(countIf(step = {MATCHED}) > 0, maxIf(wait_us, step = {MATCHED}), -1)
+FROM {{facts}}
+WHERE district_id = %(district_id)s AND {step_in((REQUESTED, MATCHED))}
+    AND session_id IN %(sessions)s
 GROUP BY session_id
-HAVING countIf(step = 0) > 0
+HAVING countIf(step = {REQUESTED}) > 0
 """
 PRESENT_SQL = """
 SELECT DISTINCT position FROM {table}
