@@ -76,19 +76,19 @@ def demand(store: ProjectionStore, filters: Filters, keys: tuple[str, ...]) -> l
 
 # One pass for the drill-down's grades: the drilled pair's figures and the four request
 # counts its share and lift divide, at every grade.
-BY_GRADE_SQL = """
+BY_GRADE_SQL = f"""
 SELECT grade,
-    countIf(step = 0 AND pair) AS requests,
-    countIf(step = 2 AND pair) AS completed_sessions,
-    uniqExactIf(student_key, step = 0 AND pair) AS students,
-    countIf(step = 2 AND pair) + countIf(step = 0 AND pair) AS rows_of_pair,
-    countIf(step = 0 AND school_id = %(school_id)s) AS school_requests,
-    countIf(step = 0 AND subject = %(subject)s) AS subject_requests,
-    countIf(step = 0) AS all_requests
+    countIf(step = {REQUESTED} AND pair) AS requests,
+    countIf(step = {COMPLETED} AND pair) AS completed_sessions,
+    uniqExactIf(student_key, step = {REQUESTED} AND pair) AS students,
+    countIf(step = {COMPLETED} AND pair) + countIf(step = {REQUESTED} AND pair) AS rows_of_pair,
+    countIf(step = {REQUESTED} AND school_id = %(school_id)s) AS school_requests,
+    countIf(step = {REQUESTED} AND subject = %(subject)s) AS subject_requests,
+    countIf(step = {REQUESTED}) AS all_requests
 FROM (
     SELECT grade, step, school_id, subject, student_key,
         school_id = %(school_id)s AND subject = %(subject)s AS pair
-    FROM {facts} WHERE {where}
+    FROM {{facts}} WHERE {{where}}
 )
 GROUP BY grade
 """

@@ -18,7 +18,7 @@ from typing import Any
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.participation import PARTICIPATION_SELECT, STEPS
-from tutorledger.projections.read_models import REQUESTED
+from tutorledger.projections.steps import CANCELLED, COMPLETED, MATCHED, REQUESTED
 
 Counts = tuple[int, int, int, int, int]  # served, requested, matched, completed, cancelled
 NONE: Counts = (0, 0, 0, 0, 0)
@@ -49,17 +49,17 @@ BY_SCHOOL_SQL = "SELECT school_id, {select} FROM {facts} WHERE {where} GROUP BY 
 
 # Each student once, in the week of their first request in range (served by the end of a
 # week = students whose first request falls in it or before), beside each week's step counts.
-BY_WEEK_SQL = """
+BY_WEEK_SQL = f"""
 SELECT toString(week), sum(firsts), sum(r), sum(m), sum(c), sum(x) FROM (
     SELECT toMonday(min(toDate(requested_at, %(tz)s))) AS week, toUInt64(1) AS firsts,
         toUInt64(0) AS r, toUInt64(0) AS m, toUInt64(0) AS c, toUInt64(0) AS x
-    FROM {facts} WHERE {requests}
+    FROM {{facts}} WHERE {{requests}}
     GROUP BY student_key
     UNION ALL
     SELECT toMonday(toDate(requested_at, %(tz)s)) AS week, toUInt64(0) AS firsts,
-        countIf(step = 0) AS r, countIf(step = 1) AS m, countIf(step = 2) AS c,
-        countIf(step = 3) AS x
-    FROM {facts} WHERE {steps}
+        countIf(step = {REQUESTED}) AS r, countIf(step = {MATCHED}) AS m,
+        countIf(step = {COMPLETED}) AS c, countIf(step = {CANCELLED}) AS x
+    FROM {{facts}} WHERE {{steps}}
     GROUP BY week
 )
 GROUP BY week
@@ -73,11 +73,11 @@ FROM {facts} WHERE {where}
 GROUP BY month, earlier
 """
 
-SPAN_SQL = """
+SPAN_SQL = f"""
 SELECT toString(toDate(min(requested_at), %(tz)s)), toString(toDate(max(requested_at), %(tz)s)),
     count()
-FROM {facts}
-WHERE district_id = %(district_id)s AND step = 0 AND position <= %(as_of)s
+FROM {{facts}}
+WHERE district_id = %(district_id)s AND step = {REQUESTED} AND position <= %(as_of)s
 """
 
 
