@@ -12,7 +12,7 @@ from tutorledger.projections.steps import REQUESTED
 REGULAR_WEEKS = 3
 
 # Two grouped scans of the requests instead of one per (student, week) and an ARRAY JOIN
-# back over the weeks: a third less CPU at 2 M events (docs/benchmarks-metrics.md).
+# back over the weeks: a third less CPU at 2 M events (docs/benchmarks.md).
 # Per ISO week (toMonday names the week portably, no toISOWeek needed): its distinct
 # students and its requests.
 WEEKLY_SQL = """
