@@ -12,20 +12,19 @@ the same head collide instead of forking the chain; the loser retries.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
-from psycopg.rows import tuple_row
 
 from tutorledger.domain.envelope import canonical_json
 from tutorledger.domain.write_retry import retried
 from tutorledger.infra.eventstore.ledger_index import GENESIS_HASH, chain_hash
 from tutorledger.infra.eventstore.postgres import SCHEMA_LOCK
-from tutorledger.infra.eventstore.recorders import ledger_recorder
+from tutorledger.infra.eventstore.recorders import ledger_recorder, tuple_cursor
 from tutorledger.infra.eventstore.sqlite import SQLiteLedgerRecorder
 
 _TABLES = [
@@ -92,15 +91,8 @@ class DisclosureLog:
             ddl = [_PG_LOCK, *ddl, *_PG_GUARDS]
         self._run(ddl, [])
 
-    @contextmanager
-    def _cursor(self, commit: bool) -> Iterator[Any]:
-        """A cursor in one transaction of the store, tuple rows on both backends."""
-        with self.recorder.datastore.transaction(commit=commit) as cursor:
-            if self.sqlite:
-                yield cursor
-            else:
-                with cursor.connection.cursor(row_factory=tuple_row) as inner:
-                    yield inner
+    def _cursor(self, commit: bool) -> AbstractContextManager[Any]:
+        return tuple_cursor(self.recorder, commit)
 
     def _run(self, statements: Sequence[str], params: Sequence[Any]) -> None:
         with self._cursor(commit=True) as c:

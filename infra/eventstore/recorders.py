@@ -9,7 +9,12 @@ is refused here, by name, rather than failing later on a missing method), so cal
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 from eventsourcing.persistence import ApplicationRecorder
+from psycopg.rows import tuple_row
 
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.eventstore.postgres import PostgresLedgerRecorder
@@ -28,3 +33,15 @@ def ledger_recorder(recorder: ApplicationRecorder) -> LedgerRecorder:
 def store_of(ledger: Ledger) -> LedgerRecorder:
     """The ledger's recorder, typed as ours."""
     return ledger_recorder(ledger.recorder)
+
+
+@contextmanager
+def tuple_cursor(recorder: LedgerRecorder, commit: bool) -> Iterator[Any]:
+    """A cursor in one transaction of the store, tuple rows on both backends: the side
+    tables kept beside the ledger (disclosures, sign-outs) read and write through it."""
+    with recorder.datastore.transaction(commit=commit) as cursor:
+        if isinstance(recorder, SQLiteLedgerRecorder):
+            yield cursor
+        else:
+            with cursor.connection.cursor(row_factory=tuple_row) as inner:
+                yield inner

@@ -11,15 +11,14 @@ next sign-out, so the table holds at most the sign-outs of the last 8 hours.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
-from psycopg.rows import tuple_row
 
 from tutorledger.infra.eventstore.postgres import SCHEMA_LOCK, PostgresLedgerRecorder
+from tutorledger.infra.eventstore.recorders import tuple_cursor
 from tutorledger.infra.eventstore.sqlite import SQLiteLedgerRecorder
 
 _TABLE = (
@@ -48,15 +47,8 @@ class SignOuts:
                 c.execute(_PG_LOCK)
             c.execute(_TABLE)
 
-    @contextmanager
-    def _cursor(self, commit: bool) -> Iterator[Any]:
-        """A cursor in one transaction of the store, tuple rows on both backends."""
-        with self.recorder.datastore.transaction(commit=commit) as cursor:
-            if self.sqlite:
-                yield cursor
-            else:
-                with cursor.connection.cursor(row_factory=tuple_row) as inner:
-                    yield inner
+    def _cursor(self, commit: bool) -> AbstractContextManager[Any]:
+        return tuple_cursor(self.recorder, commit)
 
     def end(self, session_id: str, lapses_at: datetime) -> None:
         """Sign a session out until `lapses_at` (when its cookie lapses by itself)."""
