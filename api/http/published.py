@@ -1,0 +1,78 @@
+"""What keys that see suppressed figures may ask: published positions, whole weeks, and
+answers checked against their neighbours (docs/privacy.md, "Suppression and differencing").
+
+Two answers a dashboard key can ask that differ by one student's event would reveal it by
+subtraction, whatever each withholds. So for such keys (every role but auditor and admin):
+
+- **Published positions.** The ledger position is the end of the district's last closed day
+  (local midnight in its zone) at or before the one asked: `as_of_position` is rounded down
+  to the highest position whose events all occurred before some local midnight. Two positions
+  inside one day give one answer.
+- **Whole weeks.** `from` moves back to its Monday, `to` on to its Sunday; an open side is
+  filled (the week of the district's first request; the current week), so every answer names
+  the range it covers.
+- **Neighbours.** Each answer is computed also at the previous published position, with `to`
+  a week earlier and with `from` a week later: the answers one step away on each axis. A
+  cell that differs from a neighbour by 1 … threshold − 1 is withheld with everything derived
+  from it (api/metrics/suppression.py), so no two adjacent answers differ by a small count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from tutorledger.api.http.routes.metrics import BODIES, Scope
+from tutorledger.api.metrics.suppression import suppress_metric
+from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.groups import GROUPS
+
+WEEK = timedelta(days=7)
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class PublishedScope(Scope):
+    """A dashboard key's scope: published position, whole weeks, neighbours checked."""
+
+    store: ProjectionStore | None = None
+    previous_position: int | None = None  # the published position before this one
+    asked: dict[str, Any] | None = None  # what the request named (asked_from …), echoed too
+
+    def envelope(self) -> dict[str, Any]:
+        body = super().envelope()
+        body["filters"].update(self.asked or {})
+        return body
+
+    def neighbours(self) -> list[Scope]:
+        """The answers one step away: previous published position, `to` a week earlier,
+        `from` a week later (none past the range's other end)."""
+        f = self.filters
+        found: list[Scope] = []
+        if self.previous_position is not None:
+            found.append(_plain(self, replace(f, as_of_position=self.previous_position)))
+        if f.date_from is not None and f.date_to is not None and f.date_to - WEEK >= f.date_from:
+            found.append(_plain(self, replace(f, date_to=f.date_to - WEEK)))
+            found.append(_plain(self, replace(f, date_from=f.date_from + WEEK)))
+        return found
+
+    def protect(self, model: M, name: str) -> M:
+        body = BODIES.get(name)
+        near: list[BaseModel] = []
+        if body is not None and self.store is not None:
+            keys = tuple(GROUPS[g] for g in getattr(model, "group_by", None) or ())
+            near = [_build(body, self.store, n, keys) for n in self.neighbours()]
+        threshold = self.profile.suppression_threshold
+        return suppress_metric(name, model, self.role, threshold, neighbours=near)
+
+
+def _plain(scope: Scope, filters: Any) -> Scope:
+    return Scope(filters, scope.head_hash, scope.profile, scope.csv, scope.role)
+
+
+def _build(body: Any, store: ProjectionStore, scope: Scope, keys: tuple[str, ...]) -> BaseModel:
+    built: BaseModel = body(store, scope, keys) if keys else body(store, scope)
+    return built
