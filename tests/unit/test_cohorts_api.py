@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from metric_events import TZ, district
 from reference import participation as ref_participation
 
 from tutorledger.api.app import create_app
+from tutorledger.api.http import publication
 from tutorledger.consumers.projector import decode
 from tutorledger.domain.published import parse_published
 from tutorledger.infra.settings import Settings
@@ -208,16 +210,20 @@ def test_erasure_keeps_the_member_and_the_figures(client: TestClient, events: li
     ] == [len(members)]
 
 
-def test_small_cohort_sizes_withheld_from_dashboards(client: TestClient, events: list[Any]) -> None:
+def test_small_cohort_sizes_withheld_from_dashboards(
+    client: TestClient, events: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     put(client, "tiny", students(events)[:3])
     listed = client.get("/v1/cohorts", params={"district_id": D}, headers=auth("dashboard")).json()
     tiny = next(c for c in listed["cohorts"] if c["cohort_id"] == "tiny")
     assert tiny["size"] is None
-    body = client.get(
-        "/v1/metrics/participation",
-        params={"district_id": D, "cohort_id": "tiny"},
-        headers=auth("dashboard"),
-    ).json()
+    params = {"district_id": D, "cohort_id": "tiny"}
+    today = client.get("/v1/metrics/participation", params=params, headers=auth("dashboard"))
+    # Dashboards read published positions: a cohort defined today is theirs tomorrow.
+    assert today.status_code == 404 and today.json()["error"]["code"] == "unknown_cohort"
+    tomorrow = date.today() + timedelta(days=2)
+    monkeypatch.setattr(publication, "today_in", lambda _tz: tomorrow)
+    body = client.get("/v1/metrics/participation", params=params, headers=auth("dashboard")).json()
     assert body["cohort_size"] is None and body["reach_rate"] is None and body["suppressed"]
 
 
