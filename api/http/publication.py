@@ -1,30 +1,35 @@
 """Published positions: the ledger positions that keys seeing suppressed figures may read.
 
-A day is published at the district's local midnight that closes it: its position is that of
-the last event (by position) that occurred before that midnight. Rounding an asked position
-down to the highest published one means two positions inside one day give one answer, so a
-single event cannot be isolated by asking at the positions around it (docs/privacy.md).
+A position is published when the district's next event (by position) occurred on another
+local day than the event at it: the ends of the runs of one day's events, in the order the
+ledger recorded them. Whether a position is published depends only on it and the event
+after it, both immutable, so a published position stays published (a dashboard's
+"reproduce" link keeps working whatever is recorded later), and the newest events, those
+not yet followed by another day's, are not published. Rounding an asked position down to
+the highest published one means positions inside one run give one answer, so a single
+event cannot be isolated by asking at the positions around it (docs/privacy.md).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tutorledger.infra.clickhouse import ProjectionStore
 
-# The earliest event that came after the asked position (its local day is not closed there).
-FIRST_AFTER_SQL = """
-SELECT count(), min(occurred_at) FROM ledger_events
+# The district's first event after the asked position (the successor of the asked one).
+NEXT_SQL = """
+SELECT count(), min(position) FROM ledger_events
 WHERE district_id = %(district_id)s AND position > %(asked)s AND position <= %(upto)s
 """
-# The last event before a local midnight: the position published at that midnight.
-LAST_BEFORE_SQL = """
-SELECT count(), max(position) FROM ledger_events
-WHERE district_id = %(district_id)s AND position <= %(asked)s
-    AND occurred_at < toDateTime(%(cut)s, 'UTC')
+# A page of the district's events at or below a position, newest first, with local days.
+DAYS_SQL = """
+SELECT position, toDate(any(occurred_at), %(tz)s) FROM ledger_events
+WHERE district_id = %(district_id)s AND position <= %(below)s
+GROUP BY position ORDER BY position DESC LIMIT %(page)s
 """
+PAGE = 20_000
 REQUESTS_SQL = """
 SELECT count(), min(requested_at), max(requested_at) FROM {facts}
 WHERE district_id = %(district_id)s AND step = 0 AND position <= %(as_of)s
@@ -38,18 +43,22 @@ def today_in(tz: str) -> date:
 def published_position(
     store: ProjectionStore, district_id: str, tz: str, asked: int, upto: int
 ) -> int:
-    """The highest published position ≤ `asked`: the last event before the local midnight
-    that opens the first day with an event after `asked` (or today's, if none), as far as
+    """The highest published position ≤ `asked` (0 if none), as far as the events at
     positions ≤ `upto` (what is projected) tell."""
-    params = {"district_id": district_id, "asked": asked, "upto": upto}
-    ((later, first_after),) = store.execute(FIRST_AFTER_SQL, params)
-    day = today_in(tz)
-    if int(later):
-        day = min(day, _utc(first_after).astimezone(ZoneInfo(tz)).date())
-    cut = datetime.combine(day, time(), ZoneInfo(tz)).astimezone(ZoneInfo("UTC"))
-    params["cut"] = cut.strftime("%Y-%m-%d %H:%M:%S")
-    ((found, last),) = store.execute(LAST_BEFORE_SQL, params)
-    return int(last) if int(found) else 0
+    params: dict[str, Any] = {"district_id": district_id, "asked": asked, "upto": upto}
+    ((found, successor),) = store.execute(NEXT_SQL, params)
+    below = int(successor) if int(found) else asked
+    params |= {"tz": tz, "page": PAGE}
+    later: tuple[int, Any] | None = None  # the event after the one looked at
+    while True:
+        rows = store.execute(DAYS_SQL, params | {"below": below})
+        for position, day in rows:
+            if later is not None and int(position) <= asked and str(day) != str(later[1]):
+                return int(position)
+            later = (int(position), day)
+        if len(rows) < PAGE:
+            return 0
+        below = int(rows[-1][0]) - 1
 
 
 def request_weeks(

@@ -4,10 +4,9 @@ answers checked against their neighbours (docs/privacy.md, "Suppression and diff
 Two answers a dashboard key can ask that differ by one student's event would reveal it by
 subtraction, whatever each withholds. So for such keys (every role but auditor and admin):
 
-- **Published positions.** The ledger position is the end of the district's last closed day
-  (local midnight in its zone) at or before the one asked: `as_of_position` is rounded down
-  to the highest position whose events all occurred before some local midnight. Two positions
-  inside one day give one answer.
+- **Published positions.** `as_of_position` is rounded down to the highest published one
+  (api/http/publication.py: the end of a run of one local day's events, in ledger order).
+  Two positions inside one run give one answer.
 - **Whole weeks.** `from` moves back to its Monday, `to` on to its Sunday; an open side is
   filled (the week of the district's first request; the current week), so every answer names
   the range it covers.

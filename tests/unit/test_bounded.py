@@ -86,7 +86,8 @@ def district(
     tmp_path_factory: pytest.TempPathFactory, chdb_dir: Path
 ) -> Iterator[tuple[TestClient, int]]:
     """Twelve students surveyed (rating 4), six on each of two Mondays; then Jane asks alone
-    in the third week, and her survey (rating 1, not helped) is the last event: `head`."""
+    in the third week, and her survey (rating 1, not helped) is at `head`; one request a
+    week later follows."""
     tmp = tmp_path_factory.mktemp("bounded")
     with TestClient(create_app(settings_for(tmp, chdb_dir))) as client:
         ledger = client.app.state.runtime.ledger  # type: ignore[attr-defined]
@@ -98,6 +99,9 @@ def district(
         ledger.record_events(events + jane[:3])
         ledger.record_events(jane[3:])
         head = client.app.state.runtime.ledger_head()  # type: ignore[attr-defined]
+        # A later day's event: the run of Jane's day is then followed, hence published.
+        later = session("s-later", "stu-later", JANE_DAY + timedelta(days=7), 4, True)
+        ledger.record_events(later[:1])
         yield client, head
 
 
@@ -148,7 +152,8 @@ def test_positions_around_one_survey_reveal_nothing(district: tuple[TestClient, 
     before = satisfaction(client, "dashboard", as_of_position=head - 1)
     after = satisfaction(client, "dashboard", as_of_position=head)
     assert before["filters"]["asked_as_of_position"] == head - 1
-    assert before["as_of_position"] < head - 1  # rounded down to the end of a closed day
+    assert before["as_of_position"] < head - 1  # rounded down to the end of a day's run
+    assert after["as_of_position"] == head
     assert revealed(row(before), row(after)) == []
     # Not by withholding everything: the earlier answer still shows its twelve surveys.
     assert (row(before)["surveys"], row(before)["mean_rating"]) == (12, 4.0)

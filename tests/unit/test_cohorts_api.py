@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import reference_metrics as ref
-from builders import exact, write_keys
+from builders import envelope, exact, write_keys
 from fastapi.testclient import TestClient
 from metric_events import TZ, district
 from reference import participation as ref_participation
 
 from tutorledger.api.app import create_app
-from tutorledger.api.http import publication
 from tutorledger.consumers.projector import decode
 from tutorledger.domain.published import parse_published
 from tutorledger.infra.settings import Settings
@@ -210,19 +208,21 @@ def test_erasure_keeps_the_member_and_the_figures(client: TestClient, events: li
     ] == [len(members)]
 
 
-def test_small_cohort_sizes_withheld_from_dashboards(
-    client: TestClient, events: list[Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_small_cohort_sizes_withheld_from_dashboards(client: TestClient, events: list[Any]) -> None:
     put(client, "tiny", students(events)[:3])
     listed = client.get("/v1/cohorts", params={"district_id": D}, headers=auth("dashboard")).json()
     tiny = next(c for c in listed["cohorts"] if c["cohort_id"] == "tiny")
     assert tiny["size"] is None
     params = {"district_id": D, "cohort_id": "tiny"}
     today = client.get("/v1/metrics/participation", params=params, headers=auth("dashboard"))
-    # Dashboards read published positions: a cohort defined today is theirs tomorrow.
+    # Dashboards read published positions: the cohort is theirs once another day's event
+    # follows it in the ledger.
     assert today.status_code == 404 and today.json()["error"]["code"] == "unknown_cohort"
-    tomorrow = date.today() + timedelta(days=2)
-    monkeypatch.setattr(publication, "today_in", lambda _tz: tomorrow)
+    other_day = envelope(D, "after-tiny", "requested", "2026-09-01T10:00:00-04:00",
+                         {"school_id": "sch-01", "student_id": "stu-after", "grade": 5,
+                          "subject": "algebra"})  # fmt: skip
+    posted = client.post("/v1/events", json={"events": [other_day]}, headers=auth("admin"))
+    assert posted.status_code in (200, 201, 207), posted.text
     body = client.get("/v1/metrics/participation", params=params, headers=auth("dashboard")).json()
     assert body["cohort_size"] is None and body["reach_rate"] is None and body["suppressed"]
 
