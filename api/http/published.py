@@ -7,9 +7,9 @@ subtraction, whatever each withholds. So for such keys (every role but auditor a
 - **Published positions.** `as_of_position` is rounded down to the highest published one
   (api/http/publication.py: the end of a run of one local day's events, in ledger order).
   Two positions inside one run give one answer.
-- **Whole weeks.** `from` moves back to its Monday, `to` on to its Sunday; an open side is
-  filled (the week of the district's first request; the current week), so every answer names
-  the range it covers.
+- **Whole weeks.** `from` moves back to its Monday, `to` on to its Sunday. An open side
+  stays open (the answer covers every request); its neighbour is taken on the whole weeks
+  the district's requests cover.
 - **Neighbours.** Each answer is computed also at the previous published position, with `to`
   a week earlier and with `from` a week later: the answers one step away on each axis. A
   cell that differs from a neighbour by 1 … threshold − 1 is withheld with everything derived
@@ -19,7 +19,7 @@ subtraction, whatever each withholds. So for such keys (every role but auditor a
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -39,6 +39,7 @@ class PublishedScope(Scope):
 
     store: ProjectionStore | None = None
     previous_position: int | None = None  # the published position before this one
+    span: tuple[date, date] | None = None  # whole weeks the requests cover (for open sides)
     asked: dict[str, Any] | None = None  # what the request named (asked_from …), echoed too
 
     def envelope(self) -> dict[str, Any]:
@@ -53,9 +54,11 @@ class PublishedScope(Scope):
         found: list[Scope] = []
         if self.previous_position is not None:
             found.append(_plain(self, replace(f, as_of_position=self.previous_position)))
-        if f.date_from is not None and f.date_to is not None and f.date_to - WEEK >= f.date_from:
-            found.append(_plain(self, replace(f, date_to=f.date_to - WEEK)))
-            found.append(_plain(self, replace(f, date_from=f.date_from + WEEK)))
+        first, last = self.span or (f.date_from, f.date_to)
+        start, end = f.date_from or first, f.date_to or last
+        if start is not None and end is not None and end - WEEK >= start:
+            found.append(_plain(self, replace(f, date_to=end - WEEK)))
+            found.append(_plain(self, replace(f, date_from=start + WEEK)))
         return found
 
     def protect(self, model: M, name: str) -> M:

@@ -7,7 +7,7 @@ Every route takes the same filters (one dependency), answers JSON or, with `?for
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -219,11 +219,10 @@ def resolve_scope(
         published=True,
     )  # fmt: skip
     store = runtime.projections
+    span = None  # an open side's neighbours are taken on the weeks the requests cover
     if start is None or end is None:
         facts = filters.tables(store).facts
-        first, last = request_weeks(store, facts, district_id, filters.tz, filters.as_of_position)
-        start, end = start or min(first, end or first), end or max(last, start or last)
-    filters = replace(filters, date_from=start, date_to=end)
+        span = request_weeks(store, facts, district_id, filters.tz, filters.as_of_position)
     previous = None
     if filters.as_of_position > 0:
         previous = published_position(
@@ -231,7 +230,7 @@ def resolve_scope(
             runtime.projected_position(),
         )  # fmt: skip
     return PublishedScope(
-        filters, head_hash, profile, csv, principal.role, store, previous,
+        filters, head_hash, profile, csv, principal.role, store, previous, span,
         {k: v if v is None or isinstance(v, int) else str(v) for k, v in asked.items()},
     )  # fmt: skip
 
