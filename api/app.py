@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from tutorledger.api import dashboard
@@ -25,7 +26,9 @@ from tutorledger.api.http.routes import (
     schools,
     sessions,
 )
+from tutorledger.api.http.routes.health import HEALTH_THREADS
 from tutorledger.api.http.security_headers import SecurityHeaders
+from tutorledger.api.limiter import FigureLimiter
 from tutorledger.api.runtime import Runtime
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
@@ -51,6 +54,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             keys = KeyStore.from_file(settings.api_keys_file) if settings.api_keys_file else None
             rt = Runtime.build(settings, keys)
         app.state.runtime = rt
+        app.state.health_threads = anyio.CapacityLimiter(HEALTH_THREADS)
         rt.start()
         try:
             yield
@@ -72,6 +76,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.include_router(module.router)
     dashboard.install(app, settings)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        FigureLimiter,
+        per_key=settings.figure_requests_per_key,
+        total=settings.figure_requests,
+        seconds=settings.figure_seconds,
+    )
     app.add_middleware(SecurityHeaders)  # added last: outermost, so every answer gets them
     install_openapi(app)
     install_docs(app)

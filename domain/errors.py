@@ -151,3 +151,30 @@ class MigrationIncomplete(TutorLedgerError):
 
     code = "migration_incomplete"
     status = 503
+
+
+class RangeTooLong(InvalidRequest):
+    """A date range longer than the server answers (its cost grows with the range)."""
+
+    code = "range_too_long"
+
+
+class TooManyRequests(TutorLedgerError):
+    """This key already has as many figure requests running as it may; retry shortly."""
+
+    code = "too_many_requests"
+    status = 429
+
+
+class ServerBusy(TutorLedgerError):
+    """Every figure slot of the server is taken; retry shortly."""
+
+    code = "server_busy"
+    status = 503
+
+
+class QueryTimeout(TutorLedgerError):
+    """A figure took longer than the server's per-request query budget; narrow it or retry."""
+
+    code = "query_timeout"
+    status = 503

@@ -7,8 +7,12 @@ clickhouse-driver's own escaping for both backends, never formatted by hand.
 from __future__ import annotations
 
 import json
+import math
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import orjson
 from clickhouse_driver.util.escape import escape_params
 
-from tutorledger.domain.errors import Unavailable
+from tutorledger.domain.errors import QueryTimeout, Unavailable
 from tutorledger.infra.settings import Settings
 
 Row = tuple[Any, ...]
@@ -34,6 +38,40 @@ def bind(sql: str, params: Mapping[str, Any] | None) -> str:
 
 
 T = TypeVar("T")
+
+# When the queries of this context (one figure request: the API sets it, its worker thread
+# inherits it) must be done by, on time.monotonic()'s clock; None: no limit (projectors,
+# rebuilds, the CLI).
+_DEADLINE: ContextVar[float | None] = ContextVar("tutorledger_query_deadline", default=None)
+TIMEOUT_CODE = 159  # ClickHouse's TIMEOUT_EXCEEDED, on 18.16 and chdb alike
+
+
+@contextmanager
+def query_budget(seconds: float) -> Iterator[None]:
+    """The queries run inside share `seconds` of ClickHouse time: each runs with
+    `max_execution_time` = what is left, and none starts once it is spent (QueryTimeout)."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def seconds_left() -> float | None:
+    """What is left of this context's query budget (None: unbounded); QueryTimeout if spent."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise QueryTimeout("the figures took longer than this server allows; narrow the request")
+    return left
+
+
+def _timed_out(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None)
+    return code == TIMEOUT_CODE or f"Code: {TIMEOUT_CODE}." in str(exc)
+
 
 # ClickHouse refuses a query whose text exceeds max_query_size (256 KiB by default, on 18.16
 # and chdb alike), so long IN lists go in parts of at most this many bytes: a projector's
@@ -118,12 +156,35 @@ class ChdbStore:
         self._session.query(f"USE {database}")
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        with self._lock:
-            result = self._session.query(bind(sql, params), "JSONCompact")
+        left = seconds_left()
+        if left is None:
+            with self._lock:
+                result = self._session.query(bind(sql, params), "JSONCompact")
+        else:
+            result = self._bounded(bind(sql, params), left)
         raw = result.bytes()
         if not raw:
             return []
         return [tuple(r) for r in json.loads(raw)["data"]]
+
+    def _bounded(self, sql: str, left: float) -> Any:
+        """One query within `left` seconds, waiting for the data dir included: the session's
+        max_execution_time is set for it and put back (chdb interrupts a query past it)."""
+        if not self._lock.acquire(timeout=left):
+            raise QueryTimeout("the figures waited longer than this server allows; retry")
+        try:
+            remaining = seconds_left() or left
+            self._session.query(f"SET max_execution_time = {math.ceil(remaining)}")
+            try:
+                return self._session.query(sql, "JSONCompact")
+            except Exception as exc:
+                if _timed_out(exc):
+                    raise QueryTimeout("a figure query ran past this server's limit") from exc
+                raise
+            finally:
+                self._session.query("SET max_execution_time = 0")
+        finally:
+            self._lock.release()
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if rows:
@@ -185,10 +246,16 @@ class ServerStore:
         return client
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        left = seconds_left()
+        limits = {} if left is None else {"max_execution_time": math.ceil(left)}
         try:
-            rows: list[Row] = self._client().execute(bind(sql, params))
+            rows: list[Row] = self._client().execute(bind(sql, params), settings=limits)
         except (OSError, EOFError) as exc:
             raise Unavailable(f"ClickHouse server unreachable: {exc}") from exc
+        except Exception as exc:
+            if _timed_out(exc):
+                raise QueryTimeout("a figure query ran past this server's limit") from exc
+            raise
         return rows
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -68,6 +68,29 @@ class Settings(BaseSettings):
         ge=1,
         description="A roster's CSV records, all files together, above this: refused (413)",
     )
+    max_range_days: int = Field(
+        default=1096,
+        ge=7,
+        description="Longest date range a metric, page or CSV answers (422 range_too_long "
+        "beyond): weekly rows and the reach trend grow with it. A range open on one side is "
+        "measured to or from today",
+    )
+    figure_requests_per_key: int = Field(
+        default=4, ge=1, description="Figure requests one key may have running (429 beyond)"
+    )
+    figure_requests: int = Field(
+        default=16,
+        ge=1,
+        le=32,
+        description="Figure requests the process runs at once (503 server_busy beyond); kept "
+        "below the 40 worker threads sync routes share, so other routes always find one",
+    )
+    figure_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Query time one figure request may spend in ClickHouse (503 query_timeout "
+        "beyond; each query runs with max_execution_time = what is left)",
+    )
     _districts: dict[str, DistrictProfile] = PrivateAttr(default_factory=dict)
 
     @field_validator("event_store")

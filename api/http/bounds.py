@@ -1,17 +1,20 @@
 """Parameter constraints stated in the OpenAPI, so a client can tell a valid request in advance.
 
 Dates must fit ClickHouse's `Date` (1970-01-01 … 2105-12-31): the range is written as a
-pattern beside `format: date`, and checked again after parsing.
+pattern beside `format: date`, and checked again after parsing. A range's length is bounded
+too (`check_span`, the `max_range_days` setting), so its cost is known before it runs.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
+
+from tutorledger.domain.errors import RangeTooLong
 
 DATE_MIN, DATE_MAX = date(1970, 1, 1), date(2105, 12, 31)
 DATE_PATTERN = r"^(19[7-9][0-9]|20[0-9]{2}|210[0-5])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
@@ -54,3 +57,28 @@ BoundedDate = Annotated[
     AfterValidator(in_date_range),
     WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
 ]
+
+
+def check_span(date_from: date | None, date_to: date | None, today: date, max_days: int) -> None:
+    """Refuse a range longer than `max_days` before anything runs: weekly rows, the reach
+    trend and their queries grow with it. A side left open is measured to or from `today`
+    (what lies beyond the data costs nothing; what a request adds beyond today would), so
+    `from=1970-01-01` alone is as long as `from=1970-01-01&to=<today>`."""
+    if date_from is None and date_to is None:
+        return
+    low = date_from if date_from is not None else min(date_to or today, today)
+    high = date_to if date_to is not None else max(date_from or today, today)
+    span = (high - low).days + 1
+    if span > max_days:
+        raise RangeTooLong(
+            f"the date range spans {span} days; at most {max_days} are answered",
+            {"from": str(date_from), "to": str(date_to), "days": span, "max_days": max_days},
+        )
+
+
+def whole_weeks(date_from: date | None, date_to: date | None) -> tuple[date | None, date | None]:
+    """The range widened to whole ISO weeks: `from` back to its Monday, `to` on to its Sunday
+    (clamped to the dates ClickHouse holds)."""
+    start = date_from - timedelta(days=date_from.weekday()) if date_from else None
+    end = date_to + timedelta(days=6 - date_to.weekday()) if date_to else None
+    return (max(start, DATE_MIN) if start else None, min(end, DATE_MAX) if end else None)

@@ -15,16 +15,25 @@ the district's `suppression_threshold` (districts file, default 10). For the das
    smallest other cell is withheld with it, again and again until no line has a single
    withheld cell, so no withheld value can be recomputed by subtraction.
 
+4. **Neighbours.** Given the answers one step away (api/http/published.py: the previous
+   published position, the range a week shorter at either end), a count that differs from
+   its cell in any of them by 1 to threshold − 1 is withheld as if it were small, so two
+   adjacent answers never isolate fewer than threshold records by subtraction.
+5. **Telling zeros.** In a row (or response) with a count withheld by rules 1 or 4, its zero
+   counts are withheld too: next to a withheld small count, `sessions_cancelled: 0` says
+   "none of these few". (Applied before rule 3, so a withheld zero is closed like any cell.)
+
 A row or response with anything withheld carries `"suppressed": true`. Auditors and admins
-see exact figures. Zero is shown: it identifies nobody. A metric without a planner is
-refused for every other role (`Unprotected`), never shown exact.
+see exact figures. Elsewhere a zero is shown: it identifies nobody. A metric without a
+planner is refused for every other role (`Unprotected`), never shown exact.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -34,6 +43,8 @@ from tutorledger.domain.errors import TutorLedgerError
 EXACT_ROLES = frozenset({"auditor", "admin"})
 M = TypeVar("M", bound=BaseModel)
 Cell = tuple[int, str]  # (id of the dict holding it, field name)
+Address = tuple[Any, ...]  # where a dict sits in a response, the same in every answer
+KEY_NUMBERS = frozenset({"hour", "weekday", "grade"})  # numbers that name a row, not count it
 
 
 @dataclass
@@ -70,19 +81,61 @@ def _total(plan: Plan, line: list[Cell]) -> int:
     return sum(v for c in line if isinstance(v := plan.value(c), int))
 
 
-def withheld(plan: Plan, k: int) -> set[Cell]:
-    """Primary, then complementary suppression until every line is safe.
+def _walk(node: dict[str, Any], at: Address = ()) -> Iterator[tuple[Address, dict[str, Any]]]:
+    """Every dict of a response with its address: list items are named by their key fields
+    (school, subject, week, hour …), so a row is found again in another answer."""
+    yield at, node
+    for name, value in node.items():
+        for item in value if isinstance(value, list) else ():
+            if isinstance(item, dict):
+                key = tuple(
+                    (f, v) for f, v in sorted(item.items())
+                    if isinstance(v, str | date) or (f in KEY_NUMBERS and isinstance(v, int))
+                )  # fmt: skip
+                yield from _walk(item, (*at, name, key))
+
+
+def moved(
+    plan: Plan, data: dict[str, Any], neighbours: Sequence[dict[str, Any]], k: int
+) -> set[Cell]:
+    """Counts that differ from the same cell of a neighbouring answer by 1 … k − 1 (a cell
+    missing there counts 0 there)."""
+    where = {id(holder): at for at, holder in _walk(data)}
+    found: set[Cell] = set()
+    for other in neighbours:
+        there = dict(_walk(other))
+        for c in plan.cells:
+            value = plan.value(c)
+            if not isinstance(value, int) or isinstance(value, bool):
+                continue
+            peer = there.get(where.get(c[0], ()), {}).get(c[1], 0)
+            if isinstance(peer, int) and 0 < abs(value - peer) < k:
+                found.add(c)
+    return found
+
+
+def telling_zeros(plan: Plan, hidden: set[Cell]) -> set[Cell]:
+    """Zero counts of the rows that have something withheld (before complements are chosen,
+    so that a withheld zero is never the one open cell of a line)."""
+    rows = {holder for holder, _ in hidden}
+    return {c for c in plan.cells if c[0] in rows and plan.value(c) == 0}
+
+
+def withheld(plan: Plan, k: int, also: set[Cell] | None = None) -> set[Cell]:
+    """Primary (with `also`, cells withheld for another reason), then complementary
+    suppression until every line is safe.
 
     An open line's total is published elsewhere unless it is small itself (then it is
     withheld there by the same rule, and one withheld cell here reveals nothing). A cell that
     is alone in an open line is pinned: its value is that published total, so it is chosen
     as a complement only when no other cell can be.
     """
-    hidden = {c for c in plan.cells if _small(plan.value(c), k)}
+    hidden = {c for c in plan.cells if _small(plan.value(c), k)} | (also or set())
     for whole, part, hide in plan.complements:
         w, p = plan.value(whole), plan.value(part)
         if isinstance(w, int) and isinstance(p, int) and _small(w - p, k):
             hidden.add(hide)
+    hidden |= telling_zeros(plan, hidden)
     pinned = {line[0] for line in plan.lines if len(line) == 1}
     exposed = [(line, pinned) for line in plan.lines if _total(plan, line) >= k]
     exposed += [(line, set()) for line in plan.closed]  # must close even with a pinned cell
@@ -217,10 +270,17 @@ class Protected(Protocol):
     def planner(self) -> Planner | None: ...
 
 
-def suppress_metric(metric: Protected, body: M, role: str, threshold: int) -> M:
+def suppress_metric(
+    metric: Protected,
+    body: M,
+    role: str,
+    threshold: int,
+    neighbours: Sequence[BaseModel] = (),
+) -> M:
     """The response as `role` may see it: exact for auditors and admins; for others, small
-    cells and everything derived from them withheld (see the module docstring), or
-    `Unprotected` when the metric has no planner."""
+    cells, cells that moved by a small count from a `neighbours` answer, and everything
+    derived from them withheld (see the module docstring), or `Unprotected` when the metric
+    has no planner."""
     if role in EXACT_ROLES:
         return body
     if not callable(metric.planner):
@@ -228,7 +288,8 @@ def suppress_metric(metric: Protected, body: M, role: str, threshold: int) -> M:
     data = body.model_dump(mode="python")
     plan = Plan()
     metric.planner(plan, data)
-    hidden = withheld(plan, threshold)
+    near = [n.model_dump(mode="python") for n in neighbours]
+    hidden = withheld(plan, threshold, moved(plan, data, near, threshold))
     for target, sources in plan.derived:
         if any(s in hidden for s in sources):
             plan.holders[target[0]][target[1]] = None

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -525,6 +526,18 @@ def test_csv_downloads_equal_the_api_csv(browser: WebDriver, site: Site) -> None
             assert served == answer["students_served"], (table, r)
 
 
+def publish_latest(site: Site, student: str = "stu-000002") -> None:
+    """Record one request of another day by a student already served: the run of events
+    before it is then published, so a dashboard key reads them (docs/privacy.md)."""
+    payload = {"school_id": "sch-01", "student_id": student, "grade": 4,
+               "subject": "algebra"}  # fmt: skip
+    event = envelope(DISTRICT, f"sep-{uuid.uuid4().hex[:8]}", "requested",
+                     "2026-08-01T10:00:00-04:00", payload)  # fmt: skip
+    posted = httpx.post(site.base + "/v1/events", json={"events": [event]},
+                        headers={"Authorization": f"Bearer {KEYS['emitter']}"})  # fmt: skip
+    assert [r["status"] for r in posted.json()["results"]] == ["accepted"]
+
+
 def test_reproduce_link_keeps_earlier_figures(browser: WebDriver, site: Site) -> None:
     position = open_view(browser, f"{site.base}/dashboard/{DISTRICT}")
     before = summary(browser, "tbl-participation")
@@ -534,18 +547,19 @@ def test_reproduce_link_keeps_earlier_figures(browser: WebDriver, site: Site) ->
         envelope(DISTRICT, f"late-{i}", "requested", "2026-09-15T17:30:00-04:00",
                  {"school_id": "sch-01", "student_id": f"late-stu-{i}", "grade": 4,
                   "subject": "algebra"})
-        for i in range(7)
+        for i in range(12)  # at least the threshold: a smaller move is withheld
     ]  # fmt: skip
     posted = httpx.post(
         site.base + "/v1/events",
         json={"events": events},
         headers={"Authorization": f"Bearer {KEYS['emitter']}"},
     )
-    assert [r["status"] for r in posted.json()["results"]] == ["accepted"] * 7
+    assert [r["status"] for r in posted.json()["results"]] == ["accepted"] * 12
+    publish_latest(site, "late-stu-0")  # a dashboard reads published positions (docs/privacy.md)
     latest = open_view(browser, f"{site.base}/dashboard/{DISTRICT}")
     assert latest > position
     now = summary(browser, "tbl-participation")
-    assert now["sessions_requested"] == (before["sessions_requested"] or 0) + 7
+    assert now["students_served"] == (before["students_served"] or 0) + 12
     assert open_view(browser, reproduce) == position
     assert browser.find_element(By.ID, "head-hash").get_attribute("data-value") == head
     assert summary(browser, "tbl-participation") == before
@@ -605,6 +619,7 @@ def odd_cohort(site: Site) -> list[str]:
     body = {"name": "Odd students", "student_ids": members}
     put = httpx.put(f"{site.base}/v1/cohorts/{DISTRICT}/odd", json=body, headers=admin)
     assert put.status_code == 200, put.text
+    publish_latest(site)
     return members
 
 

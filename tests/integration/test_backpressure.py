@@ -118,7 +118,8 @@ def post_all(base_url: str, total: int, seed: int, emitters: int = 3) -> int:
 
 
 def checks(base_url: str) -> dict[str, Any]:
-    answer = httpx.get(f"{base_url}/readyz", timeout=60).json()
+    auth = {"Authorization": f"Bearer {KEY}"}  # ledger positions are shown to a key only
+    answer = httpx.get(f"{base_url}/readyz", timeout=60, headers=auth).json()
     result: dict[str, Any] = answer["checks"] | {"ready": answer["ready"]}
     return result
 

@@ -149,7 +149,7 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
 
 
 def head_position(client: TestClient) -> int:
-    body = client.get("/readyz").json()
+    body = client.get("/readyz", headers=ADMIN).json()
     return int(body["checks"]["event_store"]["head_position"])
 
 
@@ -816,7 +816,11 @@ def test_healthz(client: TestClient) -> None:
 def test_readyz_reports_checks_and_lag(client: TestClient) -> None:
     post_ok(client, requested("ready-d", "s-1"))
     participation(client, district_id="ready-d")  # read-your-writes: catches the projector up
-    response = client.get("/readyz")
+    anonymous = client.get("/readyz")
+    assert anonymous.status_code == 200, anonymous.text
+    assert "position" not in anonymous.text  # no ledger position without a key
+    assert isinstance(anonymous.json()["checks"]["projection_lag"], int)
+    response = client.get("/readyz", headers=ADMIN)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["ready"] is True
@@ -831,7 +835,10 @@ def test_readyz_reports_checks_and_lag(client: TestClient) -> None:
 
 
 def test_prometheus_metrics(client: TestClient) -> None:
-    response = client.get("/metrics")
+    anonymous = client.get("/metrics").text  # lag and readiness, no ledger position
+    assert re.search(r"^tutorledger_projection_lag_events \d+(\.\d+)?$", anonymous, re.M)
+    assert "position" not in anonymous
+    response = client.get("/metrics", headers=ADMIN)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import reference_metrics as ref
-from builders import exact, write_keys
+from builders import envelope, exact, write_keys
 from fastapi.testclient import TestClient
 from metric_events import TZ, district
 from reference import participation as ref_participation
@@ -213,11 +213,17 @@ def test_small_cohort_sizes_withheld_from_dashboards(client: TestClient, events:
     listed = client.get("/v1/cohorts", params={"district_id": D}, headers=auth("dashboard")).json()
     tiny = next(c for c in listed["cohorts"] if c["cohort_id"] == "tiny")
     assert tiny["size"] is None
-    body = client.get(
-        "/v1/metrics/participation",
-        params={"district_id": D, "cohort_id": "tiny"},
-        headers=auth("dashboard"),
-    ).json()
+    params = {"district_id": D, "cohort_id": "tiny"}
+    today = client.get("/v1/metrics/participation", params=params, headers=auth("dashboard"))
+    # Dashboards read published positions: the cohort is theirs once another day's event
+    # follows it in the ledger.
+    assert today.status_code == 404 and today.json()["error"]["code"] == "unknown_cohort"
+    other_day = envelope(D, "after-tiny", "requested", "2026-09-01T10:00:00-04:00",
+                         {"school_id": "sch-01", "student_id": "stu-after", "grade": 5,
+                          "subject": "algebra"})  # fmt: skip
+    posted = client.post("/v1/events", json={"events": [other_day]}, headers=auth("admin"))
+    assert posted.status_code in (200, 201, 207), posted.text
+    body = client.get("/v1/metrics/participation", params=params, headers=auth("dashboard")).json()
     assert body["cohort_size"] is None and body["reach_rate"] is None and body["suppressed"]
 
 

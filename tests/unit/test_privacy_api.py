@@ -159,8 +159,9 @@ def test_erasure_over_http(client: TestClient, caplog: pytest.LogCaptureFixture)
     d = new_district()
     events = session_events(d, "s-1")
     post(client, events[:2])
+    # Exact figures (an auditor): a dashboard reads published positions, not this instant.
     before = client.get("/v1/metrics/participation", params={"district_id": d},
-                        headers=auth("dashboard")).json()  # fmt: skip
+                        headers=auth("auditor")).json()  # fmt: skip
     url = f"/v1/privacy/students/{d}/{STUDENT}/erase"
     assert (
         client.post(url, json={"reason": "parent_request"}, headers=auth("auditor")).status_code
@@ -180,7 +181,7 @@ def test_erasure_over_http(client: TestClient, caplog: pytest.LogCaptureFixture)
     results = post(client, events)
     assert [r.get("error", {}).get("code") for r in results] == ["student_erased"] * 4
     after = client.get("/v1/metrics/participation", params={"district_id": d},
-                       headers=auth("dashboard")).json()  # fmt: skip
+                       headers=auth("auditor")).json()  # fmt: skip
     figures = ("students_served", "sessions_requested", "sessions_matched")
     assert {k: after[k] for k in figures} == {k: before[k] for k in figures}
     assert after["as_of_position"] == erased["position"]

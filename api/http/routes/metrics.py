@@ -15,13 +15,22 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from tutorledger.api.http.bounds import GROUP_BY_PATTERN, BoundedDate, query_date
+from tutorledger.api.http.bounds import (
+    GROUP_BY_PATTERN,
+    BoundedDate,
+    check_span,
+    query_date,
+    whole_weeks,
+)
 from tutorledger.api.http.cohort_filter import pin_cohort
 from tutorledger.api.http.deps import DashboardIn, InDistrict, RuntimeDep
+from tutorledger.api.http.publication import published_position, request_weeks, today_in
+from tutorledger.api.http.published import PublishedScope
 from tutorledger.api.http.schemas import ErrorResponse
 from tutorledger.api.metrics.csv import CSV_MEDIA_TYPE, csv_response, wants_csv
 from tutorledger.api.metrics.registry import METRICS, WITH_FILTERS, Keys, Metric
 from tutorledger.api.metrics.scope import Scope
+from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
@@ -70,17 +79,25 @@ def build_filters(
     date_to: date | None,
     as_of_position: int | None,
     cohort_id: str | None = None,
+    *,
+    published: bool = False,
 ) -> tuple[Filters, str | None]:
-    """Resolve the effective position (never past what is projected) and its chain head."""
+    """Resolve the effective position (never past what is projected; with `published`, the
+    published position at or before it) and its chain head. Ranges longer than the
+    `max_range_days` setting are refused before anything runs."""
     if date_from and date_to and date_from > date_to:
         raise InvalidRequest("'from' is after 'to'", {"from": str(date_from), "to": str(date_to)})
+    tz = runtime.settings.district(district_id).time_zone
+    check_span(date_from, date_to, today_in(tz), runtime.settings.max_range_days)
     projected = runtime.sync()
     effective = projected if as_of_position is None else min(as_of_position, projected)
+    if published:
+        effective = published_position(runtime.projections, district_id, tz, effective, projected)
     head = runtime.chain_head(district_id, effective)
     filters = Filters(
         district_id=district_id,
         as_of_position=effective,
-        tz=runtime.settings.district(district_id).time_zone,
+        tz=tz,
         school_id=school_id,
         subject=subject.lower() if subject else None,
         grade=grade,
@@ -140,14 +157,41 @@ def resolve_scope(
     *,
     csv: bool,
 ) -> Scope:
-    """One position and chain head for the caller's district; the API and dashboard share it."""
+    """One position and chain head for the caller's district; the API and dashboard share it.
+
+    Keys that see suppressed figures get a published position, whole weeks and answers
+    checked against their neighbours (api/http/published.py); auditors and admins get
+    exactly what they ask."""
     district_id = caller.district_id
-    filters, head_hash = build_filters(
-        runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position,
-        cohort_id,
-    )  # fmt: skip
+    role = caller.principal.role
     profile = runtime.settings.district(district_id)
-    return Scope(filters, head_hash, profile, csv, caller.principal.role)
+    if role in EXACT_ROLES:
+        filters, head_hash = build_filters(
+            runtime, district_id, school_id, subject, grade, date_from, date_to,
+            as_of_position, cohort_id,
+        )  # fmt: skip
+        return Scope(filters, head_hash, profile, csv, role)
+    asked = {"asked_as_of_position": as_of_position, "asked_from": date_from, "asked_to": date_to}
+    start, end = whole_weeks(date_from, date_to)
+    filters, head_hash = build_filters(
+        runtime, district_id, school_id, subject, grade, start, end, as_of_position, cohort_id,
+        published=True,
+    )  # fmt: skip
+    store = runtime.projections
+    span = None  # an open side's neighbours are taken on the weeks the requests cover
+    if start is None or end is None:
+        facts = filters.tables(store).facts
+        span = request_weeks(store, facts, district_id, filters.tz, filters.as_of_position)
+    previous = None
+    if filters.as_of_position > 0:
+        previous = published_position(
+            store, district_id, filters.tz, filters.as_of_position - 1,
+            runtime.projected_position(),
+        )  # fmt: skip
+    return PublishedScope(
+        filters, head_hash, profile, csv, role, store, previous, span,
+        {k: v if v is None or isinstance(v, int) else str(v) for k, v in asked.items()},
+    )  # fmt: skip
 
 
 def every_metric(store: ProjectionStore, scope: Scope) -> dict[str, BaseModel]:
