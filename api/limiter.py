@@ -78,10 +78,8 @@ def caller(scope: Scope) -> str | None:
         return key_digest(token.strip())
     cookie = conn.cookies.get(COOKIE)
     pages = getattr(conn.app.state, "dashboard", None) if "app" in scope else None
-    if cookie and pages is not None:
-        digest: str | None = pages.signer.digest(cookie)
-        return digest
-    return None
+    session = pages.signer.session(cookie) if cookie and pages is not None else None
+    return session.digest if session is not None else None
 
 
 class FigureLimiter:

@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 
 from tutorledger.api.app import create_app
 from tutorledger.api.http.bounds import check_span, whole_weeks
-from tutorledger.api.http.schemas import Participation
 from tutorledger.api.metrics import schemas as ms
+from tutorledger.api.metrics.registry import DEMAND, PARTICIPATION
+from tutorledger.api.metrics.schemas import Participation
 from tutorledger.api.metrics.suppression import suppress_metric
 from tutorledger.domain.errors import QueryTimeout, RangeTooLong
 from tutorledger.infra.clickhouse import ChdbStore, ProjectionStore, Row, query_budget
@@ -185,9 +186,9 @@ def test_suppressed_rows_withhold_telling_zeros() -> None:
              "sessions_per_served_student": 3.0}
         )  # fmt: skip
 
-    small = suppress_metric("participation", body(2), "dashboard", 10)
+    small = suppress_metric(PARTICIPATION, body(2), "dashboard", 10)
     assert small.students_served is None and small.sessions_cancelled is None
-    large = suppress_metric("participation", body(50), "dashboard", 10)
+    large = suppress_metric(PARTICIPATION, body(50), "dashboard", 10)
     assert large.sessions_cancelled == 0 and not large.suppressed
 
 
@@ -206,7 +207,7 @@ def demand(cells: Sequence[int]) -> ms.Demand:
 def test_no_shown_cell_moved_by_a_small_count(pairs: list[tuple[int, int]]) -> None:
     before = demand([a for a, _ in pairs])
     now = demand([a + grow for a, grow in pairs])
-    shown = suppress_metric("demand", now, "dashboard", K, neighbours=[before])
+    shown = suppress_metric(DEMAND, now, "dashboard", K, neighbours=[before])
     for r, old in zip(shown.rows, before.rows, strict=True):
         if r.requests is not None:
             assert not 0 < r.requests - old.requests < K
