@@ -66,8 +66,10 @@ GROUP BY week
 ORDER BY week
 """
 
+# A month is the weeks that start in it (Monday to Sunday), so every month row is a
+# whole-week range: the finest step a dashboard key's dates take (docs/privacy.md).
 BY_MONTH_SQL = """
-SELECT toString(toStartOfMonth(toDate(requested_at, %(tz)s))) AS month,
+SELECT toString(toStartOfMonth(toMonday(toDate(requested_at, %(tz)s)))) AS month,
     toDate(requested_at, %(tz)s) < %(split)s AS earlier, {select}
 FROM {facts} WHERE {where}
 GROUP BY month, earlier
@@ -185,3 +187,15 @@ def month_starts(first: date, last: date) -> list[date]:
 
 def month_end(month: date) -> date:
     return (month + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+
+
+def first_monday(month: date) -> date:
+    """The first Monday on or after the first of `month`."""
+    first = month.replace(day=1)
+    return first + timedelta(days=(7 - first.weekday()) % 7)
+
+
+def month_weeks(month: date) -> tuple[date, date]:
+    """The month as whole weeks: from its first Monday to the Sunday before the next month's."""
+    following = (month.replace(day=1) + timedelta(days=32)).replace(day=1)
+    return first_monday(month), first_monday(following) - timedelta(days=1)

@@ -32,7 +32,7 @@ from tutorledger.api.metrics.schemas import Participation
 from tutorledger.api.metrics.scope import Scope
 from tutorledger.projections.engagement import iso_week
 from tutorledger.projections.participation import participation_figures
-from tutorledger.projections.reach import NONE, Counts, mondays, month_end, month_starts
+from tutorledger.projections.reach import NONE, Counts, mondays, month_starts, month_weeks
 
 Pair = tuple[BaseModel, BaseModel]  # (exact answer, the answer the caller may see)
 
@@ -42,10 +42,33 @@ def narrowed(scope: Scope, **changes: Any) -> Scope:
     return replace(scope, filters=replace(scope.filters, **changes))
 
 
-def participation_pair(scope: Scope, counts: Counts, enrolled: int, cohort: int | None) -> Pair:
-    """The participation answer for `scope` from grouped counts, exact and as shown."""
+@dataclass(frozen=True)
+class Near:
+    """The page's grouped counts at the previous published position (Scope.previous()): each
+    row's answer there is its neighbour, against which a dashboard key's row is checked, so a
+    table needs one more grouped query, not one per row (api/http/published.py)."""
+
+    by_school: dict[str, Counts]
+    by_week: dict[date, Counts]
+    by_month: dict[tuple[date, bool], Counts]
+    enrolment: dict[date | None, dict[str, int]]
+    cohort: int | None
+
+
+Earlier = tuple[Counts, int, int | None]  # one row's counts, enrolment and cohort back then
+
+
+def participation_pair(
+    scope: Scope, counts: Counts, enrolled: int, cohort: int | None, near: Earlier | None = None
+) -> Pair:
+    """The participation answer for `scope` from grouped counts, exact and as shown (checked
+    against the same row at the previous published position when the caller has one)."""
     body = Participation(**scope.envelope(), **participation_figures(counts, enrolled, cohort))
-    return body, scope.protect(body, PARTICIPATION)
+    before = None
+    if near is not None:
+        was = participation_figures(*near)
+        before = [Participation(**scope.envelope(), **was)]
+    return body, scope.protect(body, PARTICIPATION, before)
 
 
 def ratio(numerator: Any, denominator: Any) -> float | None:
@@ -77,6 +100,7 @@ def reach_by_school(
     counts: dict[str, Counts],
     enrolled: dict[str, int],
     cohort: int | None,
+    near: Near | None = None,
 ) -> Shown:
     """One participation answer per school (the listed ones, then any other school with
     requests in range), ranked by sessions completed per enrolled student, lowest first. The
@@ -86,9 +110,13 @@ def reach_by_school(
         ids = [scope.filters.school_id]
     pairs = []
     for school in ids:
+        before = None
+        if near is not None:
+            was = near.enrolment.get(scope.filters.date_to, {}).get(school, 0)
+            before = (near.by_school.get(school, NONE), was, near.cohort)
         exact, shown = participation_pair(
             narrowed(scope, school_id=school), counts.get(school, NONE),
-            enrolled.get(school, 0), cohort,
+            enrolled.get(school, 0), cohort, before,
         )  # fmt: skip
         name = names.get(school)
         pairs.append((
@@ -142,16 +170,22 @@ def reach_trend(
     by_week: dict[date, Counts],
     enrolment: dict[date | None, dict[str, int]],
     cohort: int | None,
+    near: Near | None = None,
 ) -> Shown:
     """Cumulative reach at the end of each week of the view: participation with `to` moved."""
     weeks = weeks_of(scope, by_week)
     ends = week_ends(scope, weeks)
     exact_rows: list[TrendRow] = []
     shown_rows: list[TrendRow] = []
-    for week, through, counts in zip(weeks, ends, _running(by_week, weeks), strict=True):
+    earlier = _running(near.by_week, weeks) if near is not None else [None] * len(weeks)
+    rows_of = zip(weeks, ends, _running(by_week, weeks), earlier, strict=True)
+    for week, through, counts, was in rows_of:
         at = narrowed(scope, date_to=through)
-        for rows, p in zip((exact_rows, shown_rows), participation_pair(
-            at, counts, sum(enrolment[through].values()), cohort), strict=True):  # fmt: skip
+        before = None
+        if near is not None and was is not None:
+            before = (was, sum(near.enrolment.get(through, {}).values()), near.cohort)
+        pair = participation_pair(at, counts, sum(enrolment[through].values()), cohort, before)
+        for rows, p in zip((exact_rows, shown_rows), pair, strict=True):
             f = p.model_dump()
             rows.append(TrendRow(week=iso_week(week), week_start=week, through=through,
                                  **{k: f.get(k) for k in _TREND}))  # fmt: skip
@@ -179,11 +213,16 @@ class Period:
 
 
 def month_bounds(period: Period) -> list[tuple[date, date, date]]:
-    """(month, first day, last day) of each month of the period, clipped to it."""
-    return [
-        (m, max(m, period.start), min(month_end(m), period.end))
-        for m in month_starts(period.start, period.end)
-    ]
+    """(month, first day, last day) of each month of the period, clipped to it; a month is
+    the weeks that start in it (`reach.month_weeks`), so its rows are whole weeks."""
+    start = period.start - timedelta(days=period.start.weekday())  # its week's month
+    found = []
+    for m in month_starts(start, period.end):
+        first, last = month_weeks(m)
+        first, last = max(first, period.start), min(last, period.end)
+        if first <= last:
+            found.append((m, first, last))
+    return found
 
 
 def use_by_month(
@@ -192,6 +231,7 @@ def use_by_month(
     by_month: dict[tuple[date, bool], Counts],
     enrolment: dict[date | None, dict[str, int]],
     cohort: int | None,
+    near: Near | None = None,
 ) -> Shown:
     """Participation of each month of each period (previous first), clipped to the period."""
     exact_rows: list[MonthRow] = []
@@ -201,7 +241,11 @@ def use_by_month(
         for month, first, last in month_bounds(period):
             at = narrowed(scope, date_from=first, date_to=last)
             counts = by_month.get((month, earlier), NONE)
-            pair = participation_pair(at, counts, sum(enrolment[last].values()), cohort)
+            before = None
+            if near is not None:
+                was = near.by_month.get((month, earlier), NONE)
+                before = (was, sum(near.enrolment.get(last, {}).values()), near.cohort)
+            pair = participation_pair(at, counts, sum(enrolment[last].values()), cohort, before)
             for rows, p in zip((exact_rows, shown_rows), pair, strict=True):
                 f = p.model_dump()
                 rows.append(MonthRow(period=period.name, month=month.strftime("%Y-%m"),
@@ -216,16 +260,27 @@ def use_by_month(
 DEMAND_FIELDS = ("requests", "completed", "students", "share", "lift")
 
 
-def drill_grades(scope: Scope, by_grade: dict[int, dict[str, Any] | None]) -> Shown:
-    """Each grade's demand answer (its one row, or none) for the drilled school and subject."""
+def drill_grades(
+    scope: Scope,
+    by_grade: dict[int, dict[str, Any] | None],
+    near: dict[int, dict[str, Any] | None] | None = None,
+) -> Shown:
+    """Each grade's demand answer (its one row, or none) for the drilled school and subject,
+    checked against the same grade at the previous published position when given."""
     exact_rows: list[GradeRow] = []
     shown_rows: list[GradeRow] = []
+
+    def answer_of(at: Scope, row: dict[str, Any] | None) -> BaseModel:
+        rows = [row] if row else []
+        return ms.Demand.model_validate(
+            {**at.envelope(), "group_by": ["school", "subject"], "rows": rows}
+        )
+
     for grade, row in sorted(by_grade.items()):
         at = narrowed(scope, grade=grade)
-        body = ms.Demand.model_validate(
-            {**at.envelope(), "group_by": ["school", "subject"], "rows": [row] if row else []}
-        )
-        for rows, answer in ((exact_rows, body), (shown_rows, at.protect(body, DEMAND))):
+        body = answer_of(at, row)
+        before = None if near is None else [answer_of(at, near.get(grade))]
+        for rows, answer in ((exact_rows, body), (shown_rows, at.protect(body, DEMAND, before))):
             found = answer.model_dump()["rows"]
             values = found[0] if found else {}
             rows.append(GradeRow(grade=grade, **{k: values.get(k) for k in DEMAND_FIELDS}))

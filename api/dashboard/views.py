@@ -10,7 +10,7 @@ one grouped query each (`grouped`), never a query per row.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import partial
 from typing import Any
@@ -199,6 +199,7 @@ def district_view(store: ProjectionStore, scope: Scope) -> DistrictFigures:
     days = [f.date_to, *grouped.week_ends(scope, grouped.weeks_of(scope, got["by_week"]))]
     days += [last for p in spans for _, _, last in grouped.month_bounds(p)]
     enrolment = reach.enrolment_on(store, f, days)
+    near = near_of(store, scope, monthly, current.start if current else None, days)
     cohort = got["participation"].exact.model_dump().get("cohort_size")
     names = {s.school_id: s.name for s in listed}
     before = {k: got[f"previous_{k}"] for k in HEADLINE} if earlier is not None else None
@@ -210,13 +211,40 @@ def district_view(store: ProjectionStore, scope: Scope) -> DistrictFigures:
         previous=previous,
         tiles=tiles({k: got[k] for k in HEADLINE}, before, f.cohort_id is not None),
         reach_by_school=grouped.reach_by_school(
-            scope, names, got["by_school"], enrolment[f.date_to], cohort
+            scope, names, got["by_school"], enrolment[f.date_to], cohort, near
         ),
-        reach_trend=grouped.reach_trend(scope, got["by_week"], enrolment, cohort),
-        use_by_month=grouped.use_by_month(scope, spans, got["by_month"], enrolment, cohort),
+        reach_trend=grouped.reach_trend(scope, got["by_week"], enrolment, cohort, near),
+        use_by_month=grouped.use_by_month(scope, spans, got["by_month"], enrolment, cohort, near),
         alerts=alerts,
         alerts_shown=[a for a in alerts.alerts if follows(a.scope, f)],
         **{k: got[k] for k in (*HEADLINE, *DETAIL)},
+    )
+
+
+def near_of(
+    store: ProjectionStore,
+    scope: Scope,
+    monthly: Scope,
+    split: date | None,
+    days: list[date | None],
+) -> grouped.Near | None:
+    """The grouped tables at the previous published position (None when the caller's
+    answers are not checked against it): five queries, whatever the rows."""
+    earlier = scope.previous()
+    if earlier is None:
+        return None
+    f = earlier.filters
+    m = replace(monthly.filters, as_of_position=f.as_of_position)
+    tasks: dict[str, Task] = {
+        "by_school": partial(reach.by_school, store, f),
+        "by_week": partial(reach.by_week, store, f),
+        "by_month": partial(reach.by_month, store, m, split) if split else dict,
+        "enrolment": partial(reach.enrolment_on, store, f, days),
+        "cohort": partial(cohort_of, store, f),
+    }
+    got = run_all(store, tasks)
+    return grouped.Near(
+        got["by_school"], got["by_week"], got["by_month"], got["enrolment"], got["cohort"]
     )
 
 
@@ -239,7 +267,9 @@ def reach_by_school_table(store: ProjectionStore, scope: Scope) -> BaseModel:
     names = {s.school_id: s.name for s in schools(store, scope)}
     enrolled = reach.enrolment_on(store, f, [f.date_to])[f.date_to]
     counts = reach.by_school(store, f)
-    return grouped.reach_by_school(scope, names, counts, enrolled, cohort_of(store, f)).model
+    near = near_of(store, scope, scope, None, [f.date_to])
+    cohort = cohort_of(store, f)
+    return grouped.reach_by_school(scope, names, counts, enrolled, cohort, near).model
 
 
 def reach_trend_table(store: ProjectionStore, scope: Scope) -> BaseModel:
@@ -247,10 +277,10 @@ def reach_trend_table(store: ProjectionStore, scope: Scope) -> BaseModel:
     scope = pinned(store, scope)
     f = scope.filters
     by_week = reach.by_week(store, f)
-    enrolment = reach.enrolment_on(
-        store, f, grouped.week_ends(scope, grouped.weeks_of(scope, by_week))
-    )
-    return grouped.reach_trend(scope, by_week, enrolment, cohort_of(store, f)).model
+    ends: list[date | None] = [*grouped.week_ends(scope, grouped.weeks_of(scope, by_week))]
+    enrolment = reach.enrolment_on(store, f, ends)
+    near = near_of(store, scope, scope, None, ends)
+    return grouped.reach_trend(scope, by_week, enrolment, cohort_of(store, f), near).model
 
 
 def use_by_month_table(store: ProjectionStore, scope: Scope) -> BaseModel:
@@ -261,9 +291,11 @@ def use_by_month_table(store: ProjectionStore, scope: Scope) -> BaseModel:
     spans = [p for p in (previous, current) if p is not None]
     monthly = narrowed(scope, date_from=previous.start) if previous else scope
     by_month = reach.by_month(store, monthly.filters, current.start) if current else {}
-    days = [last for p in spans for _, _, last in grouped.month_bounds(p)]
+    days: list[date | None] = [last for p in spans for _, _, last in grouped.month_bounds(p)]
     enrolment = reach.enrolment_on(store, f, days)
-    return grouped.use_by_month(scope, spans, by_month, enrolment, cohort_of(store, f)).model
+    near = near_of(store, scope, monthly, current.start if current else None, days)
+    cohort = cohort_of(store, f)
+    return grouped.use_by_month(scope, spans, by_month, enrolment, cohort, near).model
 
 
 def headline(store: ProjectionStore, scope: Scope) -> BaseModel:
@@ -290,7 +322,9 @@ def drill_grades_shown(store: ProjectionStore, scope: Scope) -> Shown:
     """Every grade from one grouped query (`demand_by_grade`)."""
     if scope.filters.school_id is None or scope.filters.subject is None:
         raise InvalidRequest("a drill-down needs a school_id and a subject")
-    return grouped.drill_grades(scope, demand_by_grade(store, scope.filters))
+    earlier = scope.previous()
+    near = None if earlier is None else demand_by_grade(store, earlier.filters)
+    return grouped.drill_grades(scope, demand_by_grade(store, scope.filters), near)
 
 
 def drill_view(store: ProjectionStore, scope: Scope) -> dict[str, Shown]:

@@ -12,7 +12,7 @@ event cannot be isolated by asking at the positions around it (docs/privacy.md).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,10 +30,6 @@ WHERE district_id = %(district_id)s AND position <= %(below)s
 GROUP BY position ORDER BY position DESC LIMIT %(page)s
 """
 PAGE = 20_000
-REQUESTS_SQL = """
-SELECT count(), min(requested_at), max(requested_at) FROM {facts}
-WHERE district_id = %(district_id)s AND step = 0 AND position <= %(as_of)s
-"""
 
 
 def today_in(tz: str) -> date:
@@ -59,19 +55,6 @@ def published_position(
         if len(rows) < PAGE:
             return 0
         below = int(rows[-1][0]) - 1
-
-
-def request_weeks(
-    store: ProjectionStore, facts: str, district_id: str, tz: str, as_of: int
-) -> tuple[date, date]:
-    """Monday of the week of the district's first request and Sunday of its last one, as of
-    the position (today's week when there is none): what an open range covers."""
-    params = {"district_id": district_id, "as_of": as_of}
-    ((found, first, last),) = store.execute(REQUESTS_SQL.format(facts=facts), params)
-    if not int(found):
-        first = last = datetime.now(ZoneInfo("UTC"))
-    low, high = (_utc(t).astimezone(ZoneInfo(tz)).date() for t in (first, last))
-    return low - timedelta(days=low.weekday()), high + timedelta(days=6 - high.weekday())
 
 
 def _utc(value: Any) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,6 +45,15 @@ class Scope:
             "filters": echo(self.filters),
         }
 
-    def protect(self, model: M, metric: Protected) -> M:
-        """The figures this caller may see (small-cell suppression for dashboard keys)."""
-        return suppress_metric(metric, model, self.role, self.profile.suppression_threshold)
+    def previous(self) -> Scope | None:
+        """The scope one published position earlier, whose answer each answer is checked
+        against (api/http/published.py); None: this caller's answers are not checked."""
+        return None
+
+    def protect(
+        self, model: M, metric: Protected, neighbours: Sequence[BaseModel] | None = None
+    ) -> M:
+        """The figures this caller may see (small-cell suppression for dashboard keys);
+        `neighbours`: the same answer at `previous()`, when the caller computed it already."""
+        threshold = self.profile.suppression_threshold
+        return suppress_metric(metric, model, self.role, threshold, neighbours or ())

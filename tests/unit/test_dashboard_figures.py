@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import post_all, write_keys
+from builders import envelope, post_all, write_keys
 from fastapi.testclient import TestClient
 
 from tutorledger.api.app import create_app
@@ -59,6 +59,13 @@ def client(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Path) -> Iterator
         put = c.put(f"/v1/cohorts/{LARGE}/sevens", headers=auth(ADMIN),
                     json={"name": "Every seventh", "student_ids": members})  # fmt: skip
         assert put.status_code == 200, put.text
+        # Dashboards read published positions (docs/privacy.md): one request of a later
+        # local day publishes everything before it, the cohort included.
+        when = f"{START + timedelta(days=70)}T10:00:00-04:00"
+        later = envelope(LARGE, "fig-later", "requested", when,
+                         {"school_id": "sch-01", "student_id": "stu-later", "grade": 5,
+                          "subject": "algebra"})  # fmt: skip
+        assert c.post("/v1/events", json={"events": [later]}, headers=auth(ADMIN)).status_code < 300
         yield c
 
 
@@ -222,8 +229,10 @@ def test_week_and_month_rows_cover_the_view(client: TestClient) -> None:
     months = table(client, "use-by-month", {"from": "2026-09-20", "to": "2026-10-10"})
     spans = [(r["period"], r["from_date"], r["to_date"]) for r in months]
     assert spans == [
-        ("previous", "2026-08-30", "2026-08-31"),
-        ("previous", "2026-09-01", "2026-09-19"),
-        ("current", "2026-09-20", "2026-09-30"),
-        ("current", "2026-10-01", "2026-10-10"),
+        # A month is the weeks that start in it: September's run from Monday 7 September
+        # to Sunday 4 October; August's end on Sunday 6 September.
+        ("previous", "2026-08-30", "2026-09-06"),
+        ("previous", "2026-09-07", "2026-09-19"),
+        ("current", "2026-09-20", "2026-10-04"),
+        ("current", "2026-10-05", "2026-10-10"),
     ]

@@ -24,7 +24,7 @@ from tutorledger.api.http.bounds import (
 )
 from tutorledger.api.http.cohort_filter import pin_cohort
 from tutorledger.api.http.deps import DashboardIn, InDistrict, RuntimeDep
-from tutorledger.api.http.publication import published_position, request_weeks, today_in
+from tutorledger.api.http.publication import published_position, today_in
 from tutorledger.api.http.published import PublishedScope
 from tutorledger.api.http.schemas import ErrorResponse
 from tutorledger.api.metrics.csv import CSV_MEDIA_TYPE, csv_response, wants_csv
@@ -160,7 +160,7 @@ def resolve_scope(
     """One position and chain head for the caller's district; the API and dashboard share it.
 
     Keys that see suppressed figures get a published position, whole weeks and answers
-    checked against their neighbours (api/http/published.py); auditors and admins get
+    checked against the previous published one (api/http/published.py); auditors and admins get
     exactly what they ask."""
     district_id = caller.district_id
     role = caller.principal.role
@@ -178,10 +178,6 @@ def resolve_scope(
         published=True,
     )  # fmt: skip
     store = runtime.projections
-    span = None  # an open side's neighbours are taken on the weeks the requests cover
-    if start is None or end is None:
-        facts = filters.tables(store).facts
-        span = request_weeks(store, facts, district_id, filters.tz, filters.as_of_position)
     previous = None
     if filters.as_of_position > 0:
         previous = published_position(
@@ -189,7 +185,7 @@ def resolve_scope(
             runtime.projected_position(),
         )  # fmt: skip
     return PublishedScope(
-        filters, head_hash, profile, csv, role, store, previous, span,
+        filters, head_hash, profile, csv, role, store, previous,
         {k: v if v is None or isinstance(v, int) else str(v) for k, v in asked.items()},
     )  # fmt: skip
 
