@@ -118,14 +118,15 @@ def lines(rows: list[dict[str, Any]], name: str) -> list[list[int]]:
 
 def safe_lines(shown: list[dict[str, Any]], exact: list[dict[str, Any]], name: str) -> None:
     """No line of two or more cells has exactly one withheld cell, unless its total is small
-    (withheld too). (A one-cell line is the total itself: closing a row identity may have to
+    (withheld too) or zero (then every cell is known to be zero, withheld or not: a zero
+    withheld beside a small count says nothing more). (A one-cell line is the total itself: closing a row identity may have to
     withhold it; see the limits in docs/privacy.md.)"""
     for line in lines(exact, name):
         if len(line) < 2:
             continue
         hidden = sum(shown[i][name] is None for i in line)
         total = sum(exact[i][name] for i in line)
-        assert hidden != 1 or 0 < total < K, (name, [exact[i][name] for i in line])
+        assert hidden != 1 or total < K, (name, [exact[i][name] for i in line])
 
 
 def check(shown: Any, exact: Any) -> int:
