@@ -23,13 +23,15 @@ NEXT_SQL = """
 SELECT count(), min(position) FROM ledger_events
 WHERE district_id = %(district_id)s AND position > %(asked)s AND position <= %(upto)s
 """
-# A page of the district's events at or below a position, newest first, with local days.
+# A window of the district's events at or below a position, newest first, with local days:
+# a range of positions, so the read touches that window alone (the sort key starts with
+# the position's neighbours), not every event of the district.
 DAYS_SQL = """
 SELECT position, toDate(any(occurred_at), %(tz)s) FROM ledger_events
-WHERE district_id = %(district_id)s AND position <= %(below)s
-GROUP BY position ORDER BY position DESC LIMIT %(page)s
+WHERE district_id = %(district_id)s AND position <= %(below)s AND position > %(floor)s
+GROUP BY position ORDER BY position DESC
 """
-PAGE = 20_000
+WINDOW = 4096  # positions in the first window; each next one is twice as wide
 
 
 def today_in(tz: str) -> date:
@@ -44,17 +46,17 @@ def published_position(
     params: dict[str, Any] = {"district_id": district_id, "asked": asked, "upto": upto}
     ((found, successor),) = store.execute(NEXT_SQL, params)
     below = int(successor) if int(found) else asked
-    params |= {"tz": tz, "page": PAGE}
+    params |= {"tz": tz}
     later: tuple[int, Any] | None = None  # the event after the one looked at
-    while True:
-        rows = store.execute(DAYS_SQL, params | {"below": below})
-        for position, day in rows:
+    window = WINDOW
+    while below > 0:
+        floor = max(below - window, 0)
+        for position, day in store.execute(DAYS_SQL, params | {"below": below, "floor": floor}):
             if later is not None and int(position) <= asked and str(day) != str(later[1]):
                 return int(position)
             later = (int(position), day)
-        if len(rows) < PAGE:
-            return 0
-        below = int(rows[-1][0]) - 1
+        below, window = floor, window * 2
+    return 0
 
 
 def _utc(value: Any) -> datetime:

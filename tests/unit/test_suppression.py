@@ -119,8 +119,8 @@ def lines(rows: list[dict[str, Any]], name: str) -> list[list[int]]:
 def safe_lines(shown: list[dict[str, Any]], exact: list[dict[str, Any]], name: str) -> None:
     """No line of two or more cells has exactly one withheld cell, unless its total is small
     (withheld too) or zero (then every cell is known to be zero, withheld or not: a zero
-    withheld beside a small count says nothing more). (A one-cell line is the total itself: closing a row identity may have to
-    withhold it; see the limits in docs/privacy.md.)"""
+    withheld beside a small count says nothing more). (A one-cell line is the total itself:
+    closing a row identity may have to withhold it; see the limits in docs/privacy.md.)"""
     for line in lines(exact, name):
         if len(line) < 2:
             continue
