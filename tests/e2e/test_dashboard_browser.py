@@ -286,11 +286,11 @@ def check_tiles(driver: WebDriver, site: Site, f: dict[str, str]) -> None:
     assert list(shown) == list(TILES)
     earlier = None
     if "from" in f:
-        start = date.fromisoformat(f["from"])
-        end = date.fromisoformat(f["to"]) if "to" in f else None
-        if end is None:  # the view runs to the district's last request
-            rule = driver.find_element(By.ID, "period").text
-            end = date.fromisoformat(rule.split(" to ")[1].split()[0])
+        # The view's dates as the page took them: a dashboard key's range is whole weeks
+        # (docs/privacy.md), and an open `to` runs to the district's last request.
+        rule = driver.find_element(By.ID, "period").text
+        start = date.fromisoformat(rule.split("from ")[1].split()[0])
+        end = date.fromisoformat(rule.split(" to ")[1].split()[0])
         days = (end - start).days + 1
         earlier = {**f, "from": str(start - timedelta(days=days)),
                    "to": str(start - timedelta(days=1))}  # fmt: skip
