@@ -74,7 +74,9 @@ def caught_up(client: httpx.Client) -> int:
     """Wait until the embedded projector holds the whole ledger; returns the head position."""
     deadline = time.monotonic() + CATCH_UP_SECONDS
     while time.monotonic() < deadline:
-        checks = client.get("/readyz").json()["checks"]
+        # Positions are shown with a key only (docs/security.md): the admin key's.
+        auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        checks = client.get("/readyz", headers=auth).json()["checks"]
         head = checks["event_store"].get("head_position")
         if head and checks.get("projection_lag") == 0:
             return int(head)
