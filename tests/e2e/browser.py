@@ -8,12 +8,14 @@ a test can prove none leaves the server's origin.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
@@ -38,6 +40,17 @@ def ensure_chromium() -> str:
     """Debian's chromium and chromedriver, apt-installed when missing (as other servers are)."""
     servers.apt_install("chromium", ["chromium", "chromium-driver"])
     return servers.apt_install("chromedriver", ["chromium", "chromium-driver"])
+
+
+def chromium_or_skip() -> str:
+    """ensure_chromium(), or skip the module's browser tests (fail them where CI requires
+    every server: TUTORLEDGER_REQUIRE_SERVICES=1)."""
+    try:
+        return ensure_chromium()
+    except Exception as exc:
+        if os.environ.get("TUTORLEDGER_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Chromium unavailable: {exc}")
+        pytest.skip(f"Chromium unavailable: {exc}")
 
 
 def start_chrome(driver_path: str, downloads: Path) -> webdriver.Chrome:

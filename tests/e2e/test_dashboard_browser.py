@@ -11,7 +11,6 @@ import base64
 import csv
 import io
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -27,8 +26,8 @@ import pytest
 from browser import (
     SCREENSHOTS,
     by_key,
+    chromium_or_skip,
     console_errors,
-    ensure_chromium,
     requested_urls,
     screenshot,
     start_chrome,
@@ -121,12 +120,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    try:
-        driver_path = ensure_chromium()
-    except Exception as exc:
-        if os.environ.get("TUTORLEDGER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Chromium unavailable: {exc}")
-        pytest.skip(f"Chromium unavailable: {exc}")
+    driver_path = chromium_or_skip()
     downloads = tmp_path_factory.mktemp("downloads")
     driver = start_chrome(driver_path, downloads)
     driver.downloads = downloads  # type: ignore[attr-defined]

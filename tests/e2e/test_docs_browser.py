@@ -7,15 +7,14 @@ content-security-policy violation or other error.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from browser import (
+    chromium_or_skip,
     console_errors,
-    ensure_chromium,
     requested_urls,
     screenshot,
     start_chrome,
@@ -43,12 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    try:
-        driver_path = ensure_chromium()
-    except Exception as exc:
-        if os.environ.get("TUTORLEDGER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Chromium unavailable: {exc}")
-        pytest.skip(f"Chromium unavailable: {exc}")
+    driver_path = chromium_or_skip()
     driver = start_chrome(driver_path, tmp_path_factory.mktemp("downloads"))
     yield driver
     driver.quit()
