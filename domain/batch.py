@@ -28,6 +28,7 @@ from tutorledger.domain.errors import (
     UnmigratedLedger,
 )
 from tutorledger.domain.privacy import Cipher, KeyWrites, StudentKey
+from tutorledger.domain.provenance import PROVENANCE_FIELD
 from tutorledger.domain.session import SessionState, check_step, session_event
 
 Status = Literal["accepted", "duplicate", "rejected"]
@@ -125,6 +126,8 @@ class Batch:
     writes: KeyWrites = field(default_factory=KeyWrites)
     encode: privacy.Encode = canonical_json
     created: datetime = field(default_factory=DomainEvent.create_timestamp)  # the events' time
+    # Who posted the batch (domain/provenance.py): stored, and chained, in each accepted event.
+    provenance: dict[str, Any] | None = None
 
     def apply(
         self, env: Any, key: UUID, cipher: Cipher, canonical: dict[str, Any] | None = None
@@ -146,6 +149,8 @@ class Batch:
             student = self._issue(env, cipher)
         digest = privacy.digest(student, canonical, cipher, self.encode)
         stored = privacy.seal(canonical, student, cipher, self.encode)
+        if self.provenance is not None:  # after the digest: a resend via another key is a duplicate
+            stored = {**stored, PROVENANCE_FIELD: self.provenance}
         if session is None:
             session = self.sessions[key] = SessionState(student.token, {})
             self.writes.sessions.append((student.token, key))

@@ -34,6 +34,7 @@ from tutorledger.domain.errors import NotFound, Rejection
 from tutorledger.domain.gc_pause import paused_gc
 from tutorledger.domain.migration import verbatim_record
 from tutorledger.domain.privacy import Cipher, KeyWrites
+from tutorledger.domain.provenance import Provenance
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, School, school_key
 from tutorledger.domain.session import SessionState, TutoringSession, session_key
 from tutorledger.domain.session_cache import DEFAULT_SIZE, SessionCache
@@ -77,16 +78,22 @@ class Ledger(Application[UUID]):
         self._write_lock = threading.Lock()
         self.session_cache = SessionCache(session_cache_size)
 
-    def record_events(self, raws: Sequence[Any]) -> list[Outcome]:
-        """Validate and append a batch; retried whole when another writer wins a race."""
+    def record_events(
+        self, raws: Sequence[Any], provenance: Provenance | None = None
+    ) -> list[Outcome]:
+        """Validate and append a batch; retried whole when another writer wins a race.
+        `provenance` (who posted it) is stored and chained in every event it accepts."""
         with paused_gc():
-            return self._record_events(raws)
+            return self._record_events(raws, None if provenance is None else provenance.record())
 
-    def _record_events(self, raws: Sequence[Any]) -> list[Outcome]:
+    def _record_events(
+        self, raws: Sequence[Any], provenance: dict[str, Any] | None
+    ) -> list[Outcome]:
         parsed = parse_batch(raws)
         with self._write_lock:
             return self._retried(
-                lambda: self._record_once(parsed), "append kept losing write races; retry later"
+                lambda: self._record_once(parsed, provenance),
+                "append kept losing write races; retry later",
             )
 
     def _retried(self, write: Callable[[], _T], message: str) -> _T:
@@ -100,8 +107,10 @@ class Ledger(Application[UUID]):
         with self.index.exclusive_writes():
             return retried(write, message, pause=self._pause)
 
-    def _record_once(self, parsed: list[tuple[Any, Any]]) -> list[Outcome]:
-        batch = Batch(encode=self.encode)
+    def _record_once(
+        self, parsed: list[tuple[Any, Any]], provenance: dict[str, Any] | None = None
+    ) -> list[Outcome]:
+        batch = Batch(encode=self.encode, provenance=provenance)
         keys = [
             None if isinstance(env, Rejection) else session_key(env.district_id, env.session_id)
             for _, env in parsed

@@ -56,6 +56,7 @@ class KeySpec(BaseModel):
     key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     role: Role
     districts: list[str] = Field(min_length=1)
+    provider: str | None = None  # an emitter's programme/vendor: named in each event it posts
     revoked: bool = False
     expires_at: AwareDatetime | None = None
 
@@ -89,6 +90,7 @@ class Principal:
     role: Role
     districts: frozenset[str]
     key_id: str = ""  # a prefix of the key's SHA-256: names it in logs, safely
+    provider: str | None = None  # the key's provider (emitters): chained in what it posts
 
     def can(self, capability: Capability) -> bool:
         return capability in GRANTS[self.role]
@@ -113,7 +115,8 @@ class _KeySet:
         revoked = {s.digest() for s in specs if s.revoked}
         self.by_digest = {
             s.digest(): _Entry(
-                Principal(s.role, frozenset(s.districts), s.digest()[:KEY_ID_CHARS]), s.expires_at
+                Principal(s.role, frozenset(s.districts), s.digest()[:KEY_ID_CHARS], s.provider),
+                s.expires_at,
             )
             for s in specs
             if s.digest() not in revoked

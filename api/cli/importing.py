@@ -145,9 +145,17 @@ def import_sessions(
     report: Annotated[
         Path | None, typer.Option(help="Report file (default: <source>.import-report.json)")
     ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help="Provider named in each event's provenance (default: the mapping's name)",
+            callback=lambda v: v if v is None else _district(v),
+        ),
+    ] = None,
     event_store: StoreOpt = None,
 ) -> None:
-    """Import a vendor's session history (CSV or NDJSON); re-run to resume or to re-check."""
+    """Import a vendor's session history (CSV or NDJSON); re-run to resume or to re-check.
+    Each recorded event's chained provenance names the provider and the file's SHA-256."""
     from tutorledger.infra.eventstore.store import open_ledger
     from tutorledger.infra.importers.session_mapping import RowConverter, load_mapping
     from tutorledger.infra.importers.sessions import SessionImport
@@ -161,9 +169,12 @@ def import_sessions(
         console.print(f"[red]{exc.code}:[/] {exc.message} {exc.details or ''}", soft_wrap=True)
         raise typer.Exit(2) from None
     report = report or path.with_name(path.name + ".import-report.json")
+    provider = provider or _district(Path(mapping).stem)
     ledger = open_ledger(settings)
     try:
-        job = SessionImport(ledger, path, converter, report, context=settings.event_store)
+        job = SessionImport(
+            ledger, path, converter, report, context=settings.event_store, provider=provider
+        )
         summary = run_with_progress(job)
     except TutorLedgerError as exc:
         raise fail(exc) from exc

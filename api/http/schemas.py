@@ -121,6 +121,12 @@ class HistoryItem(BaseModel):
         description="The emitter's envelope, personal fields in clear (absent once erased)"
     )
     erased: list[str] = Field(default_factory=list, description="Fields destroyed by erasure")
+    provenance: dict[str, Any] | None = Field(
+        default=None,
+        description="Who recorded the event (the key's id and provider, or the import's "
+        "provider and file SHA-256), as chained in `event`; null for events stored before "
+        "provenance was recorded",
+    )
 
 
 class SessionHistory(BaseModel):

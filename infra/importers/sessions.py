@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tutorledger.domain.ledger import Outcome
+from tutorledger.domain.provenance import Provenance, by_import
 from tutorledger.infra.importers.batch_prefetch import PREFETCH_MIN_BYTES, prefetched_batches
 from tutorledger.infra.importers.session_mapping import RowConverter, RowProblem
 from tutorledger.infra.importers.session_reader import Batch
@@ -37,7 +38,9 @@ MAX_LISTED_REJECTIONS = 10_000
 class EventRecorder(Protocol):
     """The ledger's normal write path (validation, lifecycle rules, idempotent append)."""
 
-    def record_events(self, raws: Sequence[Any]) -> list[Outcome]: ...
+    def record_events(
+        self, raws: Sequence[Any], provenance: Provenance | None = None
+    ) -> list[Outcome]: ...
 
 
 @dataclass
@@ -68,6 +71,15 @@ def fingerprint(source: Path, *parts: str) -> str:
     return digest.hexdigest()
 
 
+def file_sha256(source: Path) -> str:
+    """The source file's SHA-256 (hex): what each imported event's provenance names."""
+    digest = hashlib.sha256()
+    with source.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
@@ -83,6 +95,7 @@ class SessionImport:
     def __init__(
         self, recorder: EventRecorder, source: Path, converter: RowConverter, report: Path,
         context: str = "", prefetch_min_bytes: int = PREFETCH_MIN_BYTES,
+        provider: str | None = None,
     ) -> None:  # fmt: skip
         self.recorder, self.source, self.converter, self.report = (
             recorder,
@@ -94,7 +107,10 @@ class SessionImport:
         self.state_path = report.with_name(report.name + ".state")
         self.rejections_path = report.with_name(report.name + ".rejections")
         mapping = converter.mapping.model_dump_json()
-        self.fingerprint = fingerprint(source, mapping, converter.district_id, context)
+        parts = (mapping, converter.district_id, context) + ((provider,) if provider else ())
+        self.fingerprint = fingerprint(source, *parts)
+        # Each recorded event names this import (domain/provenance.py), when a provider is given.
+        self.provenance = None if provider is None else by_import(provider, file_sha256(source))
 
     def _resume(self) -> tuple[Checkpoint, int]:
         """The checkpoint to continue from (fresh if none matches) and the offset it starts at."""
@@ -127,7 +143,11 @@ class SessionImport:
                                     self.prefetch_min_bytes)  # fmt: skip
         with source as stream:
             for batch in stream:
-                outcomes = self.recorder.record_events(batch.events) if batch.events else []
+                outcomes = (
+                    self.recorder.record_events(batch.events, self.provenance)
+                    if batch.events
+                    else []
+                )
                 self._tally(state, batch, outcomes)
                 _write_atomically(self.state_path, json.dumps(asdict(state)))
                 events_this_run += len(batch.events)
@@ -174,6 +194,7 @@ class SessionImport:
         return {
             "source": str(self.source),
             "district_id": self.converter.district_id,
+            "provenance": None if self.provenance is None else self.provenance.record(),
             "rows": state.rows,
             "events": {k: getattr(state, k) for k in ("accepted", "duplicate", "rejected")},
             "rejected_by_code": dict(sorted(state.rejected_by_code.items())),

@@ -215,11 +215,11 @@ class CrashingLedger:
     def __init__(self, ledger: Ledger, at: int, after_commit: bool) -> None:
         self.ledger, self.at, self.after_commit, self.calls = ledger, at, after_commit, 0
 
-    def record_events(self, raws: Sequence[Any]) -> list[Outcome]:
+    def record_events(self, raws: Sequence[Any], provenance: Any = None) -> list[Outcome]:
         self.calls += 1
         if self.calls == self.at and not self.after_commit:
             raise Crash
-        outcomes = self.ledger.record_events(raws)
+        outcomes = self.ledger.record_events(raws, provenance)
         if self.calls == self.at:
             raise Crash
         return outcomes
@@ -267,3 +267,27 @@ def test_import_event_ids_are_the_stdlib_uuid5_of_the_same_name(name: str) -> No
     except UnicodeEncodeError:  # lone surrogates: neither form can name an event
         return
     assert import_event_id(name) == str(uuid5(IMPORT_NAMESPACE, name))
+
+
+def test_imported_events_name_the_provider_and_the_files_digest_in_the_chain(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from tutorledger.infra.eventstore.audit import verify_chain
+
+    events = truth(D)
+    source = vendor_csv(tmp_path / "sessions.csv", events)
+    job = SessionImport(ledger, source, converter(D), tmp_path / "r.json", provider="tutorcom")
+    report = job.run()
+    expected = {
+        "format": 1,
+        "via": "import",
+        "provider": "tutorcom",
+        "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+    }
+    assert report["provenance"] == expected
+    stored = [e for _, e in events_in_order(ledger, D)]
+    assert len(stored) == len(events)
+    assert all(e["provenance"] == expected for e in stored)
+    assert verify_chain(ledger.recorder, ledger.mapper, D).ok

@@ -6,12 +6,15 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
 
 from tutorledger.api.http.body_guard import parsed_body
 from tutorledger.api.http.deps import Emitter, RuntimeDep, covered
 from tutorledger.api.http.schemas import EventsResponse
 from tutorledger.domain.batch import Outcome
-from tutorledger.domain.errors import InvalidRequest
+from tutorledger.domain.errors import Forbidden, InvalidRequest
+from tutorledger.domain.provenance import Provenance, by_key
+from tutorledger.infra.keys import Principal
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 MAX_BATCH = 1000
@@ -84,7 +87,8 @@ def _events_of(body: Any) -> list[Any]:
         "different body it is rejected with `event_id_conflict`. Rejection codes: "
         "`invalid_event`, `unknown_session`, `invalid_transition`, `timestamp_regression`, "
         "`already_recorded`, `event_id_conflict`. Every event's district must be covered by "
-        "the key, else 403 and nothing is stored."
+        "the key, else 403 and nothing is stored. Each accepted event is stored with its "
+        "`provenance` (the key's id and provider), covered by the chain hash."
     ),
 )
 def post_events(runtime: RuntimeDep, principal: Emitter, request: Request) -> Response:
@@ -96,13 +100,23 @@ def post_events(runtime: RuntimeDep, principal: Emitter, request: Request) -> Re
         district = raw.get("district_id") if isinstance(raw, dict) else None
         if isinstance(district, str):
             covered(principal, district)
-    outcomes = runtime.ledger.record_events(events)
+    outcomes = runtime.ledger.record_events(events, _provenance(principal))
     positions = [o.position for o in outcomes if o.position is not None]
     answer = {
         "results": [_result(o) for o in outcomes],
         "position": max(positions, default=None) or runtime.ledger_head(),
     }
     return Response(orjson.dumps(answer), media_type="application/json")
+
+
+def _provenance(principal: Principal) -> Provenance:
+    """Who posts this batch, as each accepted event's chained record names it."""
+    try:
+        return by_key(principal.key_id, principal.provider)
+    except ValidationError:  # a provider the keys file allowed but a record cannot hold
+        raise Forbidden(
+            "this key's provider is not 1-64 of [A-Za-z0-9_.-]; fix it in the keys file"
+        ) from None
 
 
 def _result(outcome: Outcome) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from tutorledger.consumers.projector import decode
 from tutorledger.domain.envelope import SESSION_PATTERN, EventType
 from tutorledger.domain.errors import NotFound
 from tutorledger.domain.privacy import token_of
+from tutorledger.domain.provenance import provenance_of
 from tutorledger.domain.session import session_key
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -94,7 +95,7 @@ def get_session(
     response_model=SessionHistory,
     responses=NOT_FOUND,
     description="The session's history in ledger order, each event as stored (and chained) "
-    "and decrypted." + PURPOSE_NOTE,
+    "and decrypted, with its provenance (who recorded it)." + PURPOSE_NOTE,
 )
 def get_session_events(
     caller: AuditorIn,
@@ -126,6 +127,7 @@ def get_session_events(
                 event=event,
                 decrypted=o.envelope,
                 erased=list(o.erased),
+                provenance=provenance_of(event) or None,
             )
             for (position, _, chain, _), event, o in zip(rows, events, opened, strict=True)
         ],
