@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from tutorledger.domain.cohort import COHORT_EVENT_TYPE, CohortUpdatedEnvelope
 from tutorledger.domain.envelope import (
-    CancelledEnvelope,
-    CompletedEnvelope,
+    CancelledPayload,
+    CompletedPayload,
     EventType,
     GradeLevel,
     Helped,
-    MatchedEnvelope,
+    MatchedPayload,
     PersonId,
     Rating,
     SchoolId,
@@ -31,6 +31,7 @@ from tutorledger.domain.erasure import ErasureEnvelope
 from tutorledger.domain.grades import GRADE_EVENT_TYPE, GradeRecordedEnvelope
 from tutorledger.domain.migration import MIGRATION_EVENT_TYPE, MigrationEnvelope
 from tutorledger.domain.privacy import ERASURE_EVENT_TYPE, TOKEN_PATTERN
+from tutorledger.domain.provenance import Provenance
 from tutorledger.domain.school import SCHOOL_EVENT_TYPE, SchoolUpdatedEnvelope
 
 Token = Annotated[str, Field(pattern=TOKEN_PATTERN)]
@@ -50,19 +51,40 @@ class PublishedSurveyedPayload(_Strict):
     student_token: Token | None = None
 
 
-class PublishedRequested(_Envelope):
+class _Provenanced(_Envelope):
+    """Who recorded the event (domain/provenance.py); absent on events stored before."""
+
+    provenance: Provenance | None = None
+
+
+class PublishedRequested(_Provenanced):
     type: Literal[EventType.REQUESTED]
     payload: PublishedRequestedPayload
 
 
-class PublishedSurveyed(_Envelope):
+class PublishedMatched(_Provenanced):
+    type: Literal[EventType.MATCHED]
+    payload: MatchedPayload
+
+
+class PublishedCompleted(_Provenanced):
+    type: Literal[EventType.COMPLETED]
+    payload: CompletedPayload
+
+
+class PublishedSurveyed(_Provenanced):
     type: Literal[EventType.SURVEYED]
     payload: PublishedSurveyedPayload
 
 
+class PublishedCancelled(_Provenanced):
+    type: Literal[EventType.CANCELLED]
+    payload: CancelledPayload
+
+
 PublishedSession = Annotated[
-    PublishedRequested | MatchedEnvelope | CompletedEnvelope | PublishedSurveyed
-    | CancelledEnvelope,
+    PublishedRequested | PublishedMatched | PublishedCompleted | PublishedSurveyed
+    | PublishedCancelled,
     Field(discriminator="type"),
 ]  # fmt: skip
 _SESSION: TypeAdapter[PublishedSession] = TypeAdapter(PublishedSession)

@@ -26,6 +26,7 @@ class Filters:
     date_to: date | None = None
     generation: int | None = None  # pin the read models' generation (default: the published one)
     cohort_id: str | None = None  # only the cohort's members as of the position (pins generation)
+    provider: str | None = None  # only sessions whose request names this provider (provenance)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -36,6 +37,7 @@ class Filters:
             "subject": self.subject or "",
             "grade": -1 if self.grade is None else self.grade,
             "cohort_id": self.cohort_id or "",
+            "provider": self.provider or "",
             "date_from": self.date_from or date(1970, 1, 2),
             "date_to": self.date_to or date(2105, 12, 31),
             # Whatever the zone (offsets lie within ±14 h), a local day lies inside these UTC
@@ -69,6 +71,8 @@ def facts_where(filters: Filters, steps: tuple[int, ...]) -> str:
         conditions.append("subject = %(subject)s")
     if filters.grade is not None:
         conditions.append("grade = %(grade)s")
+    if filters.provider is not None:
+        conditions.append("provider = %(provider)s")
     if filters.cohort_id is not None:
         if filters.generation is None:
             raise ValueError("a cohort filter needs a pinned read-model generation")
@@ -100,7 +104,8 @@ SELECT
     countIf(type = 'session.cancelled') AS cancelled,
     countIf(type = 'session.surveyed') AS surveyed,
     anyIf(helped, type = 'session.surveyed') AS helped,
-    anyIf(rating, type = 'session.surveyed') AS rating
+    anyIf(rating, type = 'session.surveyed') AS rating,
+    anyIf(provider, type = 'session.requested') AS provider
 FROM ledger_events FINAL
 WHERE district_id = %(district_id)s AND position <= %(as_of)s AND session_id != ''
 GROUP BY session_id
@@ -111,6 +116,7 @@ SESSION_FILTER_SQL = """
     (%(school_id)s = '' OR school_id = %(school_id)s)
     AND (%(subject)s = '' OR subject = %(subject)s)
     AND (%(grade)s = -1 OR grade = %(grade)s)
+    AND (%(provider)s = '' OR provider = %(provider)s)
     AND toDate(requested_at, %(tz)s) >= %(date_from)s
     AND toDate(requested_at, %(tz)s) <= %(date_to)s
 """

@@ -6,8 +6,8 @@ from typing import Any
 
 from tutorledger.domain.errors import InvalidRequest
 
-GROUPS = {"school": "school_id", "subject": "subject"}
-GROUP_BY_HELP = "'school', 'subject' or 'school,subject'"
+GROUPS = {"school": "school_id", "subject": "subject", "provider": "provider"}
+GROUP_BY_HELP = "'school', 'subject', 'school,subject' or 'provider'"
 
 
 def parse_group_by(text: str | None, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -16,6 +16,8 @@ def parse_group_by(text: str | None, default: tuple[str, ...] = ()) -> tuple[str
         return default
     names = [part.strip() for part in text.split(",")]
     if not names or any(n not in GROUPS for n in names) or len(set(names)) != len(names):
+        raise InvalidRequest(f"group_by must be {GROUP_BY_HELP}", {"group_by": text})
+    if "provider" in names and len(names) > 1:  # alone: suppression's margins are school/subject
         raise InvalidRequest(f"group_by must be {GROUP_BY_HELP}", {"group_by": text})
     return tuple(column for name, column in GROUPS.items() if name in names)
 

@@ -40,8 +40,13 @@ COLUMNS: tuple[str, ...] = (
     "term",
     "term_end",
     "score",
+    # Who recorded the event (domain/provenance.py; migration 0007): '' when it names none.
+    "provider",
+    "key_id",
+    "source_sha256",
 )
 _EPOCH = date(1970, 1, 1)
+_NONE: dict[str, Any] = {}
 
 
 def whole_seconds(text: str, at: datetime) -> datetime:
@@ -67,6 +72,7 @@ def event_row(position: int, event: dict[str, Any]) -> tuple[Any, ...]:
     else:
         enrollment_grades, enrollment_counts = [], []
     helped = get("helped")
+    provenance: dict[str, Any] = event.get("provenance") or _NONE
     return (
         position,
         event["event_id"],
@@ -96,4 +102,7 @@ def event_row(position: int, event: dict[str, Any]) -> tuple[Any, ...]:
         get("term", ""),
         date.fromisoformat(payload["term_end"]) if "term_end" in payload else _EPOCH,
         float(get("score", 0.0)),
+        provenance.get("provider") or "",
+        provenance.get("key_id") or "",
+        provenance.get("source_sha256") or "",
     )

@@ -35,12 +35,14 @@ from tutorledger.projections.steps import COMPLETED, MATCHED, REQUESTED, step_in
 Row = tuple[Any, ...]
 SessionKey = tuple[str, str]
 _WAIT = FACT_COLUMNS.index("wait_us")
+_TUTOR = FACT_COLUMNS.index("tutor_id")
 
 # A session's request attributes (on every one of its facts) and its wait to the match.
 REQUESTS_SQL = f"""
 SELECT session_id, any(school_id), any(subject), any(grade), any(student_key),
     any(requested_at), any(requested_us),
-    if(countIf(step = {MATCHED}) > 0, maxIf(wait_us, step = {MATCHED}), -1)
+    if(countIf(step = {MATCHED}) > 0, maxIf(wait_us, step = {MATCHED}), -1),
+    anyIf(provider, step = {REQUESTED}), anyIf(tutor_id, step = {MATCHED})
 FROM {{facts}}
 WHERE district_id = %(district_id)s AND {step_in((REQUESTED, MATCHED))}
     AND session_id IN %(sessions)s
@@ -196,7 +198,7 @@ class ReadModelWriter:
                 request = found
             fact = fact_row(row, step, request)
             if step == MATCHED:
-                batch[key] = matched = request.with_match(fact[_WAIT])
+                batch[key] = matched = request.with_match(fact[_WAIT], fact[_TUTOR])
                 cache(key, matched)
             add(fact)
         if waiting:
@@ -215,7 +217,7 @@ class ReadModelWriter:
                 raise MissingRequest(f"no projected request for a step at position {row[0]}")
             facts[index] = fact = fact_row(row, step, looked)
             if step == MATCHED:  # a completion later in this batch needs it
-                fetched[key] = matched = looked.with_match(fact[_WAIT])
+                fetched[key] = matched = looked.with_match(fact[_WAIT], fact[_TUTOR])
                 self.cache.put(key, matched)
 
     def _fetch(
@@ -235,12 +237,22 @@ class ReadModelWriter:
         ]
         for district_id, part in parts:
             params = {"district_id": district_id, "sessions": tuple(part)}
-            for sid, school, subject, grade, student, at, us, matched in self.store.execute(
-                REQUESTS_SQL.format(facts=tables.facts), params
-            ):
+            for (
+                sid,
+                school,
+                subject,
+                grade,
+                student,
+                at,
+                us,
+                matched,
+                provider,
+                tutor,
+            ) in self.store.execute(REQUESTS_SQL.format(facts=tables.facts), params):
                 request = Request(
-                    school, subject, int(grade), int(student), utc(at), int(us), int(matched)
-                )
+                    school, subject, int(grade), int(student), utc(at), int(us), int(matched),
+                    str(provider), str(tutor),
+                )  # fmt: skip
                 found[(district_id, sid)] = request
                 self.cache.put((district_id, sid), request)
         return found

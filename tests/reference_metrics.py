@@ -27,6 +27,7 @@ class Session:
     session_id: str = ""
     cancelled: bool = False
     survey: dict[str, Any] | None = None
+    provider: str = ""  # the request's provenance provider ('' when it names none)
 
 
 def fold(events: list[dict[str, Any]], district_id: str) -> list[Session]:
@@ -40,8 +41,9 @@ def fold(events: list[dict[str, Any]], district_id: str) -> list[Session]:
         s = sessions.get(e["session_id"])
         if kind == "requested":
             if s is None:
+                provider = (e.get("provenance") or {}).get("provider", "")
                 sessions[e["session_id"]] = Session(
-                    dict(e["payload"]), at, session_id=e["session_id"]
+                    dict(e["payload"]), at, session_id=e["session_id"], provider=provider
                 )
         elif s is None:
             continue
@@ -70,11 +72,14 @@ def select(
     grade: int | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
+    provider: str | None = None,
 ) -> list[Session]:
     """Sessions matching the filters; a session belongs to its request's local date."""
     out = []
     for s in fold(events, district_id):
         day = local(s, tz).date()
+        if provider is not None and s.provider != provider:
+            continue
         if school_id is not None and s.request["school_id"] != school_id:
             continue
         if subject is not None and s.request["subject"] != subject:
@@ -93,14 +98,15 @@ def _groups(sessions: list[Session], group_by: tuple[str, ...]) -> dict[tuple[An
     for s in sessions:
         school = s.request["school_id"] if "school" in group_by else None
         subject = s.request["subject"] if "subject" in group_by else None
-        found[(school, subject)].append(s)
+        provider = s.provider if "provider" in group_by else None
+        found[(school, subject, provider)].append(s)
     if not group_by:
-        found.setdefault((None, None), [])
+        found.setdefault((None, None, None), [])
     return dict(sorted(found.items(), key=lambda kv: tuple(k or "" for k in kv[0])))
 
 
 def _key(k: tuple[Any, ...]) -> dict[str, Any]:
-    return {"school_id": k[0], "subject": k[1]}
+    return {"school_id": k[0], "subject": k[1], "provider": k[2]}
 
 
 def demand(
@@ -118,9 +124,10 @@ def demand(
         grade=f.get("grade"),
         date_from=f.get("date_from"),
         date_to=f.get("date_to"),
+        provider=f.get("provider"),
     )
     rows = []
-    for (school, subject), group in _groups(chosen, group_by).items():
+    for (school, subject, provider), group in _groups(chosen, group_by).items():
         scope_school = school if "school" in group_by else f.get("school_id")
         scope_subject = subject if "subject" in group_by else f.get("subject")
         in_school = [s for s in wide if scope_school in (None, s.request["school_id"])]
@@ -128,7 +135,7 @@ def demand(
         district_share = _count(wide, scope_subject) / len(wide)
         rows.append(
             {
-                **_key((school, subject)),
+                **_key((school, subject, provider)),
                 "requests": len(group),
                 "completed": sum(s.completed for s in group),
                 "students": len({student_of(s.request) for s in group}),

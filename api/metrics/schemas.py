@@ -29,6 +29,7 @@ class MetricResponse(BaseModel):
 class DemandRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
+    provider: str | None = GroupCol
     requests: Count
     completed: Count = Field(description="Requests that reached session.completed")
     students: Count = Field(description="Distinct students with a request in the group")
@@ -56,6 +57,7 @@ class Demand(MetricResponse):
 class WaitRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
+    provider: str | None = GroupCol
     requests: Count
     matched: Count = Field(description="Requests matched to a tutor")
     unmatched: Count = Field(description="Requests never matched: still waiting or cancelled first")
@@ -74,6 +76,7 @@ class WaitTimes(MetricResponse):
 class SatisfactionRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
+    provider: str | None = GroupCol
     completed: Count
     surveys: Count
     helped: Count = Field(description="Surveys answering helped = true")

@@ -62,6 +62,13 @@ CohortQ = Annotated[
         description="Only this cohort's members as of the position (see /v1/cohorts)",
     ),
 ]
+ProviderQ = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Only sessions whose request names this provider (its provenance)",
+    ),
+]
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}},
     404: {"model": ErrorResponse, "description": "unknown_cohort: no such cohort at the position"},
@@ -85,6 +92,7 @@ def build_filters(
     cohort_id: str | None = None,
     *,
     published: bool = False,
+    provider: str | None = None,
 ) -> tuple[Filters, str | None]:
     """Resolve the effective position (never past what is projected; with `published`, the
     published position at or before it) and its chain head. Ranges longer than the
@@ -107,6 +115,7 @@ def build_filters(
         grade=grade,
         date_from=date_from,
         date_to=date_to,
+        provider=provider,
     )
     if cohort_id is not None:
         filters = pin_cohort(runtime.projections, filters, cohort_id)
@@ -125,11 +134,12 @@ def metric_scope(
     output_format: FormatQ = None,
     accept: AcceptH = None,
     cohort_id: CohortQ = None,
+    provider: ProviderQ = None,
 ) -> Scope:
     """The filters every metric shares (docs/contract.md), checked the same way everywhere."""
     return resolve_scope(
         runtime, caller, school_id, subject, grade, date_from, date_to, as_of_position,
-        cohort_id, csv=wants_csv(output_format, accept),
+        cohort_id, csv=wants_csv(output_format, accept), provider=provider,
     )  # fmt: skip
 
 
@@ -160,6 +170,7 @@ def resolve_scope(
     cohort_id: str | None,
     *,
     csv: bool,
+    provider: str | None = None,
 ) -> Scope:
     """One position and chain head for the caller's district; the API and dashboard share it.
 
@@ -172,14 +183,14 @@ def resolve_scope(
     if role in EXACT_ROLES:
         filters, head_hash = build_filters(
             runtime, district_id, school_id, subject, grade, date_from, date_to,
-            as_of_position, cohort_id,
+            as_of_position, cohort_id, provider=provider,
         )  # fmt: skip
         return Scope(filters, head_hash, profile, csv, role)
     asked = {"asked_as_of_position": as_of_position, "asked_from": date_from, "asked_to": date_to}
     start, end = whole_weeks(date_from, date_to)
     filters, head_hash = build_filters(
         runtime, district_id, school_id, subject, grade, start, end, as_of_position, cohort_id,
-        published=True,
+        published=True, provider=provider,
     )  # fmt: skip
     store = runtime.projections
     previous = None
