@@ -21,6 +21,7 @@ from tutorledger.api.http.routes import (
     events,
     health,
     metrics,
+    overlap,
     privacy,
     roster,
     schools,
@@ -72,7 +73,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     modules = (events, sessions, schools, metrics, alerts, audit, admin, privacy, roster, health)
-    for module in (*modules, cohorts):
+    for module in (*modules, cohorts, overlap):
         app.include_router(module.router)
     dashboard.install(app, settings)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)

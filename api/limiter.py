@@ -31,7 +31,13 @@ from tutorledger.infra.clickhouse import query_budget
 from tutorledger.infra.keys import key_digest
 from tutorledger.infra.outages import RETRY_AFTER_SECONDS
 
-FIGURE_PATHS = ("/v1/metrics", "/v1/alerts", "/v1/cohorts", "/dashboard")
+FIGURE_PATHS = (
+    "/v1/metrics",
+    "/v1/alerts",
+    "/v1/cohorts",
+    "/dashboard",
+    "/v1/audit/tutor-overlap",
+)
 
 
 @dataclass

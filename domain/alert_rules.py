@@ -29,3 +29,8 @@ class AlertRules(BaseModel):
     long_session_percentile: int = Field(default=99, ge=50, le=99)
     long_session_baseline_days: int = Field(default=28, ge=1, le=366)
     long_session_days: int = Field(default=7, ge=1, le=366)
+    tutor_overlap_sessions: int = Field(
+        default=3, ge=1, description="tutor_overlap: at least this many overlapping sessions"
+    )
+    tutor_overlap_share: float = Field(default=0.1, gt=0, le=1, description="… and this share")
+    tutor_overlap_days: int = Field(default=28, ge=1, le=366)

@@ -15,6 +15,7 @@ from typing import Any
 
 from tutorledger.domain.alert_rules import AlertRules
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections import overlap
 from tutorledger.projections.demand import BY_PAIR, demand
 from tutorledger.projections.engagement import iso_week
 from tutorledger.projections.filters import Filters, facts_where
@@ -67,7 +68,9 @@ def window(base: Filters, at: date, days: int) -> tuple[Filters, tuple[date, dat
 def query(filters: Filters, **extra: Any) -> dict[str, Any]:
     """Metric query parameters that reproduce figures computed under `filters`."""
     params: dict[str, Any] = {"district_id": filters.district_id}
-    for name, value in (("school_id", filters.school_id), ("subject", filters.subject)):
+    named = (("school_id", filters.school_id), ("subject", filters.subject),
+             ("provider", filters.provider))  # fmt: skip
+    for name, value in named:
         if value is not None:
             params[name] = value
     if filters.date_from is not None:
@@ -155,7 +158,28 @@ def falling_use(store: ProjectionStore, base: Filters, at: date, rules: AlertRul
     return found
 
 
-SCHOOL_KINDS = (subject_hotspots, long_waits, falling_use)
+def tutor_overlap(
+    store: ProjectionStore, base: Filters, at: date, rules: AlertRules
+) -> list[Alert]:
+    """Tutors (per provider) with ≥ `tutor_overlap_sessions` sessions overlapping another of
+    theirs, making ≥ `tutor_overlap_share` of their sessions, in the last `tutor_overlap_days`."""
+    f, span = window(base, at, rules.tutor_overlap_days)
+    share = Fraction(str(rules.tutor_overlap_share))
+    found = []
+    for tutor in overlap.tutor_overlap(store, f):
+        if tutor.overlapping < rules.tutor_overlap_sessions:
+            continue
+        if Fraction(tutor.overlapping, tutor.sessions) < share:
+            continue
+        figures = tutor.as_dict()
+        del figures["weeks"], figures["provider"], figures["tutor_id"]
+        scope = {"provider": tutor.provider, "tutor_id": tutor.tutor_id}
+        evidence = ("tutor-overlap", query(replace(f, provider=tutor.provider)))
+        found.append(Alert("tutor_overlap", scope, span, figures, [evidence]))
+    return found
+
+
+SCHOOL_KINDS = (subject_hotspots, long_waits, falling_use, tutor_overlap)
 
 
 def school_alerts(

@@ -11,7 +11,14 @@ from pydantic import BaseModel, Field
 from tutorledger.api.metrics.schemas import SUPPRESSED_HELP
 from tutorledger.domain.alert_rules import AlertRules
 
-Kind = Literal["subject_hotspot", "long_waits", "falling_use", "repeated_subject", "long_session"]
+Kind = Literal[
+    "subject_hotspot",
+    "long_waits",
+    "falling_use",
+    "tutor_overlap",
+    "repeated_subject",
+    "long_session",
+]
 Figure = int | float | str | list[str] | None
 
 
@@ -20,6 +27,8 @@ class AlertScope(BaseModel):
     subject: str | None = None
     student_token: str | None = Field(default=None, description="Student kinds: the token")
     session_id: str | None = None
+    provider: str | None = Field(default=None, description="tutor_overlap: the provider")
+    tutor_id: str | None = Field(default=None, description="tutor_overlap: the tutor")
 
 
 class AlertOut(BaseModel):

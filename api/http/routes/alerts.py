@@ -53,8 +53,11 @@ SCHOOL_DOC = (
     "`long_wait_ratio` [2] × the district's; `falling_use` — a school whose weekly active "
     "students in the last complete ISO week on or before `at` are down by ≥ "
     "`falling_use_drop` [0.3] from the week `falling_use_weeks` [3] earlier, which had ≥ "
-    "`falling_use_students` [10]. Dashboard keys get small counts withheld like the metrics."
-    + RULES
+    "`falling_use_students` [10]; `tutor_overlap` — a provider's tutor with ≥ "
+    "`tutor_overlap_sessions` [3] completed sessions overlapping another of theirs (matched → "
+    "completed), making ≥ `tutor_overlap_share` [0.1] of their sessions requested in the last "
+    "`tutor_overlap_days` [28] (evidence: the auditors' tutor-overlap audit). Dashboard keys "
+    "get small counts withheld like the metrics." + RULES
 )
 STUDENT_DOC = (
     "Auditors and admins. Kinds: `repeated_subject` — one student with ≥ "
@@ -70,6 +73,8 @@ STUDENT_DOC = (
 def _path(district_id: str, name: str, params: dict[str, Any]) -> str:
     if name == "sessions":
         return f"/v1/sessions/{quote(district_id)}/{quote(params['session_id'])}"
+    if name == "tutor-overlap":
+        return f"/v1/audit/tutor-overlap?{urlencode(params)}"
     return f"/v1/metrics/{name}?{urlencode(params)}"
 
 
