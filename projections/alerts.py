@@ -174,7 +174,8 @@ def tutor_overlap(
         figures = tutor.as_dict()
         del figures["weeks"], figures["provider"], figures["tutor_id"]
         scope = {"provider": tutor.provider, "tutor_id": tutor.tutor_id}
-        evidence = ("tutor-overlap", query(replace(f, provider=tutor.provider)))
+        # Sessions without provenance ('') cannot be asked for by provider: the whole list.
+        evidence = ("tutor-overlap", query(replace(f, provider=tutor.provider or None)))
         found.append(Alert("tutor_overlap", scope, span, figures, [evidence]))
     return found
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import reference_metrics as ref
 from reference import student_of
+from reference_overlap import reference as overlap_reference
 
 US_MIN = 60_000_000
 
@@ -80,8 +81,8 @@ def _days(at: date, days: int) -> dict[str, date]:
 
 
 def school_alerts(events: list[dict[str, Any]], d: str, tz: str, at: date) -> list[dict[str, Any]]:
-    """subject_hotspot, long_waits and falling_use with the default thresholds, in that order:
-    (kind, scope, figures)."""
+    """subject_hotspot, long_waits, falling_use and tutor_overlap with the default thresholds,
+    in that order: (kind, scope, figures)."""
     out: list[dict[str, Any]] = []
     for row in ref.demand(events, d, tz, ("school", "subject"), **_days(at, 28)):
         if row["requests"] >= 20 and row["lift"] >= 2:
@@ -97,6 +98,20 @@ def school_alerts(events: list[dict[str, Any]], d: str, tz: str, at: date) -> li
             out.append({"kind": "long_waits", "scope": {"school_id": row["school_id"]},
                         "figures": figures})  # fmt: skip
     out += falling_use(events, d, tz, at)
+    out += tutor_overlap(events, d, tz, at)
+    return out
+
+
+def tutor_overlap(events: list[dict[str, Any]], d: str, tz: str, at: date) -> list[dict[str, Any]]:
+    """Tutors with ≥ 3 overlapping sessions making ≥ 0.1 of theirs in the last 28 days."""
+    out = []
+    for row in overlap_reference(events, d, tz, **_days(at, 28)):
+        n, hit = row["sessions"], row["overlapping_sessions"]
+        if hit >= 3 and Fraction(hit, n) >= Fraction(1, 10):
+            scope = {"provider": row["provider"], "tutor_id": row["tutor_id"]}
+            figures = {k: row[k] for k in ("sessions", "overlapping_sessions", "share",
+                                           "highest_concurrency")}  # fmt: skip
+            out.append({"kind": "tutor_overlap", "scope": scope, "figures": figures})
     return out
 
 

@@ -125,6 +125,10 @@ def test_evidence_links_show_the_triggering_figures(
             row = next(r for r in shown[0]["rows"] if r["school_id"] == scope["school_id"])
             assert row["p90"] == figures["school_p90"]
             assert shown[1]["rows"][0]["p90"] == figures["district_p90"]
+        elif alert["kind"] == "tutor_overlap":
+            row = next(t for t in shown[0]["tutors"]
+                       if (t["provider"], t["tutor_id"]) == (scope["provider"], scope["tutor_id"]))  # fmt: skip
+            assert {k: row[k] for k in figures} == figures
         else:
             weeks = {r["week"]: r["weekly_active_students"] for r in shown[0]["rows"]}
             assert weeks[figures["week_before"]] == figures["active_before"]
