@@ -126,8 +126,8 @@ def test_evidence_links_show_the_triggering_figures(
             assert row["p90"] == figures["school_p90"]
             assert shown[1]["rows"][0]["p90"] == figures["district_p90"]
         elif alert["kind"] == "tutor_overlap":
-            row = next(t for t in shown[0]["tutors"]
-                       if (t["provider"], t["tutor_id"]) == (scope["provider"], scope["tutor_id"]))  # fmt: skip
+            tutor = (scope["provider"], scope["tutor_id"])
+            row = next(t for t in shown[0]["tutors"] if (t["provider"], t["tutor_id"]) == tutor)
             assert {k: row[k] for k in figures} == figures
         else:
             weeks = {r["week"]: r["weekly_active_students"] for r in shown[0]["rows"]}
