@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 GroupCol = Field(description="Group value; null when the rows are not grouped by it")
+# The provider group (projections/groups.py): absent from rows built elsewhere (the drill).
+ProviderCol = Field(default=None, description="Group value; null when not grouped by provider")
 SUPPRESSED_HELP = (
     "True when a figure here was withheld (null) for a dashboard key: a count below the "
     "district's suppression_threshold, a figure derived from one, or a complement that would "
@@ -29,7 +31,7 @@ class MetricResponse(BaseModel):
 class DemandRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
-    provider: str | None = GroupCol
+    provider: str | None = ProviderCol
     requests: Count
     completed: Count = Field(description="Requests that reached session.completed")
     students: Count = Field(description="Distinct students with a request in the group")
@@ -57,7 +59,7 @@ class Demand(MetricResponse):
 class WaitRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
-    provider: str | None = GroupCol
+    provider: str | None = ProviderCol
     requests: Count
     matched: Count = Field(description="Requests matched to a tutor")
     unmatched: Count = Field(description="Requests never matched: still waiting or cancelled first")
@@ -76,7 +78,7 @@ class WaitTimes(MetricResponse):
 class SatisfactionRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
-    provider: str | None = GroupCol
+    provider: str | None = ProviderCol
     completed: Count
     surveys: Count
     helped: Count = Field(description="Surveys answering helped = true")
