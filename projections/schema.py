@@ -121,10 +121,16 @@ def complete_columns(store: ProjectionStore) -> None:
         wanted = [tuple(r[:4]) for r in store.execute(f"DESCRIBE TABLE {first}")]
         for table in others:
             have = {str(r[0]) for r in store.execute(f"DESCRIBE TABLE {table}")}
+            previous = ""
             for name, kind, default_kind, default in wanted:
                 if name not in have:
                     default_sql = f" {default_kind} {default}" if default_kind else ""
-                    apply(store, f"ALTER TABLE {table} ADD COLUMN {name} {kind}{default_sql}")
+                    # In generation 1's place, so every generation lists its columns alike.
+                    after = f" AFTER {previous}" if previous else ""
+                    apply(
+                        store, f"ALTER TABLE {table} ADD COLUMN {name} {kind}{default_sql}{after}"
+                    )
+                previous = name
 
 
 def _now() -> datetime:
