@@ -85,5 +85,5 @@ def test_alerts_identical_on_clickhouse_18_and_chdb_and_equal_reference(
         assert answer["nobody"] == _plain(insight.dosage(prefix, D, TZ, school_id="no-such-school"))
         assert answer["dosage"] == _plain(insight.dosage(prefix, D, TZ))
     head_kinds = {a["kind"] for a in answers["chdb"][0]["schools"] + answers["chdb"][0]["students"]}
-    assert head_kinds == {"subject_hotspot", "long_waits", "falling_use", "repeated_subject",
-                          "long_session"}  # fmt: skip
+    assert head_kinds == {"subject_hotspot", "long_waits", "falling_use", "tutor_overlap",
+                          "repeated_subject", "long_session"}  # fmt: skip
