@@ -46,6 +46,7 @@ class ViewQuery(BaseModel):
     date_to: date | None = Field(default=None, alias="to")
     as_of_position: int | None = Field(default=None, ge=0)
     cohort_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    provider: str | None = Field(default=None, pattern=ID_PATTERN)
 
     @model_validator(mode="before")
     @classmethod

@@ -124,7 +124,7 @@ def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQue
     API's bearer dependency)."""
     return resolve_scope(
         runtime, covered(principal, district_id), q.school_id, q.subject, q.grade, q.date_from,
-        q.date_to, q.as_of_position, q.cohort_id, csv=False,
+        q.date_to, q.as_of_position, q.cohort_id, csv=False, provider=q.provider,
     )  # fmt: skip
 
 
@@ -148,6 +148,7 @@ def page_context(
         "names": {s.school_id: s.name for s in all_schools},
         "subjects": known.get("known_subjects") or subject_options(store, scope),
         "cohorts": views.cohort_options(store, scope),
+        "providers": provider_options(store, scope),
         "time_zone": scope.filters.tz,
     }
 
@@ -156,6 +157,14 @@ def subject_options(store: ProjectionStore, scope: Scope) -> list[str]:
     wide = views.narrowed(scope, subject=None)
     found = views.answer(store, wide, DEMAND, ("subject",)).model_dump()["rows"]
     return sorted(str(r["subject"]) for r in found)
+
+
+def provider_options(store: ProjectionStore, scope: Scope) -> list[str]:
+    """The providers the district's sessions name at the page's position, for the provider
+    picker (shown when there are several; sessions without provenance name none)."""
+    wide = views.narrowed(scope, provider=None)
+    found = views.answer(store, wide, DEMAND, ("provider",)).model_dump()["rows"]
+    return sorted(str(r["provider"]) for r in found if r["provider"])
 
 
 Figures = Callable[[Request, Runtime, Scope], dict[str, Any]]

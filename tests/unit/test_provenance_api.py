@@ -209,3 +209,34 @@ def test_tutor_overlap_alert(client: TestClient, events: list[dict[str, Any]]) -
     assert set(found) == expected and expected  # the planted t-three has 3 of 4
     alert = found[(PROVIDERS[1], "t-three")]
     assert alert["evidence"][0].startswith("/v1/audit/tutor-overlap?")
+
+
+def test_dashboard_offers_a_provider_picker_that_filters_the_page(
+    client: TestClient, events: list[dict[str, Any]]
+) -> None:
+    import re
+
+    client.cookies.clear()
+    response = client.post("/signin", data={"key": KEYS["auditor"]}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    try:
+        page = client.get(f"/dashboard/{D}")
+        assert page.status_code == 200, page.text
+        options = re.findall(r'<select id="f-provider" name="provider">(.*?)</select>', page.text,
+                             re.S)  # fmt: skip
+        assert options and re.findall(r'<option value="([^"]*)"', options[0]) == [
+            "",
+            *sorted(PROVIDERS),
+        ]
+        for provider in PROVIDERS:
+            page = client.get(f"/dashboard/{D}", params={"provider": provider})
+            assert page.status_code == 200, page.text
+            assert f'<option value="{provider}" selected>' in page.text
+            served = re.search(
+                r'a request\)</small></th><td data-col="students_served" data-value="(\d+)"',
+                page.text,
+            )  # the reach table's figure for the whole view
+            chosen = ref.select(events, D, TZ, provider=provider)
+            assert served and int(served[1]) == len({s.request["student_id"] for s in chosen})
+    finally:
+        client.cookies.clear()
