@@ -24,9 +24,9 @@ class Filters:
     grade: int | None = None
     date_from: date | None = None
     date_to: date | None = None
+    provider: str | None = None  # only sessions whose request names this provider (provenance)
     generation: int | None = None  # pin the read models' generation (default: the published one)
     cohort_id: str | None = None  # only the cohort's members as of the position (pins generation)
-    provider: str | None = None  # only sessions whose request names this provider (provenance)
 
     def params(self) -> dict[str, Any]:
         return {

@@ -34,7 +34,7 @@ from tutorledger.api.dashboard.session import (
     sign_in,
 )
 from tutorledger.api.http.deps import RuntimeDep, covered
-from tutorledger.api.http.routes.metrics import resolve_scope
+from tutorledger.api.http.routes.metrics import resolve_scope, with_provider
 from tutorledger.api.metrics import csv as csv
 from tutorledger.api.metrics.registry import DEMAND, WITH_FILTERS, Keys, Metric
 from tutorledger.api.metrics.scope import Scope
@@ -122,10 +122,11 @@ def resolve(runtime: Runtime, principal: Principal, district_id: str, q: ViewQue
     """The page's one position and chain head, with the same checks the metrics API makes
     (the session's key must cover the district: pages authenticate by cookie, not by the
     API's bearer dependency)."""
-    return resolve_scope(
+    scope = resolve_scope(
         runtime, covered(principal, district_id), q.school_id, q.subject, q.grade, q.date_from,
-        q.date_to, q.as_of_position, q.cohort_id, csv=False, provider=q.provider,
+        q.date_to, q.as_of_position, q.cohort_id, csv=False,
     )  # fmt: skip
+    return with_provider(scope, q.provider)
 
 
 def page_context(

@@ -8,6 +8,7 @@ takes the same filters (one dependency), answers JSON or, with `?format=csv` or
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -92,7 +93,6 @@ def build_filters(
     cohort_id: str | None = None,
     *,
     published: bool = False,
-    provider: str | None = None,
 ) -> tuple[Filters, str | None]:
     """Resolve the effective position (never past what is projected; with `published`, the
     published position at or before it) and its chain head. Ranges longer than the
@@ -115,7 +115,6 @@ def build_filters(
         grade=grade,
         date_from=date_from,
         date_to=date_to,
-        provider=provider,
     )
     if cohort_id is not None:
         filters = pin_cohort(runtime.projections, filters, cohort_id)
@@ -137,10 +136,19 @@ def metric_scope(
     provider: ProviderQ = None,
 ) -> Scope:
     """The filters every metric shares (docs/contract.md), checked the same way everywhere."""
-    return resolve_scope(
+    scope = resolve_scope(
         runtime, caller, school_id, subject, grade, date_from, date_to, as_of_position,
-        cohort_id, csv=wants_csv(output_format, accept), provider=provider,
+        cohort_id, csv=wants_csv(output_format, accept),
     )  # fmt: skip
+    return with_provider(scope, provider)
+
+
+def with_provider(scope: Scope, provider: str | None) -> Scope:
+    """`scope` narrowed to the sessions whose request names `provider` (None: all). The
+    position and head do not depend on it; the answer, its checks and its CSV do."""
+    if provider is None:
+        return scope
+    return replace(scope, filters=replace(scope.filters, provider=provider))
 
 
 def position_scope(
@@ -170,7 +178,6 @@ def resolve_scope(
     cohort_id: str | None,
     *,
     csv: bool,
-    provider: str | None = None,
 ) -> Scope:
     """One position and chain head for the caller's district; the API and dashboard share it.
 
@@ -183,14 +190,14 @@ def resolve_scope(
     if role in EXACT_ROLES:
         filters, head_hash = build_filters(
             runtime, district_id, school_id, subject, grade, date_from, date_to,
-            as_of_position, cohort_id, provider=provider,
+            as_of_position, cohort_id,
         )  # fmt: skip
         return Scope(filters, head_hash, profile, csv, role)
     asked = {"asked_as_of_position": as_of_position, "asked_from": date_from, "asked_to": date_to}
     start, end = whole_weeks(date_from, date_to)
     filters, head_hash = build_filters(
         runtime, district_id, school_id, subject, grade, start, end, as_of_position, cohort_id,
-        published=True, provider=provider,
+        published=True,
     )  # fmt: skip
     store = runtime.projections
     previous = None

@@ -7,6 +7,7 @@ a personal-data read: it needs `X-Purpose` and is recorded in the disclosure log
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 from fastapi import APIRouter
@@ -99,9 +100,8 @@ def _filters(
     date_to: date | None,
     as_of: int | None,
 ) -> tuple[Filters, str | None]:
-    return build_filters(
-        runtime, district_id, None, None, None, date_from, date_to, as_of, provider=provider
-    )
+    filters, head = build_filters(runtime, district_id, None, None, None, date_from, date_to, as_of)
+    return replace(filters, provider=provider), head
 
 
 def _echo(filters: Filters) -> dict[str, str | None]:
