@@ -25,7 +25,6 @@ from pydantic import Field, model_validator
 from tutorledger.domain.envelope import DISTRICT_PATTERN, _Strict
 
 PROVENANCE_FIELD = "provenance"
-FORMAT = 1
 PROVIDER_PATTERN = DISTRICT_PATTERN  # 1-64 of [A-Za-z0-9_.-]: safe in a query, a CSV, a path
 ProviderId = Annotated[str, Field(pattern=PROVIDER_PATTERN)]
 KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{8,64}$")]
@@ -36,7 +35,7 @@ class Provenance(_Strict):
     """Format 1: `via: "api"` with the emitter key's id (and its provider, when the key
     names one), or `via: "import"` with the provider and the source file's SHA-256."""
 
-    format: Literal[1] = 1  # FORMAT
+    format: Literal[1] = 1  # the record's shape; a later shape gets the next number
     via: Literal["api", "import"]
     provider: ProviderId | None = None
     key_id: KeyId | None = None
