@@ -210,7 +210,9 @@ def test_importer_and_api_with_the_same_events_build_the_same_chain(
     source = vendor_csv(tmp_path / "sessions.csv", truth(d, students=300))
     imported = open_ledger(Settings(event_store=store_url))
     try:
-        SessionImport(imported, source, converter(d), tmp_path / "r.json").run()
+        report = SessionImport(
+            imported, source, converter(d), tmp_path / "r.json", provider="tutorcom"
+        ).run()
         expected = chain_head(imported, d)
         imported_events = events_in_order(imported, d)
     finally:
@@ -226,6 +228,16 @@ def test_importer_and_api_with_the_same_events_build_the_same_chain(
         assert verify.json()["head_position"] == expected[0]
     posted = open_ledger(Settings(event_store=second_store_url))
     try:
-        assert events_in_order(posted, d) == imported_events
+        posted_events = events_in_order(posted, d)
     finally:
         posted.close()
+    # The same events but for who recorded them: the import, or the emitter key.
+    assert {e["provenance"]["via"] for _, e in posted_events} == {"api"}
+    assert [e["provenance"] for _, e in imported_events] == [report["provenance"]] * len(
+        imported_events
+    )
+
+    def unnamed(events: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        return [(i, {k: v for k, v in e.items() if k != "provenance"}) for i, e in events]
+
+    assert unnamed(posted_events) == unnamed(imported_events)
