@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
@@ -24,7 +24,7 @@ from tutorledger.api.http.bounds import (
 )
 from tutorledger.api.http.cohort_filter import pin_cohort
 from tutorledger.api.http.deps import DashboardIn, InDistrict, RuntimeDep
-from tutorledger.api.http.publication import published_position, today_in
+from tutorledger.api.http.publication import published_positions, today_in
 from tutorledger.api.http.published import PublishedScope
 from tutorledger.api.http.schemas import ErrorResponse
 from tutorledger.api.metrics.csv import CSV_MEDIA_TYPE, csv_response, wants_csv
@@ -73,7 +73,35 @@ CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class Resolved(NamedTuple):
+    """Filters at the effective position, its chain head, and (published positions only)
+    the previous published position, which the differencing check compares against."""
+
+    filters: Filters
+    head_hash: str | None
+    previous: int | None
+
+
 def build_filters(
+    runtime: Runtime,
+    district_id: str,
+    school_id: str | None,
+    subject: str | None,
+    grade: int | None,
+    date_from: date | None,
+    date_to: date | None,
+    as_of_position: int | None,
+    cohort_id: str | None = None,
+) -> tuple[Filters, str | None]:
+    """The exact filters at the asked position (never past what is projected) and its head."""
+    resolved = resolve_filters(
+        runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position,
+        cohort_id,
+    )  # fmt: skip
+    return resolved.filters, resolved.head_hash
+
+
+def resolve_filters(
     runtime: Runtime,
     district_id: str,
     school_id: str | None,
@@ -85,18 +113,21 @@ def build_filters(
     cohort_id: str | None = None,
     *,
     published: bool = False,
-) -> tuple[Filters, str | None]:
+) -> Resolved:
     """Resolve the effective position (never past what is projected; with `published`, the
-    published position at or before it) and its chain head. Ranges longer than the
-    `max_range_days` setting are refused before anything runs."""
+    published position at or before it, and the one before that) and its chain head. Ranges
+    longer than the `max_range_days` setting are refused before anything runs."""
     if date_from and date_to and date_from > date_to:
         raise InvalidRequest("'from' is after 'to'", {"from": str(date_from), "to": str(date_to)})
     tz = runtime.settings.district(district_id).time_zone
     check_span(date_from, date_to, today_in(tz), runtime.settings.max_range_days)
     projected = runtime.sync()
     effective = projected if as_of_position is None else min(as_of_position, projected)
+    previous = None
     if published:
-        effective = published_position(runtime.projections, district_id, tz, effective, projected)
+        walk = published_positions(runtime.projections, district_id, tz, effective, projected)
+        effective = next(walk, 0)
+        previous = next(walk, 0) if effective > 0 else None
     head = runtime.chain_head(district_id, effective)
     filters = Filters(
         district_id=district_id,
@@ -110,7 +141,7 @@ def build_filters(
     )
     if cohort_id is not None:
         filters = pin_cohort(runtime.projections, filters, cohort_id)
-    return filters, head[1] if head else None
+    return Resolved(filters, head[1] if head else None, previous)
 
 
 def metric_scope(
@@ -177,19 +208,12 @@ def resolve_scope(
         return Scope(filters, head_hash, profile, csv, role)
     asked = {"asked_as_of_position": as_of_position, "asked_from": date_from, "asked_to": date_to}
     start, end = whole_weeks(date_from, date_to)
-    filters, head_hash = build_filters(
+    filters, head_hash, previous = resolve_filters(
         runtime, district_id, school_id, subject, grade, start, end, as_of_position, cohort_id,
         published=True,
     )  # fmt: skip
-    store = runtime.projections
-    previous = None
-    if filters.as_of_position > 0:
-        previous = published_position(
-            store, district_id, filters.tz, filters.as_of_position - 1,
-            runtime.projected_position(),
-        )  # fmt: skip
     return PublishedScope(
-        filters, head_hash, profile, csv, role, store, previous,
+        filters, head_hash, profile, csv, role, runtime.projections, previous,
         {k: v if v is None or isinstance(v, int) else str(v) for k, v in asked.items()},
     )  # fmt: skip
 
