@@ -24,6 +24,7 @@ from tutorledger.infra.eventstore.signouts import SignOuts
 from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
+from tutorledger.projections.answer_cache import AnswerCache
 from tutorledger.projections.schema import migrate
 
 # One stored event joined with its index row: position, district, chain hash, event.
@@ -92,7 +93,8 @@ class Runtime:
                 batch_size=settings.projector_batch_size,
                 poll_seconds=settings.projector_poll_seconds,
             )
-        return cls(settings, ledger, projections, keys, follower)
+        answers = AnswerCache(projections, settings.answer_cache_entries)
+        return cls(settings, ledger, answers, keys, follower)
 
     @property
     def disclosures(self) -> DisclosureLog:

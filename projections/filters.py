@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.answer_cache import EPOCH_PARAM
 from tutorledger.projections.cohorts import members_condition
 from tutorledger.projections.read_models import Tables, current_tables
 from tutorledger.projections.steps import step_in
@@ -26,9 +27,12 @@ class Filters:
     date_to: date | None = None
     generation: int | None = None  # pin the read models' generation (default: the published one)
     cohort_id: str | None = None  # only the cohort's members as of the position (pins generation)
+    # (position, read-model state at it) pairs from projections/answer_cache.py: with the
+    # state at `as_of_position` in the parameters, answers at that position may be reused.
+    epochs: tuple[tuple[int, str], ...] = ()
 
     def params(self) -> dict[str, Any]:
-        return {
+        return self.epoch_param() | {
             "district_id": self.district_id,
             "as_of": self.as_of_position,
             "tz": self.tz,
@@ -43,6 +47,11 @@ class Filters:
             "utc_from": _midnight(self.date_from, -1) if self.date_from else "",
             "utc_to": _midnight(self.date_to, 2) if self.date_to else "",
         }
+
+    def epoch_param(self) -> dict[str, Any]:
+        """{"epoch": …} when the read models' state at the position is known, else {}."""
+        epoch = dict(self.epochs).get(self.as_of_position)
+        return {} if epoch is None else {EPOCH_PARAM: epoch}
 
     def tables(self, store: ProjectionStore) -> Tables:
         """The read models this answer reads: one generation for all of its queries."""

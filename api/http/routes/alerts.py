@@ -107,7 +107,7 @@ def alert_list(
     the local date of the district's latest session event then). Filters other than the
     district and position are ignored: alerts are district-wide."""
     base = Filters(filters.district_id, filters.as_of_position, filters.tz,
-                   generation=filters.generation)  # fmt: skip
+                   generation=filters.generation, epochs=filters.epochs)  # fmt: skip
     day = at or latest_local_date(store, base)
     found = compute(store, base, day, rules) if day else []
     body = schemas.AlertList(

@@ -34,8 +34,10 @@ from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.answer_cache import epochs
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.groups import GROUP_BY_HELP, parse_group_by
+from tutorledger.projections.read_models import current_tables
 
 SchoolQ = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 SubjectQ = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9-]{1,64}$")]
@@ -129,6 +131,9 @@ def resolve_filters(
         effective = next(walk, 0)
         previous = next(walk, 0) if effective > 0 else None
     head = runtime.chain_head(district_id, effective)
+    tables = current_tables(runtime.projections)
+    positions = [p for p in (effective, previous) if p is not None]
+    known = epochs(runtime.projections, tables.generation, tables.all(), district_id, positions)
     filters = Filters(
         district_id=district_id,
         as_of_position=effective,
@@ -138,6 +143,7 @@ def resolve_filters(
         grade=grade,
         date_from=date_from,
         date_to=date_to,
+        epochs=known,
     )
     if cohort_id is not None:
         filters = pin_cohort(runtime.projections, filters, cohort_id)
