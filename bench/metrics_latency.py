@@ -168,7 +168,9 @@ def timed_ms(work: Callable[[], Any], repeats: int) -> dict[str, float]:
 
 
 def serve_env(workdir: Path, clickhouse: str, embedded: bool) -> dict[str, str]:
-    """The environment `tutorledger` runs with on this bench's stores (serve, demo)."""
+    """The environment `tutorledger` runs with on this bench's stores (serve, demo). No
+    answers are kept: a bench times computing figures, and repeats would be served from
+    memory (docs/architecture.md, "Scale")."""
     return {
         **os.environ,
         "TUTORLEDGER_EVENT_STORE": f"sqlite:///{workdir}/ledger.db",
@@ -177,18 +179,23 @@ def serve_env(workdir: Path, clickhouse: str, embedded: bool) -> dict[str, str]:
         "TUTORLEDGER_API_KEYS_FILE": str(workdir / "keys.json"),
         "TUTORLEDGER_VAR_DIR": str(workdir / "var"),
         "TUTORLEDGER_LOG_LEVEL": "WARNING",
+        "TUTORLEDGER_ANSWER_CACHE_ENTRIES": "0",
     }
 
 
 def serve(
-    workdir: Path, clickhouse: str, embedded: bool, keys: list[dict[str, Any]] | None = None
+    workdir: Path,
+    clickhouse: str,
+    embedded: bool,
+    keys: list[dict[str, Any]] | None = None,
+    settings: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`tutorledger serve` on the loaded projections; (process, base URL) once it answers.
-    Keys: an admin key (KEY) unless given."""
+    Keys: an admin key (KEY) unless given; `settings`: environment over serve_env's."""
     specs = keys or [{"key": KEY, "role": "admin", "districts": ["*"]}]
     (workdir / "keys.json").write_text(json.dumps(specs))
     port = free_port()
-    env = serve_env(workdir, clickhouse, embedded)
+    env = serve_env(workdir, clickhouse, embedded) | (settings or {})
     cmd = [sys.executable, "-c", "from tutorledger.api.cli.main import main; main()", "serve"]
     proc = subprocess.Popen([*cmd, "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"
