@@ -93,7 +93,7 @@ class Runtime:
                 batch_size=settings.projector_batch_size,
                 poll_seconds=settings.projector_poll_seconds,
             )
-        answers = AnswerCache(projections, settings.answer_cache_entries)
+        answers = AnswerCache(projections, settings.answer_cache_rows)
         return cls(settings, ledger, answers, keys, follower)
 
     @property

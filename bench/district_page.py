@@ -38,7 +38,7 @@ from tutorledger.infra.keys import key_digest
 DISTRICT = "bench-page"
 DASHBOARD_KEY = "bench-page-dashboard-key-0000"
 # The server as deployed: answers at a position kept (the page's second view on)
-KEEP = {"TUTORLEDGER_ANSWER_CACHE_ENTRIES": "2048"}
+KEEP = {"TUTORLEDGER_ANSWER_CACHE_ROWS": "200000"}
 ADMIN_KEY = "bench-page-admin-key-000000000"
 CHROMIUM, CHROMEDRIVER = "chromium", "chromedriver"
 CLAYTON = {"students": 52_149, "schools": 68, "days": 180}

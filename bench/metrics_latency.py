@@ -179,7 +179,7 @@ def serve_env(workdir: Path, clickhouse: str, embedded: bool) -> dict[str, str]:
         "TUTORLEDGER_API_KEYS_FILE": str(workdir / "keys.json"),
         "TUTORLEDGER_VAR_DIR": str(workdir / "var"),
         "TUTORLEDGER_LOG_LEVEL": "WARNING",
-        "TUTORLEDGER_ANSWER_CACHE_ENTRIES": "0",
+        "TUTORLEDGER_ANSWER_CACHE_ROWS": "0",
     }
 
 

@@ -75,11 +75,11 @@ class Settings(BaseSettings):
         "beyond): weekly rows and the reach trend grow with it. A range open on one side is "
         "measured to or from today",
     )
-    answer_cache_entries: int = Field(
-        default=2048,
+    answer_cache_rows: int = Field(
+        default=200_000,
         ge=0,
-        description="Answers at a fixed ledger position kept in memory and reused while the "
-        "read models' rows at or below it are unchanged (0: none kept)",
+        description="Rows of answers at a fixed ledger position kept in memory and reused "
+        "while the read models' rows at or below it are unchanged (0: none kept)",
     )
     figure_requests_per_key: int = Field(
         default=4, ge=1, description="Figure requests one key may have running (429 beyond)"

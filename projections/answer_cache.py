@@ -58,18 +58,20 @@ def epochs(
 
 
 class AnswerCache:
-    """A ProjectionStore that keeps the answers of queries carrying an epoch (LRU)."""
+    """A ProjectionStore that keeps the answers of queries carrying an epoch, least recently
+    used first out, up to `rows` rows in all (a district page's answers hold a few hundred)."""
 
-    def __init__(self, store: ProjectionStore, entries: int) -> None:
+    def __init__(self, store: ProjectionStore, rows: int) -> None:
         self.store = store
         self.kind = store.kind
-        self.entries = entries
+        self.rows = rows
         self.hits = 0
         self._kept: OrderedDict[Hashable, list[Row]] = OrderedDict()
+        self._held = 0  # rows in _kept (an empty answer counts as one)
         self._lock = threading.Lock()
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        if self.entries <= 0 or not params or EPOCH_PARAM not in params:
+        if self.rows <= 0 or not params or EPOCH_PARAM not in params:
             return self.store.execute(sql, params)
         key = (sql, tuple(sorted((k, repr(v)) for k, v in params.items())))
         with self._lock:
@@ -78,12 +80,19 @@ class AnswerCache:
                 self.hits += 1
                 return list(self._kept[key])
         rows = self.store.execute(sql, params)
-        if len(rows) <= LARGEST:
-            with self._lock:
-                self._kept[key] = list(rows)
-                while len(self._kept) > self.entries:
-                    self._kept.popitem(last=False)
+        if len(rows) <= min(LARGEST, self.rows):
+            self._keep(key, rows)
         return rows
+
+    def _keep(self, key: Hashable, rows: list[Row]) -> None:
+        with self._lock:
+            if key in self._kept:
+                return
+            self._kept[key] = list(rows)
+            self._held += max(len(rows), 1)
+            while self._held > self.rows:
+                _, dropped = self._kept.popitem(last=False)
+                self._held -= max(len(dropped), 1)
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         self.store.insert(table, columns, rows)
@@ -97,4 +106,5 @@ class AnswerCache:
     def close(self) -> None:
         with self._lock:
             self._kept.clear()
+            self._held = 0
         self.store.close()

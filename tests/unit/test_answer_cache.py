@@ -51,7 +51,7 @@ class Counting:
 
 def test_only_queries_with_an_epoch_are_kept_and_the_oldest_go_first() -> None:
     raw = Counting()
-    cache = AnswerCache(raw, entries=2)
+    cache = AnswerCache(raw, rows=2)  # one row per answer here: two answers kept
     assert cache.execute("q", {"as_of": 5}) != cache.execute("q", {"as_of": 5})  # no epoch
     at = {"as_of": 5, EPOCH_PARAM: "1:10"}
     first = cache.execute("q", at)
@@ -63,11 +63,18 @@ def test_only_queries_with_an_epoch_are_kept_and_the_oldest_go_first() -> None:
 
 def test_large_answers_are_not_kept() -> None:
     raw = Counting(rows=20_001)
-    cache = AnswerCache(raw, entries=8)
+    cache = AnswerCache(raw, rows=10**6)
     at = {"as_of": 5, EPOCH_PARAM: "1:10"}
     cache.execute("q", at)
     cache.execute("q", at)
     assert raw.calls == 2 and cache.hits == 0
+
+
+def test_the_row_budget_holds_whatever_the_answers_sizes() -> None:
+    cache = AnswerCache(Counting(rows=30), rows=100)
+    for n in range(10):
+        cache.execute(f"q{n}", {EPOCH_PARAM: "1:1"})
+    assert cache._held <= 100 and len(cache._kept) == 3
 
 
 @pytest.fixture
