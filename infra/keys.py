@@ -57,7 +57,7 @@ class KeySpec(BaseModel):
     key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     role: Role
     districts: list[str] = Field(min_length=1)
-    provider: str | None = None  # the provider whose sessions an emitter key posts
+    provider: str | None = None  # an emitter's programme/vendor: named in each event it posts
     revoked: bool = False
     expires_at: AwareDatetime | None = None
 

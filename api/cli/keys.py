@@ -167,10 +167,16 @@ def list_keys(
 def _last_used(event_store: str | None) -> dict[str, datetime] | None:
     """Key id → last use, from the event store the servers write it to; None if unreadable."""
     from tutorledger.infra.eventstore.key_usage import KeyUsage
-    from tutorledger.infra.eventstore.store import open_ledger
+    from tutorledger.infra.eventstore.store import open_ledger, store_env
 
+    settings = load_settings(event_store=event_store)
+    if settings.store_kind == "sqlite":  # none there: say so rather than make an empty one
+        db = store_env(settings.event_store)["SQLITE_DBNAME"]
+        if not Path(db).exists():
+            console.print(f"last use unknown: no event store at {db}", highlight=False)
+            return None
     try:
-        ledger = open_ledger(load_settings(event_store=event_store))
+        ledger = open_ledger(settings)
     except Exception as exc:
         console.print(f"last use unknown: the event store cannot be opened ({type(exc).__name__})")
         return None

@@ -147,6 +147,7 @@ def test_cli_prints_the_key_alone_on_stdout_and_lists_without_it(tmp_path: Path)
     assert key.startswith("tl_") and "\n" not in key
     listing = run("list", "--format", "json", env=env)
     assert listing.exit_code == 0 and key not in listing.output
+    assert "no event store at" in listing.stderr and not (tmp_path / "l.db").exists()
     (row,) = json.loads(listing.stdout)
     assert (row["districts"], row["last_used"], row["status"]) == (["d1", "d2", "d3"], None,
                                                                    "active")  # fmt: skip
