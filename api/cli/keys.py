@@ -3,8 +3,8 @@
 Thin over infra/key_admin.py, which writes the file atomically; a running server picks each
 change up within seconds (no restart). `add` prints the new key once, alone on stdout, so
 `KEY=$(tutorledger keys add …)` captures it; only its SHA-256 is stored. Everything else goes
-to stderr. Exit codes: 0 done, 1 refused (bad input or keys file; nothing changed), 2 could
-not run (no keys file configured).
+to stderr. Exit codes: 0 done, 1 refused (the keys file cannot be used, or no single key
+matches the id; nothing changed), 2 bad options or no keys file configured.
 """
 
 from __future__ import annotations
@@ -33,7 +33,11 @@ KeysFileOpt = Annotated[
 
 
 def _keys_file(override: Path | None) -> Path:
-    path = override or load_settings().api_keys_file
+    """--keys-file, else TUTORLEDGER_API_KEYS_FILE, else the one a bare `serve` keeps in
+    var/ (`make run`'s), when it exists."""
+    settings = load_settings()
+    local = settings.var_dir / "api-keys.json"
+    path = override or settings.api_keys_file or (local if local.exists() else None)
     if path is None:
         console.print("no keys file: set TUTORLEDGER_API_KEYS_FILE or pass --keys-file")
         raise typer.Exit(2)

@@ -156,3 +156,14 @@ def test_cli_prints_the_key_alone_on_stdout_and_lists_without_it(tmp_path: Path)
     past = run("add", "--role", "admin", "--districts", "d1", "--expires", "2001-01-01", env=env)
     assert past.exit_code == 2 and len(json.loads(run("list", "--format", "json",
                                                       env=env).stdout)) == 1  # fmt: skip
+
+
+def test_cli_finds_the_keys_file_a_bare_serve_keeps_in_var(tmp_path: Path) -> None:
+    env = {"TUTORLEDGER_VAR_DIR": str(tmp_path / "var"),
+           "TUTORLEDGER_EVENT_STORE": f"sqlite:///{tmp_path}/l.db"}  # fmt: skip
+    assert run("list", env=env).exit_code == 2  # none configured, none in var/
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "api-keys.json").write_text("[]")
+    added = run("add", "--role", "dashboard", "--districts", "d1", env=env)
+    assert added.exit_code == 0, added.output
+    assert len(read_specs(tmp_path / "var" / "api-keys.json")) == 1
