@@ -8,6 +8,7 @@ line is matched to at most one recorded session and each session to at most one 
 - by time and student: that student's not yet matched session whose start (matched, else
   requested) is nearest the billed time, within `window` either side.
 
+Lines naming a session id are matched first, then those giving a time and a student.
 Then: a line matching nothing, or a session that was not completed (cancelled, or never
 finished), or a session already billed by an earlier line, is **billed but not recorded**
 (with the reason); a completed session starting in the period that no line matched is
@@ -114,7 +115,9 @@ def reconcile(
             by_student.setdefault(s.student_token, []).append(s)
     out = Reconciliation(billed=list(billed))
     taken: set[str] = set()
-    for line in billed:
+    # Lines naming their session first: a line matched by time never takes the session a
+    # later line names by id. Findings come out in line order all the same.
+    for line in sorted(billed, key=lambda b: (b.session_id is None, b.line)):
         found, reason = _find(line, by_id, by_student, taken, window)
         if found is None:
             out.billed_not_recorded.append((line, reason))
@@ -128,6 +131,8 @@ def reconcile(
         out.matched.append((line, found))
         if abs(line.minutes - minutes) > tolerance:
             out.minute_differences.append((line, found, line.minutes - minutes))
+    for found_list in (out.billed_not_recorded, out.matched, out.minute_differences):
+        found_list.sort(key=lambda f: f[0].line)
     span = out.period = period or _span(out, local_day)
     out.recorded = [s for s in recorded if _in(s, span, local_day) and s.minutes is not None]
     out.recorded_not_billed = [s for s in out.recorded if s.session_id not in taken]
