@@ -52,6 +52,11 @@ def invoices(draw: st.DrawFn, sessions: list[RecordedSession]) -> list[BilledLin
             ids = [s.session_id for s in sessions] + ["nope"]
             sid = draw(st.sampled_from(ids))
             lines.append(BilledLine(line, sid, None, None, minutes, Decimal(10)))
+        elif sessions and draw(st.booleans()):  # near a session: matches unless too far
+            near = draw(st.sampled_from(sessions))
+            assert near.started_at is not None
+            at = near.started_at + timedelta(minutes=draw(st.integers(-40, 40)))
+            token = draw(st.sampled_from([near.student_token, "tokA", None]))
         else:
             at = START + timedelta(minutes=draw(st.integers(0, 3 * 24 * 60)))
             token = draw(st.sampled_from(["tokA", "tokB", "tokC", None]))
@@ -59,7 +64,7 @@ def invoices(draw: st.DrawFn, sessions: list[RecordedSession]) -> list[BilledLin
     return lines
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_every_line_lands_once_and_the_findings_match_an_independent_count(
     data: st.DataObject,
@@ -99,3 +104,15 @@ def test_every_line_lands_once_and_the_findings_match_an_independent_count(
         if s.session_id in named:
             first = min(x.line for x in billed if x.session_id == s.session_id)
             assert b.line == first
+
+
+def test_a_line_by_time_never_takes_the_session_a_later_line_names() -> None:
+    s1 = RecordedSession("s1", "tokA", START, START, START + timedelta(minutes=30))
+    s2 = RecordedSession("s2", "tokA", START + timedelta(minutes=20),
+                         START + timedelta(minutes=20), START + timedelta(minutes=50))  # fmt: skip
+    by_time = BilledLine(2, None, START, "tokA", Decimal(30), Decimal(10))  # nearest: s1
+    by_id = BilledLine(3, "s1", None, None, Decimal(30), Decimal(10))
+    out = reconcile([by_time, by_id], [s1, s2], tolerance=TOLERANCE, window=WINDOW,
+                    period=None, local_day=day_of)  # fmt: skip
+    assert [(b.line, s.session_id) for b, s in out.matched] == [(2, "s2"), (3, "s1")]
+    assert out.billed_not_recorded == [] and out.recorded_not_billed == []
