@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,7 @@ import typer
 
 from tutorledger.api.cli.common import StoreOpt, console, fail, load_settings, reject_file
 from tutorledger.api.cli.importing import DistrictArg
+from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.errors import TutorLedgerError
 
 commands = typer.Typer()
@@ -28,12 +30,20 @@ CSV_COLUMNS = ("kind", "line", "session_id", "billed_at", "started_at", "billed_
 _TOTAL_MINUTES = {"billed": "billed_minutes", "minute_differences": "difference"}
 
 
+def _provider(value: str) -> str:
+    if not re.fullmatch(DISTRICT_PATTERN, value):
+        raise typer.BadParameter("1-64 characters of [A-Za-z0-9_.-]")
+    return value
+
+
 @commands.command("reconcile-invoice")
 def reconcile_invoice(
     source: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="Invoice file")
     ],
-    provider: Annotated[str, typer.Option(help="Provider who sent the invoice")],
+    provider: Annotated[
+        str, typer.Option(help="Provider who sent the invoice", callback=_provider)
+    ],
     district: DistrictArg,
     mapping: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Invoice mapping (TOML)")

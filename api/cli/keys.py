@@ -63,6 +63,12 @@ def _districts(values: list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _provider(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(DISTRICT_PATTERN, value):
+        raise typer.BadParameter("1-64 characters of [A-Za-z0-9_.-]")
+    return value
+
+
 def _expiry(value: str | None) -> datetime | None:
     """A date (the key works through that day, UTC) or an ISO 8601 time with an offset."""
     if value is None:
@@ -88,7 +94,8 @@ def add(
         list[str], typer.Option("--districts", help="District ids (repeat, or a,b); '*' = all")
     ],
     provider: Annotated[
-        str | None, typer.Option(help="Provider whose sessions the key posts (emitter keys)")
+        str | None,
+        typer.Option(help="Provider whose sessions the key posts (emitters)", callback=_provider),
     ] = None,
     expires: Annotated[
         str | None,

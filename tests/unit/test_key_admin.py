@@ -153,6 +153,8 @@ def test_cli_prints_the_key_alone_on_stdout_and_lists_without_it(tmp_path: Path)
                                                                    "active")  # fmt: skip
     assert run("add", "--role", "boss", "--districts", "d1", env=env).exit_code == 2
     assert run("add", "--role", "admin", "--districts", "d 1", env=env).exit_code == 2
+    assert run("add", "--role", "emitter", "--districts", "d1", "--provider", "a b",
+               env=env).exit_code == 2  # fmt: skip
     past = run("add", "--role", "admin", "--districts", "d1", "--expires", "2001-01-01", env=env)
     assert past.exit_code == 2 and len(json.loads(run("list", "--format", "json",
                                                       env=env).stdout)) == 1  # fmt: skip
