@@ -7,10 +7,11 @@ rows that name a student are looked up in the student key table (the id → toke
 the student id is never compared, stored or reported. Nothing is written except one audit
 log record holding the digests of the invoice file and of the report.
 
-Providers: the recorded sessions are the district's. `provider_of(envelope)` is the seam
-that reads which provider recorded an event; while the ledger carries no provider it
-answers None for every event, and a session with no provider is kept whatever `--provider`
-says. When events carry one, sessions of another provider drop out of the comparison.
+Providers: a session's provider is the one its request's stored record names, read by
+`provider_of` (the seam; by default `provenance.provider`, the member the provenance work
+adds to each stored event). A session whose request names no provider (every session,
+until the ledger records provenance) is kept whatever `--provider` says; a session of
+another provider drops out of the comparison.
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ ACTION = "reconcile_invoice"
 ProviderOf = Callable[[Mapping[str, Any]], str | None]
 
 
-def no_provider(_envelope: Mapping[str, Any]) -> str | None:
-    """The ledger's events do not name a provider yet: every session is the district's."""
-    return None
+def recorded_provider(envelope: Mapping[str, Any]) -> str | None:
+    """The provider a stored event's `provenance` names; None when it names none (events
+    recorded before provenance, or posted with a key that has no provider)."""
+    provenance = envelope.get("provenance")
+    provider = provenance.get("provider") if isinstance(provenance, Mapping) else None
+    return provider if isinstance(provider, str) else None
 
 
 class StudentIndex(Protocol):
@@ -85,7 +89,7 @@ def recorded_sessions(
     mapper: Mapper[UUID],
     district_id: str,
     provider: str,
-    provider_of: ProviderOf = no_provider,
+    provider_of: ProviderOf = recorded_provider,
 ) -> tuple[list[RecordedSession], int]:
     """The district's sessions folded from its events, and the position read up to."""
     scan = chain_scan(recorder)
@@ -96,7 +100,8 @@ def recorded_sessions(
         if kind not in _STEPS:
             continue
         s = sessions.setdefault(envelope["session_id"], RecordedSession(envelope["session_id"]))
-        s.provider = provider_of(envelope) or s.provider
+        if kind == EventType.REQUESTED.value:  # the session is its request's provider's
+            s.provider = provider_of(envelope)
         _STEPS[kind](s, envelope)
     kept = [s for s in sessions.values() if s.provider in (None, provider)]
     return kept, upto
@@ -160,7 +165,7 @@ def file_sha256(path: Path) -> str:
 
 
 def reconcile_invoice(
-    store: Store, check: InvoiceCheck, provider_of: ProviderOf = no_provider
+    store: Store, check: InvoiceCheck, provider_of: ProviderOf = recorded_provider
 ) -> dict[str, Any]:
     """Read, match, report; record the report's digest in the audit log and return it.
     A malformed invoice raises InvalidInvoice before anything is read or recorded."""

@@ -21,7 +21,7 @@ from builders import envelope
 from typer.testing import CliRunner
 
 from tutorledger.api.cli.main import app as cli
-from tutorledger.consumers.invoices import recorded_sessions
+from tutorledger.consumers.invoices import recorded_provider, recorded_sessions
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.eventstore.audit_log import AuditLog
 from tutorledger.infra.eventstore.store import open_ledger
@@ -201,12 +201,22 @@ def test_a_malformed_row_is_named_by_line_and_nothing_is_recorded(world: World) 
 
 
 def test_the_provider_seam_keeps_only_that_providers_sessions(world: World) -> None:
-    """Once events name a provider, another provider's sessions drop out (S4 here)."""
+    """Once events name a provider, another provider's sessions drop out (S4 here); a
+    session is its request's provider's (S1's later events naming another do not count)."""
+    named = {("S4", "session.requested"): "other", ("S1", "session.requested"): "acme",
+             ("S1", "session.completed"): "other"}  # fmt: skip
 
     def provider_of(e: Any) -> str | None:
-        return "other" if e["session_id"] == "S4" else None
+        return named.get((e["session_id"], e["type"]))
 
     kept, upto = recorded_sessions(world.ledger.recorder, world.ledger.mapper, D, "acme",
                                    provider_of)  # fmt: skip
     assert sorted(s.session_id for s in kept) == ["S1", "S2", "S3", "S5", "S6", "S8"]
     assert upto == len(SESSIONS)
+
+
+def test_a_sessions_provider_is_read_from_its_stored_provenance() -> None:
+    assert recorded_provider({"provenance": {"via": "api", "provider": "acme"}}) == "acme"
+    assert recorded_provider({"provenance": {"via": "api", "key_id": "0" * 16}}) is None
+    assert recorded_provider({"type": "session.requested"}) is None  # before provenance
+    assert recorded_provider({"provenance": "acme"}) is None
