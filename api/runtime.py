@@ -19,6 +19,7 @@ from tutorledger.consumers.relay import relay_position
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.eventstore.disclosures import DisclosureLog
+from tutorledger.infra.eventstore.key_usage import KeyUsage, ThrottledUse
 from tutorledger.infra.eventstore.recorders import store_of
 from tutorledger.infra.eventstore.signouts import SignOuts
 from tutorledger.infra.eventstore.store import open_ledger
@@ -82,6 +83,8 @@ class Runtime:
         except Exception:
             ledger.close()
             raise
+        if keys is not None:  # `keys list` shows when each key was last used
+            keys.on_use = ThrottledUse(KeyUsage(ledger.recorder).record).touch
         projections = open_projection_store(settings)
         migrate(projections)
         follower = None

@@ -17,6 +17,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +57,7 @@ class KeySpec(BaseModel):
     key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     role: Role
     districts: list[str] = Field(min_length=1)
+    provider: str | None = None  # an emitter's programme/vendor: named in each event it posts
     revoked: bool = False
     expires_at: AwareDatetime | None = None
 
@@ -153,6 +155,8 @@ class KeyStore:
         self._stamp = _Stamp.of(path) if path is not None else None
         self._checked = time.monotonic()
         self._lock = threading.Lock()
+        # Told the key id of each successful authentication (the server notes last use).
+        self.on_use: Callable[[str], None] | None = None
 
     @classmethod
     def from_file(cls, path: Path, recheck: float = RECHECK_SECONDS) -> KeyStore:
@@ -223,6 +227,8 @@ class KeyStore:
         for known, entry in keys.by_digest.items():
             if hmac.compare_digest(known, digest) and entry.live(now):
                 found = entry.principal
+        if found is not None and self.on_use is not None:
+            self.on_use(found.key_id)
         return found
 
 
