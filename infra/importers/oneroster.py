@@ -29,11 +29,14 @@ from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.roster import InvalidRoster, Placement, RosterProblem, RosterTooLarge
 from tutorledger.infra.settings import Settings
 
-FILES = ("orgs.csv", "users.csv", "enrollments.csv")
+# The last two are read only by the student-group import (student_groups.py).
+FILES = ("orgs.csv", "users.csv", "enrollments.csv", "demographics.csv", "students.csv")
 REQUIRED_COLUMNS = {
     "orgs.csv": ("sourcedId", "name", "type"),
     "users.csv": ("sourcedId", "role", "grades", "orgSourcedIds"),
     "enrollments.csv": ("schoolSourcedId", "userSourcedId", "role"),
+    "demographics.csv": ("sourcedId",),
+    "students.csv": ("Student_id",),
 }
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 MAX_BUNDLE_ROWS = 2_000_000
@@ -161,11 +164,11 @@ class _Checker:
         tail = "reading stopped there; " if stopped else ""
         return InvalidRoster(f"roster rejected: {count} bad row(s); {tail}nothing recorded", listed)
 
-    def table(self, bundle: Bundle, name: str) -> Iterator[Row]:
+    def table(self, bundle: Bundle, name: str, optional: bool = False) -> Iterator[Row]:
         """The file's rows with their lines, each of the header's width; bad ones reported."""
         stream = bundle.open(name)
         if stream is None:
-            if name != "enrollments.csv":
+            if name != "enrollments.csv" and not optional:
                 self.add(name, 0, "file missing from the bundle")
             return
         with closing(stream):
