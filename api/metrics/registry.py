@@ -21,10 +21,13 @@ from tutorledger.api.metrics import schemas as ms
 from tutorledger.api.metrics import suppression as plans
 from tutorledger.api.metrics.csv import Table, table
 from tutorledger.api.metrics.docs import COMMON, GROUPING
+from tutorledger.api.metrics.equity import EquityGaps, plan_equity
 from tutorledger.api.metrics.insight_schemas import Outcomes
 from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.metrics.suppression import Planner
 from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.domain.errors import InvalidRequest
+from tutorledger.domain.student_groups import GROUP_LABELS
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import demand
 from tutorledger.projections.dosage import dosage
@@ -33,6 +36,7 @@ from tutorledger.projections.groups import GROUPS
 from tutorledger.projections.outcomes import INTERPRETATION, outcomes
 from tutorledger.projections.participation import participation
 from tutorledger.projections.satisfaction import satisfaction
+from tutorledger.projections.student_groups import equity_gaps
 from tutorledger.projections.timing import timing
 from tutorledger.projections.wait_times import wait_times
 
@@ -130,6 +134,22 @@ def _engagement(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
 def _dosage(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
     figures = dosage(store, scope.filters, scope.profile.dosage_target_minutes)
     return ms.Dosage(**scope.envelope(), **figures)
+
+
+def _equity(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
+    f = scope.filters
+    narrowed = {"school_id": f.school_id, "grade": f.grade, "cohort_id": f.cohort_id,
+                "group": f.group}  # fmt: skip
+    if any(v is not None for v in narrowed.values()):
+        raise InvalidRequest(
+            "equity-gaps compares groups across the whole district: only dates, subject and "
+            "position apply",
+            {k: v for k, v in narrowed.items() if v is not None},
+        )
+    figures = equity_gaps(store, f)
+    for row in figures["rows"]:
+        row["label"] = GROUP_LABELS.get(row["group"], row["group"])
+    return EquityGaps(**scope.envelope(), **figures)
 
 
 @dataclass(frozen=True)
@@ -301,6 +321,29 @@ DOSAGE = Metric[Keys](
     compute=_dosage,
     planner=plans.plan_dosage,
 )
+EQUITY_GAPS = Metric[Keys](
+    name="equity-gaps",
+    summary="Equity gaps: each roster group against the rest of the district",
+    definition=(
+        "Over the students of the district's latest roster-group import at or before the "
+        "position (`tutorledger import-groups`): for each recorded group and each measure, "
+        "`students` (the group's rostered students), `count` (of those, the students the "
+        "measure counts), `rate` = count ÷ students, the same for the rest of the rostered "
+        "district (`rest_*`: rostered students not in the group), `difference` = rate − "
+        "rest_rate and its 95 % interval (`ci_low`, `ci_high`: Newcombe's hybrid score "
+        "interval, from the two Wilson intervals). Measures: `reach` (at least one request "
+        "in the range), `regular_use` (requests in at least 3 distinct ISO weeks of the "
+        "range, as engagement's `regular_students`). Students who made requests but are not "
+        "in the roster count nowhere. Only the date and subject filters apply (a school, "
+        "grade, cohort or group filter is a 422). Example: 480 of 6,000 English learners "
+        "and 5,520 of the other 46,000 students were reached → rates 0.08 and 0.12, "
+        "difference −0.04, interval about −0.048 to −0.032: behind, and not by chance."
+    ),
+    response=EquityGaps,
+    compute=_equity,
+    planner=plan_equity,
+    figures=(),
+)
 OUTCOMES = Metric[Terms](
     name="outcomes",
     summary="Usage vs grades: grade change between two terms by usage band",
@@ -337,5 +380,5 @@ adds 8 to the `3-9` band's mean change.
 WITH_FILTERS: tuple[Metric[Keys], ...] = (
     PARTICIPATION, DEMAND, WAIT_TIMES, SATISFACTION, TIMING, ENGAGEMENT, DOSAGE,
 )  # fmt: skip
-EVERY: tuple[Metric[Any], ...] = (*WITH_FILTERS, OUTCOMES)
+EVERY: tuple[Metric[Any], ...] = (*WITH_FILTERS, EQUITY_GAPS, OUTCOMES)
 METRICS: dict[str, Metric[Any]] = {m.name: m for m in EVERY}

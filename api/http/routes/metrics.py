@@ -24,6 +24,7 @@ from tutorledger.api.http.bounds import (
 )
 from tutorledger.api.http.cohort_filter import pin_cohort
 from tutorledger.api.http.deps import DashboardIn, InDistrict, RuntimeDep
+from tutorledger.api.http.group_filter import pin_group
 from tutorledger.api.http.publication import published_position, today_in
 from tutorledger.api.http.published import PublishedScope
 from tutorledger.api.http.schemas import ErrorResponse
@@ -33,6 +34,7 @@ from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.errors import InvalidRequest
+from tutorledger.domain.student_groups import GROUP_PATTERN
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.groups import GROUP_BY_HELP, parse_group_by
@@ -62,6 +64,13 @@ CohortQ = Annotated[
         description="Only this cohort's members as of the position (see /v1/cohorts)",
     ),
 ]
+GroupQ = Annotated[
+    str | None,
+    Query(
+        pattern=GROUP_PATTERN,
+        description="Only this roster group's students as of the position (e.g. ell)",
+    ),
+]
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}},
     404: {"model": ErrorResponse, "description": "unknown_cohort: no such cohort at the position"},
@@ -85,6 +94,7 @@ def build_filters(
     cohort_id: str | None = None,
     *,
     published: bool = False,
+    group: str | None = None,
 ) -> tuple[Filters, str | None]:
     """Resolve the effective position (never past what is projected; with `published`, the
     published position at or before it) and its chain head. Ranges longer than the
@@ -110,6 +120,8 @@ def build_filters(
     )
     if cohort_id is not None:
         filters = pin_cohort(runtime.projections, filters, cohort_id)
+    if group is not None:
+        filters = pin_group(runtime.projections, filters, group)
     return filters, head[1] if head else None
 
 
@@ -125,11 +137,12 @@ def metric_scope(
     output_format: FormatQ = None,
     accept: AcceptH = None,
     cohort_id: CohortQ = None,
+    group: GroupQ = None,
 ) -> Scope:
     """The filters every metric shares (docs/contract.md), checked the same way everywhere."""
     return resolve_scope(
         runtime, caller, school_id, subject, grade, date_from, date_to, as_of_position,
-        cohort_id, csv=wants_csv(output_format, accept),
+        cohort_id, csv=wants_csv(output_format, accept), group=group,
     )  # fmt: skip
 
 
@@ -160,6 +173,7 @@ def resolve_scope(
     cohort_id: str | None,
     *,
     csv: bool,
+    group: str | None = None,
 ) -> Scope:
     """One position and chain head for the caller's district; the API and dashboard share it.
 
@@ -172,14 +186,14 @@ def resolve_scope(
     if role in EXACT_ROLES:
         filters, head_hash = build_filters(
             runtime, district_id, school_id, subject, grade, date_from, date_to,
-            as_of_position, cohort_id,
+            as_of_position, cohort_id, group=group,
         )  # fmt: skip
         return Scope(filters, head_hash, profile, csv, role)
     asked = {"asked_as_of_position": as_of_position, "asked_from": date_from, "asked_to": date_to}
     start, end = whole_weeks(date_from, date_to)
     filters, head_hash = build_filters(
         runtime, district_id, school_id, subject, grade, start, end, as_of_position, cohort_id,
-        published=True,
+        published=True, group=group,
     )  # fmt: skip
     store = runtime.projections
     previous = None
