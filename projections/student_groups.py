@@ -36,10 +36,12 @@ MEASURES: dict[str, str] = {
     f" >= {REGULAR_WEEKS})",
 }
 EQUITY_SQL = """
-SELECT cohort_id, count(), {sums} FROM ({membership})
-ANY LEFT JOIN (
-    SELECT student_key, {measures} FROM {facts} WHERE {where} GROUP BY student_key
-) USING student_key
+SELECT cohort_id, count(), {sums} FROM (
+    SELECT * FROM ({membership}) AS members
+    ANY LEFT JOIN (
+        SELECT student_key, {measures} FROM {facts} WHERE {where} GROUP BY student_key
+    ) AS used USING student_key
+)
 GROUP BY cohort_id
 """
 

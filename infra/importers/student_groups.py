@@ -164,7 +164,7 @@ def _demographics(reader: _Reader, rows: Iterator[Row], ids: dict[str, str]) -> 
             if "sex" in row:
                 reader.columns({"f": "female", "m": "male", "o": "sex_other"})
         sourced = row["sourcedId"]
-        if _deleted(row) or (sourced in ids.values() and sourced not in ids):
+        if _deleted(row):
             continue
         if sourced in seen:
             reader.check.add("demographics.csv", line, "sourcedId repeated", "sourcedId")

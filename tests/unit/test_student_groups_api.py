@@ -1,0 +1,252 @@
+"""Roster groups over HTTP on a real SQLite ledger and embedded chdb: every metric with
+`group=` equals the independent reference over the group's sessions, equity gaps equal an
+independent fold of the generated district and roster, dashboards never see a withheld cell
+that the totals give back, the equity_gap alert, rebuild, and erasure.
+
+chdb holds one data dir per process, so the module shares ONE app.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import reference_metrics as ref
+from builders import envelope, exact, write_keys
+from fastapi.testclient import TestClient
+from metric_events import TZ, district
+from reference import participation as ref_participation
+
+from tutorledger.api.app import create_app
+from tutorledger.infra.importers.student_groups import import_groups
+from tutorledger.infra.settings import Settings
+
+D = "grp-gen"
+DAY = date(2026, 9, 1)
+KEYS = {
+    "admin": "groups-admin-key-000000000",
+    "dashboard": "groups-dashboard-key-00000",
+}
+UNSERVED = [f"roster-only-{i:03d}" for i in range(60)]  # rostered, never asked for help
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[name]}"}
+
+
+@pytest.fixture(scope="module")
+def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("groups")
+
+
+@pytest.fixture(scope="module")
+def client(app_dir: Path) -> Iterator[TestClient]:
+    specs = [{"key": KEYS[r], "role": r, "districts": ["*"]} for r in KEYS]
+    settings = Settings(
+        event_store=f"sqlite:///{app_dir}/l.db",
+        clickhouse=f"chdb://{app_dir}/ch?database=groups",
+        api_keys_file=write_keys(app_dir / "keys.json", specs),
+        var_dir=app_dir / "var",
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def events(client: TestClient) -> list[dict[str, Any]]:
+    accepted = []
+    generated = district(D, students=160).events
+    for i in range(0, len(generated), 1000):
+        batch = generated[i : i + 1000]
+        body = client.post("/v1/events", json={"events": batch}, headers=auth("admin")).json()
+        accepted += [
+            e for e, r in zip(batch, body["results"], strict=True) if r["status"] == "accepted"
+        ]
+    return accepted
+
+
+def served(events: list[dict[str, Any]]) -> list[str]:
+    return sorted({e["payload"]["student_id"] for e in events if e["type"] == "session.requested"})
+
+
+def roster_groups(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """The roster's groups: English learners mostly unserved (so they fall behind), a small
+    foster group (withheld from dashboards), FRL and female spread over everyone."""
+    users = served(events)
+    everyone = users + UNSERVED
+    return {
+        "ell": set(UNSERVED[:40]) | set(users[:10]),
+        "foster": set(users[10:14]),
+        "econ_disadv": set(everyone[::2]),
+        "female": set(everyone[1::2]),
+        "male": set(everyone[::2]),
+    }
+
+
+@pytest.fixture(scope="module")
+def groups(
+    client: TestClient, events: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, set[str]]:
+    chosen = roster_groups(events)
+    folder = tmp_path_factory.mktemp("roster")  # the district's file, not ours
+    lines = ["sourcedId,status,role,givenName,grades,orgSourcedIds,metadata.ell,"
+             "metadata.frl,metadata.foster"]  # fmt: skip
+    sex = ["sourcedId,sex,birthDate"]
+    for i, sid in enumerate(served(events) + UNSERVED):
+        flags = [str(sid in chosen[c]).lower() for c in ("ell", "econ_disadv", "foster")]
+        lines.append(",".join([sid, "active", "student", f"Name{i}", "05", "sch", *flags]))
+        sex.append(f"{sid},{'female' if sid in chosen['female'] else 'male'},2015-01-0{i % 9 + 1}")
+    (folder / "users.csv").write_text("\n".join(lines) + "\n")
+    (folder / "demographics.csv").write_text("\n".join(sex) + "\n")
+    ledger = client.app.state.runtime.ledger  # type: ignore[attr-defined]
+    done = import_groups(ledger, folder, D, DAY)
+    assert done.groups["ell"] == len(chosen["ell"]) and done.students == len(served(events)) + 60
+    return chosen
+
+
+def get(client: TestClient, path: str, key: str = "admin", **params: Any) -> Any:
+    response = client.get(path, params={"district_id": D, **params}, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def fold(events: list[dict[str, Any]], members: set[str]) -> tuple[int, int, int]:
+    """Independent fold: (members, reached: ≥ 1 request, regular: requests in ≥ 3 ISO weeks)."""
+    weeks: dict[str, set[tuple[int, int]]] = {}
+    for e in events:
+        if e["type"] == "session.requested" and e["payload"]["student_id"] in members:
+            local = datetime.fromisoformat(e["occurred_at"]).astimezone(ZoneInfo(TZ))
+            weeks.setdefault(e["payload"]["student_id"], set()).add(local.isocalendar()[:2])
+    return len(members), len(weeks), sum(len(w) >= 3 for w in weeks.values())
+
+
+def test_every_metric_with_a_group_equals_the_reference(
+    client: TestClient, events: list[Any], groups: dict[str, set[str]]
+) -> None:
+    for code in ("ell", "econ_disadv"):
+        members = groups[code]
+        mine = ref.in_cohort(events, members)
+        for metric, compute in (("wait-times", ref.wait_times), ("satisfaction", ref.satisfaction)):
+            body = exact(get(client, f"/v1/metrics/{metric}", group=code, group_by="school"))
+            assert body["rows"] == json.loads(
+                json.dumps(compute(mine, D, TZ, ("school",)), default=str)
+            )
+        demand = exact(get(client, "/v1/metrics/demand", group=code))
+        assert demand["rows"] == json.loads(
+            json.dumps(ref.demand(mine, D, TZ, ("school", "subject")), default=str)
+        )
+        engagement = exact(get(client, "/v1/metrics/engagement", group=code))
+        expected = json.loads(json.dumps(ref.engagement(mine, D, TZ), default=str))
+        assert {k: engagement[k] for k in expected} == expected
+        body = exact(get(client, "/v1/metrics/participation", group=code))
+        reference = ref_participation(mine, [], D, TZ)
+        assert body["students_served"] == reference["students_served"]
+        assert body["sessions_requested"] == reference["sessions_requested"]
+        assert body["cohort_size"] == len(members)
+        assert body["filters"]["group"] == code
+
+
+def test_equity_gaps_equal_an_independent_fold(
+    client: TestClient, events: list[Any], groups: dict[str, set[str]]
+) -> None:
+    body = exact(get(client, "/v1/metrics/equity-gaps"))
+    everyone = set(served(events)) | set(UNSERVED)
+    assert body["students"] == len(everyone)
+    rows = {(r["group"], r["measure"]): r for r in body["rows"]}
+    assert {g for g, _ in rows} == set(groups)
+    for code, members in groups.items():
+        n, reached, regular = fold(events, members)
+        rest_n, rest_reached, rest_regular = fold(events, everyone - members)
+        for measure, x, rest_x in (("reach", reached, rest_reached),
+                                   ("regular_use", regular, rest_regular)):  # fmt: skip
+            row = rows[(code, measure)]
+            assert (row["students"], row["count"]) == (n, x)
+            assert (row["rest_students"], row["rest_count"]) == (rest_n, rest_x)
+            assert row["difference"] == pytest.approx(x / n - rest_x / rest_n)
+            assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+    assert rows[("ell", "reach")]["difference"] < -0.3  # mostly unserved: far behind
+    csv = client.get("/v1/metrics/equity-gaps", params={"district_id": D, "format": "csv"},
+                     headers=auth("admin"))  # fmt: skip
+    assert csv.status_code == 200 and csv.text.count("\n") >= len(body["rows"])
+
+
+def test_bad_group_filters(client: TestClient, groups: dict[str, set[str]]) -> None:
+    params = {"district_id": D, "group": "martians"}
+    bad = client.get("/v1/metrics/participation", params=params, headers=auth("admin"))
+    assert bad.status_code == 422
+    params["group"] = "gifted"  # a known code the roster had no column for
+    missing = client.get("/v1/metrics/participation", params=params, headers=auth("admin"))
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_group"
+    narrowed = client.get("/v1/metrics/equity-gaps", params={"district_id": D, "school_id": "x"},
+                          headers=auth("admin"))  # fmt: skip
+    assert narrowed.status_code == 422
+    put = client.put(f"/v1/cohorts/{D}/roster.ell", json={"name": "x", "student_ids": ["a"]},
+                     headers=auth("admin"))  # fmt: skip
+    assert put.status_code == 422
+
+
+def test_dashboards_never_get_a_withheld_cell_back(
+    client: TestClient, events: list[Any], groups: dict[str, set[str]]
+) -> None:
+    later = envelope(D, "after-groups", "requested", "2026-09-02T10:00:00-04:00",
+                     {"school_id": "sch-01", "student_id": "stu-after-groups", "grade": 5,
+                      "subject": "algebra"})  # fmt: skip
+    posted = client.post("/v1/events", json={"events": [later]}, headers=auth("admin"))
+    assert posted.status_code in (200, 201, 207), posted.text
+    body = get(client, "/v1/metrics/equity-gaps", key="dashboard")
+    exact_body = get(client, "/v1/metrics/equity-gaps", as_of_position=body["as_of_position"])
+    assert body["students"] == exact_body["students"]
+    foster = [r for r in body["rows"] if r["group"] == "foster"]
+    assert foster and all(r["students"] is None and r["count"] is None for r in foster)
+    for row in body["rows"]:
+        # Each pair adds up to a total the dashboard sees: both shown or both withheld.
+        assert (row["students"] is None) == (row["rest_students"] is None)
+        assert (row["count"] is None) == (row["rest_count"] is None)
+        if row["count"] is None:
+            assert row["rate"] is None and row["difference"] is None and row["ci_low"] is None
+        for name in ("students", "count", "rest_students", "rest_count"):
+            assert row[name] is None or not 0 < row[name] < 10
+    assert body["suppressed"]
+
+
+def test_equity_gap_alert(client: TestClient, groups: dict[str, set[str]]) -> None:
+    alerts = get(client, "/v1/alerts")["alerts"]
+    gaps = [a for a in alerts if a["kind"] == "equity_gap"]
+    assert {a["scope"]["group"] for a in gaps} >= {"ell"}
+    assert all(a["figures"]["difference"] < -0.05 and a["figures"]["ci_high"] < 0 for a in gaps)
+    assert all(a["figures"]["students"] >= 20 for a in gaps)  # foster (4) never raises one
+    assert all(a["evidence"][0].startswith("/v1/metrics/equity-gaps?") for a in gaps)
+
+
+def test_rebuild_and_erasure_keep_every_figure(
+    client: TestClient, events: list[Any], groups: dict[str, set[str]], app_dir: Path
+) -> None:
+    def figures() -> list[Any]:
+        got = [get(client, "/v1/metrics/equity-gaps"),
+               get(client, "/v1/metrics/participation", group="ell"),
+               get(client, "/v1/metrics/engagement", group="econ_disadv")]  # fmt: skip
+        return [{k: v for k, v in b.items() if k not in ("as_of_position", "head_hash")}
+                for b in got]  # fmt: skip
+
+    before = figures()
+    assert client.post("/v1/admin/rebuild", headers=auth("admin")).status_code == 200
+    assert figures() == before
+    student = sorted(groups["ell"] & set(served(events)))[0]
+    response = client.post(
+        f"/v1/privacy/students/{D}/{student}/erase",
+        json={"reason": "parent_request"},
+        headers={**auth("admin"), "X-Purpose": "unit test"},
+    )
+    assert response.status_code == 200, response.text
+    assert figures() == before
+    found = client.get(f"/v1/privacy/students/{D}/{student}",
+                       headers={**auth("admin"), "X-Purpose": "unit test"})  # fmt: skip
+    assert found.status_code in (404, 410) or not found.json().get("sessions")
+    for path in app_dir.rglob("*"):
+        if path.is_file():
+            assert student.encode() not in path.read_bytes(), path
