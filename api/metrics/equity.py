@@ -36,7 +36,7 @@ class EquityGaps(MetricResponse):
                 "rows": [{"group": "ell", "label": "English learners", "measure": "reach",
                           "students": 6000, "count": 480, "rate": 0.08, "rest_students": 46000,
                           "rest_count": 5520, "rest_rate": 0.12, "difference": -0.04,
-                          "ci_low": -0.0476, "ci_high": -0.0318}],
+                          "ci_low": -0.0472, "ci_high": -0.0323}],
             }
         }
     )  # fmt: skip

@@ -337,7 +337,7 @@ EQUITY_GAPS = Metric[Keys](
         "in the roster count nowhere. Only the date and subject filters apply (a school, "
         "grade, cohort or group filter is a 422). Example: 480 of 6,000 English learners "
         "and 5,520 of the other 46,000 students were reached → rates 0.08 and 0.12, "
-        "difference −0.04, interval about −0.048 to −0.032: behind, and not by chance."
+        "difference −0.04, interval about −0.047 to −0.032: behind, and not by chance."
     ),
     response=EquityGaps,
     compute=_equity,
