@@ -32,7 +32,7 @@ from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import demand
 from tutorledger.projections.dosage import dosage
 from tutorledger.projections.engagement import REGULAR_WEEKS, engagement
-from tutorledger.projections.groups import GROUPS
+from tutorledger.projections.groups import GROUPS, STUDENT_GROUP
 from tutorledger.projections.outcomes import INTERPRETATION, outcomes
 from tutorledger.projections.participation import participation
 from tutorledger.projections.satisfaction import satisfaction
@@ -96,25 +96,30 @@ def _participation(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
     return ms.Participation(**scope.envelope(), **participation(store, scope.filters))
 
 
+def _grouped(
+    scope: Scope, keys: Keys, rows_of: Callable[[Keys], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """A grouped answer's body; by roster group, with the rows without the group split
+    (`margins`: what each group's row is part of, for suppression's complements)."""
+    body = {**scope.envelope(), "group_by": _group_names(keys), "rows": rows_of(keys)}
+    if STUDENT_GROUP in keys:
+        body["margins"] = rows_of(tuple(k for k in keys if k != STUDENT_GROUP))
+    return body
+
+
 def _demand(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
-    rows = demand(store, scope.filters, keys)
-    return ms.Demand.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
+    body = _grouped(scope, keys, lambda k: demand(store, scope.filters, k))
+    return ms.Demand.model_validate(body)
 
 
 def _wait_times(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
-    rows = wait_times(store, scope.filters, keys)
-    return ms.WaitTimes.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
+    body = _grouped(scope, keys, lambda k: wait_times(store, scope.filters, k))
+    return ms.WaitTimes.model_validate(body)
 
 
 def _satisfaction(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
-    rows = satisfaction(store, scope.filters, keys)
-    return ms.Satisfaction.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
+    body = _grouped(scope, keys, lambda k: satisfaction(store, scope.filters, k))
+    return ms.Satisfaction.model_validate(body)
 
 
 def _timing(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:

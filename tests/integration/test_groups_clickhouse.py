@@ -22,8 +22,10 @@ from tutorledger.projections.engagement import engagement
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.participation import participation
 from tutorledger.projections.rows import event_row
+from tutorledger.projections.satisfaction import satisfaction
 from tutorledger.projections.schema import migrate
 from tutorledger.projections.student_groups import equity_gaps
+from tutorledger.projections.wait_times import wait_times
 from tutorledger.projections.writer import ReadModelWriter
 
 D = "cg-gen"
@@ -91,6 +93,17 @@ def _figures(store: ProjectionStore, meaning: dict[str, Any], gen: list[Any]) ->
             shown = engagement(store, ell)
             reference = ref.engagement(mine, D, TZ, **f)
             out.append((f"engagement {i} {f}", {k: shown[k] for k in reference}, reference))
+            by_group = Filters(D, position, TZ, generation=1, **f)
+            for metric, reference, keys, names in (
+                (wait_times, ref.wait_times, ("student_group",), ()),
+                (satisfaction, ref.satisfaction, ("school_id", "student_group"), ("school",)),
+            ):
+                rows = metric(store, by_group, keys)
+                for code in ("econ_disadv", "ell"):
+                    expected = [{**r, "student_group": code} for r in reference(
+                        ref.in_cohort(gen, groups[code]), D, TZ, names, **f)]  # fmt: skip
+                    got = [r for r in rows if r["student_group"] == code]
+                    out.append((f"{metric.__name__} by group {code} {i} {f}", got, expected))
             served = participation(store, ell)
             out.append((f"reach {i} {f}", (served["cohort_size"], served["students_served"]),
                         (len(groups["ell"]), fold(gen, groups["ell"], **f)[1])))  # fmt: skip
