@@ -164,8 +164,15 @@ class _Checker:
         tail = "reading stopped there; " if stopped else ""
         return InvalidRoster(f"roster rejected: {count} bad row(s); {tail}nothing recorded", listed)
 
-    def table(self, bundle: Bundle, name: str, optional: bool = False) -> Iterator[Row]:
-        """The file's rows with their lines, each of the header's width; bad ones reported."""
+    def table(
+        self,
+        bundle: Bundle,
+        name: str,
+        optional: bool = False,
+        required: tuple[str, ...] | None = None,
+    ) -> Iterator[Row]:
+        """The file's rows with their lines, each of the header's width; bad ones reported
+        (`required`: the columns the header must have, by default REQUIRED_COLUMNS')."""
         stream = bundle.open(name)
         if stream is None:
             if name != "enrollments.csv" and not optional:
@@ -173,14 +180,17 @@ class _Checker:
             return
         with closing(stream):
             try:
-                yield from self._rows(name, _records(self._lines(stream)))
+                columns = REQUIRED_COLUMNS[name] if required is None else required
+                yield from self._rows(name, _records(self._lines(stream)), columns)
             except _Unreadable as exc:
                 self.add(name, exc.line, exc.problem)
 
-    def _rows(self, name: str, records: Iterator[tuple[int, list[str] | None]]) -> Iterator[Row]:
+    def _rows(
+        self, name: str, records: Iterator[tuple[int, list[str] | None]], required: tuple[str, ...]
+    ) -> Iterator[Row]:
         header_line, first = next(records, (1, []))
         header = [h.strip() for h in first or []]
-        missing = [c for c in REQUIRED_COLUMNS[name] if c not in header]
+        missing = [c for c in required if c not in header]
         if missing:
             self.add(name, header_line, f"header lacks column(s) {', '.join(missing)}")
             return

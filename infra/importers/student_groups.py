@@ -236,7 +236,8 @@ def parse_attributes(
     check = _Checker(limits)
     reader = _Reader(check, Attributes())
     if bundle.open("users.csv") is not None:
-        ids = _users(reader, check.table(bundle, "users.csv"), key)
+        users = check.table(bundle, "users.csv", required=("sourcedId", "role", key))
+        ids = _users(reader, users, key)
         _demographics(reader, check.table(bundle, "demographics.csv", optional=True), ids)
     else:
         _clever(reader, check.table(bundle, "students.csv"))

@@ -8,7 +8,9 @@ chdb holds one data dir per process, so the module shares ONE app.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -110,7 +112,52 @@ def groups(
     ledger = client.app.state.runtime.ledger  # type: ignore[attr-defined]
     done = import_groups(ledger, folder, D, DAY)
     assert done.groups["ell"] == len(chosen["ell"]) and done.students == len(served(events)) + 60
+    ZIPS["roster"] = _zip(folder)
     return chosen
+
+
+ZIPS: dict[str, bytes] = {}
+
+
+def _zip(folder: Path) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, path.name)
+    return out.getvalue()
+
+
+def test_the_admin_route_imports_the_same_roster_idempotently(
+    client: TestClient, groups: dict[str, set[str]]
+) -> None:
+    url = f"/v1/admin/roster/{D}/groups?as_of={DAY.isoformat()}"
+    zipped = {
+        "content": ZIPS["roster"],
+        "headers": {**auth("admin"), "Content-Type": "application/zip"},
+    }
+    again = client.post(url, **zipped)  # type: ignore[arg-type]
+    assert again.status_code == 200, again.text
+    assert set(again.json()["positions"].values()) == {None}
+    assert again.json()["groups"]["ell"] == len(groups["ell"])
+    denied = client.post(
+        url,
+        content=ZIPS["roster"],
+        headers={**auth("dashboard"), "Content-Type": "application/zip"},
+    )
+    assert denied.status_code == 403
+    broken = io.BytesIO()
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("users.csv", "sourcedId,role,metadata.ell\nx1,student,perhaps\n")
+    bad = client.post(url, content=broken.getvalue(), headers=zipped["headers"])
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"] == [
+        {
+            "file": "users.csv",
+            "line": 2,
+            "column": "metadata.ell",
+            "problem": "flag must be true or false",
+        }
+    ]
 
 
 def get(client: TestClient, path: str, key: str = "admin", **params: Any) -> Any:
