@@ -354,3 +354,28 @@ def test_group_rows_keep_the_rest_of_the_district_large(
                         by_rest += value >= 10
         assert by_rest  # the 'white' group's counts: large, withheld for the rest's sake
         assert any(r["student_group"] == "foster" and r["suppressed"] for r in body["rows"])
+
+
+def test_students_who_need_it_most_page(client: TestClient, groups: dict[str, set[str]]) -> None:
+    """The groups page shows each group's gaps as the API gives them to the same key:
+    withheld cells marked, never a figure the API withholds."""
+    client.cookies.clear()
+    signed = client.post("/signin", data={"key": KEYS["dashboard"]}, follow_redirects=False)
+    assert signed.status_code == 303, signed.text
+    page = client.get(f"/dashboard/{D}/groups")
+    assert page.status_code == 200, page.text
+    api = get(client, "/v1/metrics/equity-gaps", key="dashboard")
+    html = page.text
+    assert 'id="tbl-groups"' in html
+    for row in api["rows"]:
+        assert f'data-key="{row["group"]}"' in html
+        cell = f'data-col="{row["measure"]}_gap" data-value="{row["difference"]}"'
+        if row["difference"] is None:
+            assert f'data-col="{row["measure"]}_gap" data-value="" data-withheld="1"' in html
+        else:
+            assert cell in html, cell
+    foster = html.split('data-key="foster"')[1].split("</tr>")[0]
+    assert 'data-withheld="1"' in foster and 'data-col="students" data-value=""' in foster
+    district = client.get(f"/dashboard/{D}")
+    assert f'href="/dashboard/{D}/groups' in district.text
+    client.cookies.clear()
