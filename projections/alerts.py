@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from tutorledger.domain.alert_rules import AlertRules
+from tutorledger.domain.student_groups import GROUP_LABELS
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import BY_PAIR, demand
 from tutorledger.projections.engagement import iso_week
@@ -167,7 +168,8 @@ def equity_gap(store: ProjectionStore, base: Filters, at: date, rules: AlertRule
         d, high = row["difference"], row["ci_high"]
         if not big or d is None or d >= -rules.equity_gap_margin or high >= 0:
             continue
-        figures = {k: v for k, v in row.items() if k != "group"}
+        figures = {"label": GROUP_LABELS.get(row["group"], row["group"])}
+        figures |= {k: v for k, v in row.items() if k != "group"}
         evidence = ("equity-gaps", query(f))
         found.append(Alert("equity_gap", {"group": row["group"]}, span, figures, [evidence]))
     return found

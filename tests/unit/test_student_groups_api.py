@@ -160,6 +160,16 @@ def test_the_admin_route_imports_the_same_roster_idempotently(
     ]
 
 
+def publish(client: TestClient) -> None:
+    """Dashboards read published positions: the groups are theirs once another day's event
+    follows them in the ledger (sending it twice stores it once)."""
+    later = envelope(D, "after-groups", "requested", "2026-09-02T10:00:00-04:00",
+                     {"school_id": "sch-01", "student_id": "stu-after-groups", "grade": 5,
+                      "subject": "algebra"})  # fmt: skip
+    posted = client.post("/v1/events", json={"events": [later]}, headers=auth("admin"))
+    assert posted.status_code in (200, 201, 207), posted.text
+
+
 def get(client: TestClient, path: str, key: str = "admin", **params: Any) -> Any:
     response = client.get(path, params={"district_id": D, **params}, headers=auth(key))
     assert response.status_code == 200, response.text
@@ -244,11 +254,7 @@ def test_bad_group_filters(client: TestClient, groups: dict[str, set[str]]) -> N
 def test_dashboards_never_get_a_withheld_cell_back(
     client: TestClient, events: list[Any], groups: dict[str, set[str]]
 ) -> None:
-    later = envelope(D, "after-groups", "requested", "2026-09-02T10:00:00-04:00",
-                     {"school_id": "sch-01", "student_id": "stu-after-groups", "grade": 5,
-                      "subject": "algebra"})  # fmt: skip
-    posted = client.post("/v1/events", json={"events": [later]}, headers=auth("admin"))
-    assert posted.status_code in (200, 201, 207), posted.text
+    publish(client)
     body = get(client, "/v1/metrics/equity-gaps", key="dashboard")
     exact_body = get(client, "/v1/metrics/equity-gaps", as_of_position=body["as_of_position"])
     assert body["students"] == exact_body["students"]
@@ -339,6 +345,7 @@ def test_group_rows_keep_the_rest_of_the_district_large(
     client: TestClient, groups: dict[str, set[str]]
 ) -> None:
     """A margin minus a group's count is the rest of the district: never 1 … k − 1 shown."""
+    publish(client)
     for metric in ("wait-times", "satisfaction"):
         body = get(client, f"/v1/metrics/{metric}", key="dashboard", group_by="group")
         exact_body = get(client, f"/v1/metrics/{metric}", group_by="group",
@@ -359,6 +366,7 @@ def test_group_rows_keep_the_rest_of_the_district_large(
 def test_students_who_need_it_most_page(client: TestClient, groups: dict[str, set[str]]) -> None:
     """The groups page shows each group's gaps as the API gives them to the same key:
     withheld cells marked, never a figure the API withholds."""
+    publish(client)
     client.cookies.clear()
     signed = client.post("/signin", data={"key": KEYS["dashboard"]}, follow_redirects=False)
     assert signed.status_code == 303, signed.text
@@ -378,4 +386,6 @@ def test_students_who_need_it_most_page(client: TestClient, groups: dict[str, se
     assert 'data-withheld="1"' in foster and 'data-col="students" data-value=""' in foster
     district = client.get(f"/dashboard/{D}")
     assert f'href="/dashboard/{D}/groups' in district.text
+    card = district.text.split('data-kind="equity_gap"')[1].split("</li>")[0]
+    assert "Behind: English learners" in card and f'href="/dashboard/{D}/groups?' in card
     client.cookies.clear()

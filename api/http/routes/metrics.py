@@ -73,7 +73,11 @@ GroupQ = Annotated[
 ]
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}},
-    404: {"model": ErrorResponse, "description": "unknown_cohort: no such cohort at the position"},
+    404: {
+        "model": ErrorResponse,
+        "description": "unknown_cohort / unknown_group: no such cohort or roster group at the "
+        "position",
+    },
     422: {
         "model": ErrorResponse,
         "description": "Bad filter: from after to, grade 13, a range longer than max_range_days "
