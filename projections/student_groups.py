@@ -69,7 +69,9 @@ def wilson(x: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z / denom * sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 and n the bounds are exactly 0 and 1; rounding must not move them off.
+    low = 0.0 if x == 0 else max(0.0, centre - half)
+    return low, 1.0 if x == n else min(1.0, centre + half)
 
 
 def newcombe(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tuple[float, float, float]:
@@ -78,7 +80,9 @@ def newcombe(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tuple[float,
     l1, u1 = wilson(x1, n1, z)
     l2, u2 = wilson(x2, n2, z)
     d = p1 - p2
-    return d, d - sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    low = d - sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = d + sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return d, max(-1.0, low), min(1.0, high)
 
 
 def gap_row(

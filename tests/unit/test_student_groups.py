@@ -166,6 +166,7 @@ def test_wilson_and_newcombe_match_newcombe_1998() -> None:
     assert (round(d, 4), round(low, 4), round(high, 4)) == (0.2, 0.0524, 0.3339)
     d, low, high = newcombe(9, 10, 3, 10)
     assert (round(low, 4), round(high, 4)) == (0.1705, 0.8090)
+    assert newcombe(13, 13, 0, 7)[2] == 1.0 and newcombe(0, 7, 13, 13)[1] == -1.0  # at the edges
 
 
 @given(st.integers(1, 400), st.integers(1, 400), st.data())
