@@ -26,7 +26,6 @@ from tutorledger.api.metrics.insight_schemas import Outcomes
 from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.metrics.suppression import Planner
 from tutorledger.domain.envelope import DISTRICT_PATTERN
-from tutorledger.domain.errors import InvalidRequest
 from tutorledger.domain.student_groups import GROUP_LABELS
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import demand
@@ -142,16 +141,7 @@ def _dosage(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
 
 
 def _equity(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
-    f = scope.filters
-    narrowed = {"school_id": f.school_id, "grade": f.grade, "cohort_id": f.cohort_id,
-                "group": f.group}  # fmt: skip
-    if any(v is not None for v in narrowed.values()):
-        raise InvalidRequest(
-            "equity-gaps compares groups across the whole district: only dates, subject and "
-            "position apply",
-            {k: v for k, v in narrowed.items() if v is not None},
-        )
-    figures = equity_gaps(store, f)
+    figures = equity_gaps(store, scope.filters)
     for row in figures["rows"]:
         row["label"] = GROUP_LABELS.get(row["group"], row["group"])
     return EquityGaps(**scope.envelope(), **figures)
@@ -339,8 +329,9 @@ EQUITY_GAPS = Metric[Keys](
         "interval, from the two Wilson intervals). Measures: `reach` (at least one request "
         "in the range), `regular_use` (requests in at least 3 distinct ISO weeks of the "
         "range, as engagement's `regular_students`). Students who made requests but are not "
-        "in the roster count nowhere. Only the date and subject filters apply (a school, "
-        "grade, cohort or group filter is a 422). Example: 480 of 6,000 English learners "
+        "in the roster count nowhere. Filters choose which requests count (a school's, a "
+        "subject's, a cohort's members'…); the students compared are always the roster's. "
+        "Example: 480 of 6,000 English learners "
         "and 5,520 of the other 46,000 students were reached → rates 0.08 and 0.12, "
         "difference −0.04, interval about −0.047 to −0.032: behind, and not by chance."
     ),
