@@ -9,6 +9,7 @@ from typing import Any
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.answer_cache import EPOCH_PARAM
 from tutorledger.projections.cohorts import members_condition
+from tutorledger.projections.group_members import PREFIX, group_condition
 from tutorledger.projections.read_models import Tables, current_tables
 from tutorledger.projections.steps import step_in
 
@@ -27,6 +28,7 @@ class Filters:
     date_to: date | None = None
     generation: int | None = None  # pin the read models' generation (default: the published one)
     cohort_id: str | None = None  # only the cohort's members as of the position (pins generation)
+    group: str | None = None  # only the roster group's members as of the position (pins too)
     # (position, read-model state at it) pairs from projections/answer_cache.py: with the
     # state at `as_of_position` in the parameters, answers at that position may be reused.
     epochs: tuple[tuple[int, str], ...] = ()
@@ -40,6 +42,7 @@ class Filters:
             "subject": self.subject or "",
             "grade": -1 if self.grade is None else self.grade,
             "cohort_id": self.cohort_id or "",
+            "group_cohort": PREFIX + (self.group or ""),
             "date_from": self.date_from or date(1970, 1, 2),
             "date_to": self.date_to or date(2105, 12, 31),
             # Whatever the zone (offsets lie within ±14 h), a local day lies inside these UTC
@@ -82,6 +85,10 @@ def facts_where(filters: Filters, steps: tuple[int, ...]) -> str:
         if filters.generation is None:
             raise ValueError("a cohort filter needs a pinned read-model generation")
         conditions.append(members_condition(Tables(filters.generation).cohorts))
+    if filters.group is not None:
+        if filters.generation is None:
+            raise ValueError("a group filter needs a pinned read-model generation")
+        conditions.append(group_condition(Tables(filters.generation).cohorts))
     if filters.date_from is not None:
         conditions.append("requested_at >= toDateTime(%(utc_from)s, 'UTC')")
         conditions.append("toDate(requested_at, %(tz)s) >= %(date_from)s")

@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field
 from tutorledger.api.metrics.schemas import SUPPRESSED_HELP
 from tutorledger.domain.alert_rules import AlertRules
 
-Kind = Literal["subject_hotspot", "long_waits", "falling_use", "repeated_subject", "long_session"]
+Kind = Literal[
+    "subject_hotspot", "long_waits", "falling_use", "equity_gap", "repeated_subject", "long_session"
+]
 Figure = int | float | str | list[str] | None
 
 
@@ -20,6 +22,7 @@ class AlertScope(BaseModel):
     subject: str | None = None
     student_token: str | None = Field(default=None, description="Student kinds: the token")
     session_id: str | None = None
+    group: str | None = Field(default=None, description="equity_gap: the roster group")
 
 
 class AlertOut(BaseModel):

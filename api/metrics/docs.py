@@ -6,6 +6,7 @@ from __future__ import annotations
 COMMON = """
 
 **Filters** (all metrics): `district_id` (required), `school_id`, `subject`, `grade` (0-12),
+`cohort_id`, `group` (a roster group's code, e.g. `ell`: only its members as of the position),
 `from`/`to` (inclusive dates in the district's time zone: a session belongs to the local day
 it was *requested*, whatever day it was matched, completed or surveyed), `as_of_position`
 (only ledger events at positions ≤ it count: the report as it was then). The response names
@@ -15,6 +16,8 @@ same rows as CSV, each with `as_of_position` and `head_hash` columns."""
 
 GROUPING = """
 
-**group_by**: `school`, `subject` or `school,subject`; anything else → 422. Rows are sorted by
-their group values; only groups with at least one request appear. Without grouping there is
-exactly one row, with `school_id`/`subject` null."""
+**group_by**: `school`, `subject`, `group` (roster groups) or a comma list of them (e.g.
+`school,subject`, `group,school`); anything else → 422. Rows are sorted by their group values;
+only groups with at least one request appear. Without grouping there is exactly one row, with
+`school_id`/`subject`/`student_group` null. By `group`, a student in several roster groups
+counts in each, and `margins` holds the same rows without the group split."""

@@ -21,18 +21,21 @@ from tutorledger.api.metrics import schemas as ms
 from tutorledger.api.metrics import suppression as plans
 from tutorledger.api.metrics.csv import Table, table
 from tutorledger.api.metrics.docs import COMMON, GROUPING
+from tutorledger.api.metrics.equity import EquityGaps, plan_equity
 from tutorledger.api.metrics.insight_schemas import Outcomes
 from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.metrics.suppression import Planner
 from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.domain.student_groups import GROUP_LABELS
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import demand
 from tutorledger.projections.dosage import dosage
 from tutorledger.projections.engagement import REGULAR_WEEKS, engagement
-from tutorledger.projections.groups import GROUPS
+from tutorledger.projections.groups import GROUPS, STUDENT_GROUP
 from tutorledger.projections.outcomes import INTERPRETATION, outcomes
 from tutorledger.projections.participation import participation
 from tutorledger.projections.satisfaction import satisfaction
+from tutorledger.projections.student_groups import equity_gaps
 from tutorledger.projections.timing import timing
 from tutorledger.projections.wait_times import wait_times
 
@@ -92,25 +95,30 @@ def _participation(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
     return ms.Participation(**scope.envelope(), **participation(store, scope.filters))
 
 
+def _grouped(
+    scope: Scope, keys: Keys, rows_of: Callable[[Keys], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """A grouped answer's body; by roster group, with the rows without the group split
+    (`margins`: what each group's row is part of, for suppression's complements)."""
+    body = {**scope.envelope(), "group_by": _group_names(keys), "rows": rows_of(keys)}
+    if STUDENT_GROUP in keys:
+        body["margins"] = rows_of(tuple(k for k in keys if k != STUDENT_GROUP))
+    return body
+
+
 def _demand(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
-    rows = demand(store, scope.filters, keys)
-    return ms.Demand.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
+    body = _grouped(scope, keys, lambda k: demand(store, scope.filters, k))
+    return ms.Demand.model_validate(body)
 
 
 def _wait_times(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
-    rows = wait_times(store, scope.filters, keys)
-    return ms.WaitTimes.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
+    body = _grouped(scope, keys, lambda k: wait_times(store, scope.filters, k))
+    return ms.WaitTimes.model_validate(body)
 
 
 def _satisfaction(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
-    rows = satisfaction(store, scope.filters, keys)
-    return ms.Satisfaction.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
+    body = _grouped(scope, keys, lambda k: satisfaction(store, scope.filters, k))
+    return ms.Satisfaction.model_validate(body)
 
 
 def _timing(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
@@ -130,6 +138,13 @@ def _engagement(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
 def _dosage(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
     figures = dosage(store, scope.filters, scope.profile.dosage_target_minutes)
     return ms.Dosage(**scope.envelope(), **figures)
+
+
+def _equity(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
+    figures = equity_gaps(store, scope.filters)
+    for row in figures["rows"]:
+        row["label"] = GROUP_LABELS.get(row["group"], row["group"])
+    return EquityGaps(**scope.envelope(), **figures)
 
 
 @dataclass(frozen=True)
@@ -301,6 +316,30 @@ DOSAGE = Metric[Keys](
     compute=_dosage,
     planner=plans.plan_dosage,
 )
+EQUITY_GAPS = Metric[Keys](
+    name="equity-gaps",
+    summary="Equity gaps: each roster group against the rest of the district",
+    definition=(
+        "Over the students of the district's latest roster-group import at or before the "
+        "position (`tutorledger import-groups`): for each recorded group and each measure, "
+        "`students` (the group's rostered students), `count` (of those, the students the "
+        "measure counts), `rate` = count ÷ students, the same for the rest of the rostered "
+        "district (`rest_*`: rostered students not in the group), `difference` = rate − "
+        "rest_rate and its 95 % interval (`ci_low`, `ci_high`: Newcombe's hybrid score "
+        "interval, from the two Wilson intervals). Measures: `reach` (at least one request "
+        "in the range), `regular_use` (requests in at least 3 distinct ISO weeks of the "
+        "range, as engagement's `regular_students`). Students who made requests but are not "
+        "in the roster count nowhere. Filters choose which requests count (a school's, a "
+        "subject's, a cohort's members'…); the students compared are always the roster's. "
+        "Example: 480 of 6,000 English learners "
+        "and 5,520 of the other 46,000 students were reached → rates 0.08 and 0.12, "
+        "difference −0.04, interval about −0.047 to −0.032: behind, and not by chance."
+    ),
+    response=EquityGaps,
+    compute=_equity,
+    planner=plan_equity,
+    figures=(),
+)
 OUTCOMES = Metric[Terms](
     name="outcomes",
     summary="Usage vs grades: grade change between two terms by usage band",
@@ -337,5 +376,5 @@ adds 8 to the `3-9` band's mean change.
 WITH_FILTERS: tuple[Metric[Keys], ...] = (
     PARTICIPATION, DEMAND, WAIT_TIMES, SATISFACTION, TIMING, ENGAGEMENT, DOSAGE,
 )  # fmt: skip
-EVERY: tuple[Metric[Any], ...] = (*WITH_FILTERS, OUTCOMES)
+EVERY: tuple[Metric[Any], ...] = (*WITH_FILTERS, EQUITY_GAPS, OUTCOMES)
 METRICS: dict[str, Metric[Any]] = {m.name: m for m in EVERY}

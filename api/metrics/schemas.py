@@ -8,6 +8,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 GroupCol = Field(description="Group value; null when the rows are not grouped by it")
+GroupOpt = Field(default=None, description="Roster group (group_by=group); null otherwise")
+MARGINS_HELP = (
+    "With group_by=group: the same rows without the group split (a student is in any number "
+    "of groups, so groups do not add up to these); null otherwise"
+)
 SUPPRESSED_HELP = (
     "True when a figure here was withheld (null) for a dashboard key: a count below the "
     "district's suppression_threshold, a figure derived from one, or a complement that would "
@@ -29,6 +34,7 @@ class MetricResponse(BaseModel):
 class DemandRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
+    student_group: str | None = GroupOpt
     requests: Count
     completed: Count = Field(description="Requests that reached session.completed")
     students: Count = Field(description="Distinct students with a request in the group")
@@ -51,11 +57,13 @@ class Demand(MetricResponse):
 
     group_by: list[str]
     rows: list[DemandRow]
+    margins: list[DemandRow] | None = Field(default=None, description=MARGINS_HELP)
 
 
 class WaitRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
+    student_group: str | None = GroupOpt
     requests: Count
     matched: Count = Field(description="Requests matched to a tutor")
     unmatched: Count = Field(description="Requests never matched: still waiting or cancelled first")
@@ -69,11 +77,13 @@ class WaitRow(BaseModel):
 class WaitTimes(MetricResponse):
     group_by: list[str]
     rows: list[WaitRow]
+    margins: list[WaitRow] | None = Field(default=None, description=MARGINS_HELP)
 
 
 class SatisfactionRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
+    student_group: str | None = GroupOpt
     completed: Count
     surveys: Count
     helped: Count = Field(description="Surveys answering helped = true")
@@ -86,6 +96,7 @@ class SatisfactionRow(BaseModel):
 class Satisfaction(MetricResponse):
     group_by: list[str]
     rows: list[SatisfactionRow]
+    margins: list[SatisfactionRow] | None = Field(default=None, description=MARGINS_HELP)
 
 
 class SchoolHoursOut(BaseModel):

@@ -399,7 +399,10 @@ REFERENCES: dict[str, Any] = {
     "dosage": lambda body, events, f: (_figures(body), insight.dosage(events, GEN, TZ, **f)),
 }
 # Compared with their reference fold elsewhere (they need more than session events).
-ELSEWHERE = {"outcomes": "test_outcomes.py::test_outcomes_equal_the_fold_and_show_the_association"}
+ELSEWHERE = {
+    "outcomes": "test_outcomes.py::test_outcomes_equal_the_fold_and_show_the_association",
+    "equity-gaps": "test_student_groups_api.py::test_equity_gaps_equal_an_independent_fold",
+}
 
 
 def test_every_registered_metric_has_a_reference_fold() -> None:

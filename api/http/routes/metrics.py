@@ -24,6 +24,7 @@ from tutorledger.api.http.bounds import (
 )
 from tutorledger.api.http.cohort_filter import pin_cohort
 from tutorledger.api.http.deps import DashboardIn, InDistrict, RuntimeDep
+from tutorledger.api.http.group_filter import pin_group
 from tutorledger.api.http.publication import published_positions, today_in
 from tutorledger.api.http.published import PublishedScope
 from tutorledger.api.http.schemas import ErrorResponse
@@ -33,6 +34,7 @@ from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.errors import InvalidRequest
+from tutorledger.domain.student_groups import GROUP_PATTERN
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.answer_cache import epochs
 from tutorledger.projections.filters import Filters
@@ -64,9 +66,20 @@ CohortQ = Annotated[
         description="Only this cohort's members as of the position (see /v1/cohorts)",
     ),
 ]
+GroupQ = Annotated[
+    str | None,
+    Query(
+        pattern=GROUP_PATTERN,
+        description="Only this roster group's students as of the position (e.g. ell)",
+    ),
+]
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}},
-    404: {"model": ErrorResponse, "description": "unknown_cohort: no such cohort at the position"},
+    404: {
+        "model": ErrorResponse,
+        "description": "unknown_cohort / unknown_group: no such cohort or roster group at the "
+        "position",
+    },
     422: {
         "model": ErrorResponse,
         "description": "Bad filter: from after to, grade 13, a range longer than max_range_days "
@@ -94,11 +107,13 @@ def build_filters(
     date_to: date | None,
     as_of_position: int | None,
     cohort_id: str | None = None,
+    *,
+    group: str | None = None,
 ) -> tuple[Filters, str | None]:
     """The exact filters at the asked position (never past what is projected) and its head."""
     resolved = resolve_filters(
         runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position,
-        cohort_id,
+        cohort_id, group=group,
     )  # fmt: skip
     return resolved.filters, resolved.head_hash
 
@@ -115,6 +130,7 @@ def resolve_filters(
     cohort_id: str | None = None,
     *,
     published: bool = False,
+    group: str | None = None,
 ) -> Resolved:
     """Resolve the effective position (never past what is projected; with `published`, the
     published position at or before it, and the one before that) and its chain head. Ranges
@@ -147,6 +163,8 @@ def resolve_filters(
     )
     if cohort_id is not None:
         filters = pin_cohort(runtime.projections, filters, cohort_id)
+    if group is not None:
+        filters = pin_group(runtime.projections, filters, group)
     return Resolved(filters, head[1] if head else None, previous)
 
 
@@ -162,11 +180,12 @@ def metric_scope(
     output_format: FormatQ = None,
     accept: AcceptH = None,
     cohort_id: CohortQ = None,
+    group: GroupQ = None,
 ) -> Scope:
     """The filters every metric shares (docs/contract.md), checked the same way everywhere."""
     return resolve_scope(
         runtime, caller, school_id, subject, grade, date_from, date_to, as_of_position,
-        cohort_id, csv=wants_csv(output_format, accept),
+        cohort_id, csv=wants_csv(output_format, accept), group=group,
     )  # fmt: skip
 
 
@@ -197,6 +216,7 @@ def resolve_scope(
     cohort_id: str | None,
     *,
     csv: bool,
+    group: str | None = None,
 ) -> Scope:
     """One position and chain head for the caller's district; the API and dashboard share it.
 
@@ -209,14 +229,14 @@ def resolve_scope(
     if role in EXACT_ROLES:
         filters, head_hash = build_filters(
             runtime, district_id, school_id, subject, grade, date_from, date_to,
-            as_of_position, cohort_id,
+            as_of_position, cohort_id, group=group,
         )  # fmt: skip
         return Scope(filters, head_hash, profile, csv, role)
     asked = {"asked_as_of_position": as_of_position, "asked_from": date_from, "asked_to": date_to}
     start, end = whole_weeks(date_from, date_to)
     filters, head_hash, previous = resolve_filters(
         runtime, district_id, school_id, subject, grade, start, end, as_of_position, cohort_id,
-        published=True,
+        published=True, group=group,
     )  # fmt: skip
     return PublishedScope(
         filters, head_hash, profile, csv, role, runtime.projections, previous,
