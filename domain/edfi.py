@@ -4,9 +4,9 @@ One `Intervention` for the district's tutoring programme (its prescribed dosage 
 district's standard), one `StudentInterventionAssociation` per student served, and one
 `StudentInterventionAttendanceEvent` per completed session (`eventDate` its local request
 date, `attendanceEventCategoryDescriptor` "In Attendance", `interventionDuration` its whole
-minutes, rounded down) — except that Ed-Fi keys an attendance event by category, date, intervention and
-student, so a student's sessions on one day are one event with their summed length.
-Descriptors are URIs (`<namespace>/<Descriptor>#<code value>`). Everything is sorted and has
+minutes, rounded down) — except that Ed-Fi keys an attendance event by category, date,
+intervention and student, so a student's sessions on one day are one event with their summed
+length. Descriptors are URIs (`<namespace>/<Descriptor>#<code value>`). Everything is sorted and has
 no timestamp of its own, so the same sessions always give the same bytes.
 """
 

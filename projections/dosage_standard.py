@@ -40,14 +40,14 @@ SELECT cohort_id AS cohort, arrayJoin(m) AS student FROM (
 # Per (group, student, local week): completed sessions, those long enough, one session id.
 WEEKS_SQL = """
 SELECT {keys}student, toMonday(toDate(at, %(tz)s)) AS week, count() AS n,
-    countIf(length_us >= %(session_us)s) AS q, any(session_id) AS sid
+    countIf(length_us >= %(session_us)s) AS q, min(session_id) AS sid
 FROM {source}
 GROUP BY {keys}student, week
 """
 # Per (group, student): first week, met weeks, counted weeks since the first week.
 STUDENTS_SQL = """
 SELECT {keys}student, min(week) AS first_week, toUInt32(first_week) AS first_day,
-    any(sid) AS one_session, sum(n) AS sessions,
+    min(sid) AS one_session, sum(n) AS sessions,
     countIf(q >= %(per_week)s AND has(%(counted)s, toUInt32(week))) AS met,
     arrayCount(w -> w >= first_day, %(counted)s) AS due
 FROM ({weeks})
@@ -63,7 +63,7 @@ GROUP BY week ORDER BY week
 """
 SHORT_SQL = """
 SELECT one_session, toString(first_week), met, due, sessions FROM ({students})
-WHERE met < %(weeks)s AND met < due
+WHERE met < %(weeks)s AND met < due ORDER BY one_session
 """
 
 
