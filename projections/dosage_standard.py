@@ -81,17 +81,17 @@ class Window:
         return [0] + [(w - EPOCH).days for w, n in sorted(self.school_days.items()) if n]
 
 
-def _source(store: ProjectionStore, filters: Filters, keys: tuple[str, ...]) -> str:
-    lengths = f"({lengths_sql(store, filters)})"
-    if "cohort_id" not in keys:
-        return lengths
-    members = MEMBERS_SQL.format(cohorts=filters.tables(store).cohorts)
-    return f"{lengths} AS done ALL INNER JOIN ({members}) AS cohort_members USING student"
-
-
-def _weeks_sql(store: ProjectionStore, filters: Filters, keys: tuple[str, ...]) -> str:
+def _weeks_sql(
+    store: ProjectionStore, filters: Filters, lengths: str, keys: tuple[str, ...]
+) -> str:
+    """Per (group, student, week) over the `lengths` subquery body (joined to the cohorts'
+    members when grouping by cohort)."""
+    source = f"({lengths})"
+    if "cohort_id" in keys:
+        members = MEMBERS_SQL.format(cohorts=filters.tables(store).cohorts)
+        source = f"{source} AS done ALL INNER JOIN ({members}) AS cohort_members USING student"
     columns = "".join(f"{SOURCE[k]}, " for k in keys)
-    return WEEKS_SQL.format(keys=columns, source=_source(store, filters, keys))
+    return WEEKS_SQL.format(keys=columns, source=source)
 
 
 def _params(filters: Filters, standard: DosageStandard, window: Window) -> dict[str, Any]:
@@ -129,7 +129,8 @@ def dosage_standard(
     keys: tuple[str, ...],
 ) -> dict[str, Any]:
     """Per group: students served, met, on track and short; the weekly series (ungrouped)."""
-    plain = _weeks_sql(store, filters, ())
+    lengths = lengths_sql(store, filters)
+    plain = _weeks_sql(store, filters, lengths, ())
     probe = _params(filters, standard, Window(None, None, {}))
     series = {
         date.fromisoformat(str(w)): (int(a), int(m))
@@ -138,7 +139,7 @@ def dosage_standard(
     span = window(filters, hours, standard, list(series))
     params = _params(filters, standard, span)
     columns = "".join(f"{SOURCE[k]}, " for k in keys)
-    students = STUDENTS_SQL.format(keys=columns, weeks=_weeks_sql(store, filters, keys))
+    students = STUDENTS_SQL.format(keys=columns, weeks=_weeks_sql(store, filters, lengths, keys))
     order = ", ".join(SOURCE[k] for k in keys)
     grouping = f"GROUP BY {order} ORDER BY {order}" if keys else ""
     sql = STATUS_SQL.format(keys=columns, students=students, grouping=grouping)
@@ -184,7 +185,7 @@ def falling_short(
     store: ProjectionStore, filters: Filters, standard: DosageStandard, hours: SchoolHours
 ) -> tuple[Window, list[dict[str, Any]]]:
     """The students short of the standard (one of their sessions, to find their token)."""
-    plain = _weeks_sql(store, filters, ())
+    plain = _weeks_sql(store, filters, lengths_sql(store, filters), ())
     probe = _params(filters, standard, Window(None, None, {}))
     active = [
         date.fromisoformat(str(r[0])) for r in store.execute(SERIES_SQL.format(weeks=plain), probe)
