@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date
+from itertools import permutations
 from typing import Annotated, Any
 
 from fastapi import Query
@@ -84,12 +85,12 @@ class DosageStandardOut(MetricResponse):
 
 
 Keys = tuple[str, ...]
+# Exactly the accepted values (one name, or two different names in either order), so a
+# schema-valid value is always answered.
+CHOICES = [*STANDARD_GROUPS, *(f"{a},{b}" for a, b in permutations(STANDARD_GROUPS, 2))]
 StandardGroupQ = Annotated[
     str | None,
-    Query(
-        pattern=r"^[a-z]{1,10}(,[a-z]{1,10})?$",
-        description=f"Group rows by {GROUP_BY_HELP}",
-    ),
+    Query(pattern=f"^({'|'.join(CHOICES)})$", description=f"Group rows by {GROUP_BY_HELP}"),
 ]
 
 
