@@ -443,3 +443,25 @@ def test_defaults_and_bad_settings() -> None:
             parse_profiles({"d": {"dosage_standard": bad}}, TZ)
     with pytest.raises(ValidationError):
         DosageStandard(session_minutes=0)
+
+
+def test_an_erased_student_leaves_the_export_and_no_figure_changes(client: TestClient) -> None:
+    d = fresh()
+    plans: list[Plan] = [(day, "16:00", 45 * 60_000_000, s, 0, 6)
+                         for s in range(3) for day in range(0, 21, 2)]  # fmt: skip
+    load(client, d, plans)
+    params = {"district_id": d, "from": "2026-10-12", "to": "2026-11-15"}
+    before = metric(client, d, **params)
+    erased = client.post(
+        f"/v1/privacy/students/{d}/{d}-stu-1/erase",
+        json={"reason": "parent_request"},
+        headers=auth("admin"),
+    )
+    assert erased.status_code == 200, erased.text
+    after = metric(client, d, **params)
+    assert (after["rows"], after["weeks"]) == (before["rows"], before["weeks"])
+    files = client.get(
+        "/v1/exports/edfi", params=params, headers=auth("admin", "warehouse")
+    ).json()["files"]
+    check_edfi(files, {f"{d}-stu-0", f"{d}-stu-2"})
+    assert f"{d}-stu-1" not in json.dumps(files)
