@@ -37,22 +37,24 @@ SELECT cohort_id AS cohort, arrayJoin(m) AS student FROM (
     GROUP BY cohort_id
 )
 """
-# Per (group, student, local week): completed sessions, those long enough, one session id.
+# Per (group, student, local week): sessions long enough (and, for the student list, all
+# completed sessions and the smallest session id: string work the counts do not need).
 WEEKS_SQL = """
-SELECT {keys}student, toMonday(toDate(at, %(tz)s)) AS week, count() AS n,
-    countIf(length_us >= %(session_us)s) AS q, min(session_id) AS sid
+SELECT {keys}student, toMonday(toDate(at, %(tz)s)) AS week,
+    countIf(length_us >= %(session_us)s) AS q{extra}
 FROM {source}
 GROUP BY {keys}student, week
 """
+LISTED = ", count() AS n, min(session_id) AS sid"
 # Per (group, student): first week, met weeks, counted weeks since the first week.
 STUDENTS_SQL = """
 SELECT {keys}student, min(week) AS first_week, toUInt32(first_week) AS first_day,
-    min(sid) AS one_session, sum(n) AS sessions,
     countIf(q >= %(per_week)s AND has(%(counted)s, toUInt32(week))) AS met,
-    arrayCount(w -> w >= first_day, %(counted)s) AS due
+    arrayCount(w -> w >= first_day, %(counted)s) AS due{extra}
 FROM ({weeks})
 GROUP BY {keys}student
 """
+LISTED_STUDENTS = ", min(sid) AS one_session, sum(n) AS sessions"
 STATUS_SQL = """
 SELECT {keys}count(), countIf(met >= %(weeks)s), countIf(met < %(weeks)s AND met >= due)
 FROM ({students}) {grouping}
@@ -82,7 +84,7 @@ class Window:
 
 
 def _weeks_sql(
-    store: ProjectionStore, filters: Filters, lengths: str, keys: tuple[str, ...]
+    store: ProjectionStore, filters: Filters, lengths: str, keys: tuple[str, ...], extra: str = ""
 ) -> str:
     """Per (group, student, week) over the `lengths` subquery body (joined to the cohorts'
     members when grouping by cohort)."""
@@ -91,7 +93,7 @@ def _weeks_sql(
         members = MEMBERS_SQL.format(cohorts=filters.tables(store).cohorts)
         source = f"{source} AS done ALL INNER JOIN ({members}) AS cohort_members USING student"
     columns = "".join(f"{SOURCE[k]}, " for k in keys)
-    return WEEKS_SQL.format(keys=columns, source=source)
+    return WEEKS_SQL.format(keys=columns, source=source, extra=extra)
 
 
 def _params(filters: Filters, standard: DosageStandard, window: Window) -> dict[str, Any]:
@@ -139,7 +141,8 @@ def dosage_standard(
     span = window(filters, hours, standard, list(series))
     params = _params(filters, standard, span)
     columns = "".join(f"{SOURCE[k]}, " for k in keys)
-    students = STUDENTS_SQL.format(keys=columns, weeks=_weeks_sql(store, filters, lengths, keys))
+    weeks_sql = _weeks_sql(store, filters, lengths, keys)
+    students = STUDENTS_SQL.format(keys=columns, weeks=weeks_sql, extra="")
     order = ", ".join(SOURCE[k] for k in keys)
     grouping = f"GROUP BY {order} ORDER BY {order}" if keys else ""
     sql = STATUS_SQL.format(keys=columns, students=students, grouping=grouping)
@@ -185,13 +188,14 @@ def falling_short(
     store: ProjectionStore, filters: Filters, standard: DosageStandard, hours: SchoolHours
 ) -> tuple[Window, list[dict[str, Any]]]:
     """The students short of the standard (one of their sessions, to find their token)."""
-    plain = _weeks_sql(store, filters, lengths_sql(store, filters), ())
+    plain = _weeks_sql(store, filters, lengths_sql(store, filters), (), LISTED)
     probe = _params(filters, standard, Window(None, None, {}))
     active = [
         date.fromisoformat(str(r[0])) for r in store.execute(SERIES_SQL.format(weeks=plain), probe)
     ]
     span = window(filters, hours, standard, active)
-    sql = SHORT_SQL.format(students=STUDENTS_SQL.format(keys="", weeks=plain))
+    students = STUDENTS_SQL.format(keys="", weeks=plain, extra=LISTED_STUDENTS)
+    sql = SHORT_SQL.format(students=students)
     found = [
         {
             "session_id": str(sid),
