@@ -20,6 +20,7 @@ from datetime import date
 from typing import Any
 
 from tutorledger.domain.dosage_standard import US_PER_MINUTE, DosageStandard, EdFi
+from tutorledger.domain.errors import TutorLedgerError
 
 FILES = (
     "interventions.json",
@@ -29,6 +30,13 @@ FILES = (
 IN_ATTENDANCE = "In Attendance"
 INTERVENTION_CLASS = "Supplement"  # tutoring supplements classroom instruction
 DELIVERY_METHOD = "Individual"
+
+
+class EdFiNotConfigured(TutorLedgerError):
+    """The district has no Ed-Fi identity (`edfi.education_organization_id`) to export under."""
+
+    code = "edfi_not_configured"
+    status = 409
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ def resources(
 ) -> dict[str, list[dict[str, Any]]]:
     """The three resource collections, by file name; `begin`/`end` bound the intervention."""
     if edfi.education_organization_id is None:
-        raise ValueError("edfi.education_organization_id is not set for this district")
+        raise EdFiNotConfigured("edfi.education_organization_id is not set for this district")
     org = {"educationOrganizationId": edfi.education_organization_id}
     intervention_ref = {**org, "interventionIdentificationCode": edfi.intervention_code}
     ns = edfi.descriptor_namespace

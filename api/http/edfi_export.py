@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tutorledger.api.http.disclose import disclose
 from tutorledger.api.runtime import Runtime
 from tutorledger.consumers.projector import decode
-from tutorledger.domain.edfi import FILES, Attended, encode, resources
+from tutorledger.domain.edfi import FILES, Attended, EdFiNotConfigured, encode, resources
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.keys import Principal
 from tutorledger.projections.alerts_students import tokens
@@ -67,7 +67,7 @@ def export_edfi(
         raise InvalidRequest("an Ed-Fi export needs both 'from' and 'to'")
     profile = runtime.settings.district(filters.district_id)
     if profile.edfi.education_organization_id is None:
-        raise InvalidRequest(
+        raise EdFiNotConfigured(
             "set edfi.education_organization_id for this district in the districts file",
             {"district_id": filters.district_id},
         )

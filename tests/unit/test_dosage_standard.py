@@ -404,7 +404,7 @@ def test_export_needs_the_district_s_education_organization(client: TestClient) 
         params={"district_id": "std-unset", "from": "2026-10-12", "to": "2026-10-18"},
         headers=auth("admin", "warehouse"),
     )
-    assert r.status_code == 422 and "education_organization_id" in r.text
+    assert r.status_code == 409 and r.json()["error"]["code"] == "edfi_not_configured"
 
 
 # -- the rule and its settings ----------------------------------------------------------------

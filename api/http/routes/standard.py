@@ -49,8 +49,9 @@ EDFI_DOC = (
     "Ed-Fi Data Standard v5 resources: `files` maps each file name (`interventions.json`, "
     "`studentInterventionAssociations.json`, `studentInterventionAttendanceEvents.json`) to "
     "its resources, exactly as `tutorledger export-edfi` writes them. Needs "
-    "`edfi.education_organization_id` in the districts file. Admin keys only; needs "
-    "`X-Purpose`; recorded in the disclosure log. Erased students are left out."
+    "`edfi.education_organization_id` in the districts file (else 409 "
+    "`edfi_not_configured`). Admin keys only; needs `X-Purpose`; recorded in the disclosure "
+    "log. Erased students are left out."
 )
 
 
@@ -82,7 +83,12 @@ class EdFiFiles(BaseModel):
     files: dict[str, list[dict[str, Any]]]
 
 
-@router.get("/v1/dosage-standard/students", response_model=ShortList, description=STUDENTS_DOC)
+@router.get(
+    "/v1/dosage-standard/students",
+    response_model=ShortList,
+    description=STUDENTS_DOC,
+    responses={404: {"description": "unknown_cohort: no such cohort at the position"}},
+)
 def get_short_students(
     runtime: RuntimeDep,
     caller: AuditorIn,
@@ -127,7 +133,12 @@ def get_short_students(
     )  # fmt: skip
 
 
-@router.get("/v1/exports/edfi", response_model=EdFiFiles, description=EDFI_DOC)
+@router.get(
+    "/v1/exports/edfi",
+    response_model=EdFiFiles,
+    description=EDFI_DOC,
+    responses={409: {"description": "edfi_not_configured: the district has no Ed-Fi identity"}},
+)
 def get_edfi_export(
     runtime: RuntimeDep,
     caller: AdminIn,
