@@ -25,6 +25,7 @@ from tutorledger.api.http.routes import (
     roster,
     schools,
     sessions,
+    standard,
 )
 from tutorledger.api.http.routes.health import HEALTH_THREADS
 from tutorledger.api.http.security_headers import SecurityHeaders
@@ -72,7 +73,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     modules = (events, sessions, schools, metrics, alerts, audit, admin, privacy, roster, health)
-    for module in (*modules, cohorts):
+    for module in (*modules, cohorts, standard):
         app.include_router(module.router)
     dashboard.install(app, settings)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)

@@ -44,6 +44,7 @@ from tutorledger.projections.writer import ReadModelWriter, RequestCache
 KEY = "bench-metrics-admin-key-000000"
 HTTP_METRICS = (
     "participation", "demand", "wait-times", "satisfaction", "timing", "engagement", "dosage",
+    "dosage-standard",
 )  # fmt: skip
 ALERTS = {
     "alerts": ("/v1/alerts", {}),

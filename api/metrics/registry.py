@@ -18,6 +18,7 @@ from fastapi import Query
 from pydantic import BaseModel
 
 from tutorledger.api.metrics import schemas as ms
+from tutorledger.api.metrics import standard
 from tutorledger.api.metrics import suppression as plans
 from tutorledger.api.metrics.csv import Table, table
 from tutorledger.api.metrics.docs import COMMON, GROUPING
@@ -71,11 +72,12 @@ class Metric(Generic[Opt]):
     csv_rows: Callable[[BaseModel], Table] = table
     figures: tuple[Figure, ...] | None = None  # None: one table named after the metric
     not_found: str | None = None  # its own 404 description (default: unknown cohort)
+    grouping: str | None = None  # its own `group_by` text (default: the shared GROUPING)
 
     @property
     def description(self) -> str:
         """The OpenAPI description: the definition, then the shared grouping and filter text."""
-        grouping = GROUPING if self.group_by is not None else ""
+        grouping = (self.grouping or GROUPING) if self.group_by is not None else ""
         return self.definition + grouping + (COMMON if self.filters else "")
 
     @property
@@ -340,6 +342,36 @@ EQUITY_GAPS = Metric[Keys](
     planner=plan_equity,
     figures=(),
 )
+DOSAGE_STANDARD = Metric[Keys](
+    name="dosage-standard",
+    summary="Students meeting the district's high-dosage standard: met, on track, short",
+    definition=(
+        "The district's standard (`dosage_standard` in `TUTORLEDGER_DISTRICTS_FILE`; default "
+        "3 sessions a week of at least 30 minutes, for 10 weeks). Weeks are local ISO weeks "
+        "(Monday-Sunday) of each completed session's request date; a session's length is "
+        "`session.completed` − `session.matched` time, as for `dosage`. Weeks judged: from "
+        "the week of `from` (else the first week with a completed session) to the week of "
+        "`to` (else the last). A week *counts* when it has a school day: a weekday of the "
+        "district's `school_hours.days` outside every `dosage_standard.breaks` range; weeks "
+        "without one are neither met nor missed. A counted week is *met* by a student with at "
+        "least `sessions_per_week` completed sessions of at least `session_minutes` (exactly "
+        "30 minutes counts) in it. Per row: `students` (distinct students with a completed "
+        "session), `met` (at least `weeks` met weeks, consecutive or not), `on_track` (not "
+        "met, but every counted week from their first week with a completed session to the "
+        "last week judged was met) and `short` (the rest). `weeks`: every week judged with "
+        "its `school_days`, `active_students` and `students_meeting_week` (ungrouped). A row "
+        "grouped by school, subject, grade or cohort equals the metric filtered to it. "
+        "Example: a student with 3 sessions of 30, 45 and 31 minutes in each of the 4 weeks "
+        "since their first, with a fifth week a spring break, is on track (4 met weeks of "
+        "10); a student with 2 such sessions in one of those weeks falls short."
+    ),
+    response=standard.DosageStandardOut,
+    compute=standard.compute,
+    planner=standard.plan_dosage_standard,
+    group_by=(),
+    options=standard.standard_grouping,
+    grouping=standard.GROUPING,
+)
 OUTCOMES = Metric[Terms](
     name="outcomes",
     summary="Usage vs grades: grade change between two terms by usage band",
@@ -374,7 +406,7 @@ adds 8 to the `3-9` band's mean change.
 # The metrics that take the shared filters (and answer with their defaults alone: the replay
 # of every metric reads these); METRICS is every metric, in the order the API lists them.
 WITH_FILTERS: tuple[Metric[Keys], ...] = (
-    PARTICIPATION, DEMAND, WAIT_TIMES, SATISFACTION, TIMING, ENGAGEMENT, DOSAGE,
+    PARTICIPATION, DEMAND, WAIT_TIMES, SATISFACTION, TIMING, ENGAGEMENT, DOSAGE, DOSAGE_STANDARD,
 )  # fmt: skip
 EVERY: tuple[Metric[Any], ...] = (*WITH_FILTERS, EQUITY_GAPS, OUTCOMES)
 METRICS: dict[str, Metric[Any]] = {m.name: m for m in EVERY}
