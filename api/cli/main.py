@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from tutorledger.api.cli import audit as cli_audit
+from tutorledger.api.cli import backup as cli_backup
 from tutorledger.api.cli import grades as cli_grades
 from tutorledger.api.cli import importing as cli_import
 from tutorledger.api.cli import migrate as cli_migrate
@@ -49,6 +50,7 @@ app.add_typer(cli_privacy.commands)
 app.add_typer(cli_migrate.commands)
 app.add_typer(cli_grades.commands)
 app.add_typer(cli_stream.commands)
+app.add_typer(cli_backup.commands)
 
 
 @app.command()
