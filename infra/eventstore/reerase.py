@@ -67,7 +67,8 @@ def erasures_in_ledger(ledger: Ledger) -> set[tuple[str, str]]:
     table = recorder.events_table_name  # PostgreSQL: the application's own events table
     if not sqlite:
         table = f'"{recorder.datastore.schema}"."{table}"'
-    sql = f"SELECT originator_id, originator_version, topic, state FROM {table} WHERE topic = {mark}"
+    columns = "originator_id, originator_version, topic, state"
+    sql = f"SELECT {columns} FROM {table} WHERE topic = {mark}"
     with tuple_cursor(recorder, commit=False) as c:
         c.execute(sql, (ERASED_TOPIC,))
         rows = c.fetchall()
