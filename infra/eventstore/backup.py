@@ -155,14 +155,18 @@ def backup(url: str, folder: Path, on_progress: Progress | None = None) -> Manif
 def _backup_sqlite(
     source: Path, target: Path, on_progress: Progress | None
 ) -> tuple[int, int, dict[str, dict[str, Any]]]:
-    """SQLite's online backup: a consistent copy while writers go on (it restarts the
-    pages a writer changed). The copy is one self-contained file (rollback journal)."""
+    """SQLite's online backup, a step of PAGES at a time (progress between steps), every
+    step inside one read transaction held on the source: in WAL mode writers go on
+    meanwhile, and the copy is that one snapshot. The copy is one file."""
     if not source.is_file():
         raise BackupUnusable(f"no SQLite store at {source}")
-    src = sqlite3.connect(source, timeout=30)
+    src = sqlite3.connect(source, timeout=30, isolation_level=None)
     dst = sqlite3.connect(target)
     try:
+        src.execute("BEGIN")
+        src.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the snapshot, now
         _copy_pages(src, dst, on_progress)
+        src.execute("COMMIT")
         dst.execute("PRAGMA journal_mode = DELETE")
         return ledger_summary(dst.cursor())
     finally:

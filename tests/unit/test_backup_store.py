@@ -185,3 +185,41 @@ os.write(fd, f"PID: {os.getpid()}\\n".encode())
 print("locked", flush=True)
 time.sleep(600)
 """
+
+
+# Another process committing to the store for as long as it runs (a busy emitter, in effect).
+WRITE = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+conn.execute("CREATE TABLE IF NOT EXISTS busy (n INTEGER)")
+print("writing", flush=True)
+n = 0
+while True:
+    n += 1
+    conn.execute("INSERT INTO busy VALUES (?)", (n,))
+"""
+
+
+def test_a_backup_finishes_while_another_process_keeps_committing(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One page a step, so many steps, all from the snapshot the backup started with: the
+    copy never starts again (the pages copied only grow), however often the writer commits."""
+    filled(settings, students=40).close()
+    monkeypatch.setattr("tutorledger.infra.eventstore.backup.PAGES", 1)
+    store_file = settings.event_store.removeprefix("sqlite:///")
+    writer = subprocess.Popen([sys.executable, "-c", WRITE, store_file], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == b"writing\n"
+        steps: list[int] = []
+        manifest = backup(settings.event_store, tmp_path / "b", lambda d, t: steps.append(d))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert len(steps) > 10 and manifest.events == 40
+    assert steps == sorted(steps), "the copy started again: it took a new snapshot in a step"
+    conn = sqlite3.connect(tmp_path / "b" / SQLITE_FILE)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        conn.close()
