@@ -131,14 +131,16 @@ def sqlite_path(url: str) -> Path:
 
 def backup(url: str, folder: Path, on_progress: Progress | None = None) -> Manifest:
     """Copy the store at `url` into the new folder `folder`; the manifest is written last."""
+    kind, name = ("sqlite", SQLITE_FILE) if url.startswith("sqlite") else ("postgresql", PG_FILE)
     prepare_folder(folder)
-    if url.startswith("sqlite"):
-        name, summary = SQLITE_FILE, _backup_sqlite(sqlite_path(url), folder / SQLITE_FILE,
-                                                    on_progress)  # fmt: skip
-        kind = "sqlite"
-    else:
-        name, summary = PG_FILE, _backup_postgres(url, folder / PG_FILE, on_progress)
-        kind = "postgresql"
+    try:
+        if kind == "sqlite":
+            summary = _backup_sqlite(sqlite_path(url), folder / name, on_progress)
+        else:
+            summary = _backup_postgres(url, folder / name, on_progress)
+    except BaseException:
+        (folder / name).unlink(missing_ok=True)  # a half-written copy is no backup
+        raise
     events, head, districts = summary
     manifest = Manifest(
         store=kind,
