@@ -355,5 +355,9 @@ def _restore_postgres(
     command = [pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
                "--single-transaction", "--verbose", f"--dbname={url}", str(dump)]  # fmt: skip
     _run_logged(command, "processing data for table", tables, on_progress)
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        # Statistics now, rather than from autovacuum during the erasures: an ANALYZE's
+        # snapshot would keep the destroyed keys' old row versions alive through the scrub's
+        # VACUUM FULL (seen: the key still in the rewritten `student_keys` file).
+        cur.execute("VACUUM ANALYZE")
         return ledger_summary(cur)

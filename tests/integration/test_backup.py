@@ -14,6 +14,7 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from tutorledger.api.cli.main import app
 from tutorledger.api.runtime import Runtime
 from tutorledger.infra.eventstore.audit import verify_chain
 from tutorledger.infra.eventstore.backup import PG_FILE, SQLITE_FILE
+from tutorledger.infra.eventstore.disclosures import Disclosure
 from tutorledger.infra.eventstore.reerase import erasures_in_ledger
 from tutorledger.infra.settings import Settings
 
@@ -147,7 +149,10 @@ def test_backup_erase_restore(
                         erasure_journal=journal)  # fmt: skip
     runner = CliRunner()
     runtime, token, head, before, secret = loaded_runtime(settings)
-    try:
+    try:  # the side tables beside the ledger: the disclosure log and a dashboard sign-out
+        runtime.disclosures.append(Disclosure("k1", "admin", DISTRICT, (token,), "/v1/sessions",
+                                              "victim-0", "parent request"))  # fmt: skip
+        runtime.signouts.end("session-signed-out", datetime.now(UTC) + timedelta(hours=8))
         folder = tmp_path / "backup-1"
         made = runner.invoke(app, ["backup", str(folder)], env=env_of(settings))
         assert made.exit_code == 0, made.output
@@ -176,6 +181,9 @@ def test_backup_erase_restore(
         assert ledger.index.find_student(DISTRICT, STUDENT) is None
         assert runtime.ledger_head() == head + 1  # the erasure, recorded again
         assert answers(runtime, head) == before
+        (disclosed,) = runtime.disclosures.list(DISTRICT, token)
+        assert disclosed["purpose"] == "parent request" and runtime.disclosures.verify(DISTRICT)
+        assert runtime.signouts.ended("session-signed-out")
         assert_nothing_readable(projections_text(runtime), "restored projections")
         texts = store_texts(second_store)
         assert_nothing_readable(texts, "the restored store's files")
