@@ -196,13 +196,15 @@ def pg_tool(name: str) -> str:
     return found
 
 
-def _run_logged(command: list[str], marker: str, total: int, on_progress: Progress | None) -> None:
-    """Run a pg tool in verbose mode, counting its per-table lines as progress."""
+def _run_logged(
+    command: list[str], marker: tuple[str, ...], total: int, on_progress: Progress | None
+) -> None:
+    """Run a pg tool in verbose mode, counting its lines that start a step as progress."""
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     done, tail = 0, []
     for line in process.stderr:
-        if marker in line:
+        if any(m in line for m in marker):
             done += 1
             if on_progress is not None:
                 on_progress(min(done, total), total)
@@ -236,7 +238,7 @@ def _backup_postgres(
         command = [pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
                    "--verbose", f"--snapshot={snapshot}", f"--file={target}",
                    f"--dbname={url}"]  # fmt: skip
-        _run_logged(command, "dumping contents of table", tables, on_progress)
+        _run_logged(command, ("dumping contents of table",), tables, on_progress)
     return summary
 
 
@@ -351,10 +353,13 @@ def _restore_postgres(
     listing = subprocess.run(
         [pg_tool("pg_restore"), "--list", str(dump)], capture_output=True, text=True, check=False
     )
-    tables = sum(" TABLE DATA " in line for line in listing.stdout.splitlines()) or 1
+    # Every entry of the dump's table of contents: the tables' data, then their indexes and
+    # constraints (on a large ledger, building the indexes takes as long as loading the rows).
+    steps = sum(bool(line) and not line.startswith(";") for line in listing.stdout.splitlines())
     command = [pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
                "--single-transaction", "--verbose", f"--dbname={url}", str(dump)]  # fmt: skip
-    _run_logged(command, "processing data for table", tables, on_progress)
+    markers = ("processing data for table", "creating ")
+    _run_logged(command, markers, max(steps, 1), on_progress)
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
         # Statistics now, rather than from autovacuum during the erasures: an ANALYZE's
         # snapshot would keep the destroyed keys' old row versions alive through the scrub's
