@@ -6,8 +6,11 @@ clickhouse-driver's own escaping for both backends, never formatted by hand.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +25,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import orjson
 from clickhouse_driver.util.escape import escape_params
 
-from tutorledger.domain.errors import QueryTimeout, Unavailable
+from tutorledger.domain.errors import ProjectionsInUse, QueryTimeout, Unavailable
 from tutorledger.infra.settings import Settings
 
 Row = tuple[Any, ...]
@@ -138,6 +141,28 @@ class ProjectionStore(Protocol):
 _JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_OMIT_MICROSECONDS
 
 
+def chdb_holder(path: Path) -> int | None:
+    """The id of another process holding the chdb data dir, else None. ClickHouse keeps
+    an exclusive `flock` on `<dir>/status` (which names its PID) while it runs; this process's
+    own sessions do not count."""
+    status = path / "status"
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            found = re.search(rb"PID: (\d+)", os.read(fd, 4096))
+            pid = int(found.group(1)) if found else -1
+            return None if pid == os.getpid() else pid
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class ChdbStore:
     """ClickHouse in-process (chdb). One process may hold a data dir, so calls are serialised."""
 
@@ -147,10 +172,15 @@ class ChdbStore:
         from chdb import session
 
         Path(path).mkdir(parents=True, exist_ok=True)
+        holder = chdb_holder(Path(path))
+        if holder is not None:  # asked before chdb, which would print its own error first
+            raise ProjectionsInUse(f"process {holder} holds the projections at {path}")
         self._lock = threading.Lock()
         try:
             self._session: Any = session.Session(path)
         except Exception as exc:  # chdb raises bare RuntimeErrors
+            if "Cannot lock file" in str(exc):  # another process (a running serve) holds it
+                raise ProjectionsInUse(f"another process holds the projections at {path}") from exc
             raise Unavailable(f"cannot open chdb data dir {path}: {exc}") from exc
         self._session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
         self._session.query(f"USE {database}")

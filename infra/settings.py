@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     kafka_group: str = Field(default="tutorledger-projector")
     kafka_partitions: int = Field(default=6, ge=1)
     var_dir: Path = Field(default=Path("./var"), description="Where embedded files live")
+    erasure_journal: Path | None = Field(
+        default=None,
+        description="Append-only file of erasures (tokens, never ids), kept apart from the "
+        "store and its backups so `restore` destroys keys erased after a backup again; "
+        "unset: <var_dir>/erasure-journal.jsonl",
+    )
     projector_batch_size: int = Field(default=5000, ge=1)
     projector_poll_seconds: float = Field(default=0.2, gt=0)
     log_level: str = Field(default="INFO")
@@ -148,6 +154,10 @@ class Settings(BaseSettings):
     def configured_districts(self) -> list[str]:
         """The districts named in the districts file."""
         return sorted(self._districts)
+
+    @property
+    def erasure_journal_path(self) -> Path:
+        return self.erasure_journal or self.var_dir / "erasure-journal.jsonl"
 
     @property
     def store_kind(self) -> StoreKind:

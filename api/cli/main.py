@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from tutorledger.api.cli import audit as cli_audit
+from tutorledger.api.cli import backup as cli_backup
 from tutorledger.api.cli import edfi as cli_edfi
 from tutorledger.api.cli import grades as cli_grades
 from tutorledger.api.cli import importing as cli_import
@@ -55,6 +56,7 @@ app.add_typer(cli_stream.commands)
 app.add_typer(cli_keys.commands)
 app.add_typer(cli_invoices.commands)
 app.add_typer(cli_edfi.commands)
+app.add_typer(cli_backup.commands)
 
 
 @app.command()
