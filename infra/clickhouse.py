@@ -30,6 +30,7 @@ from tutorledger.infra.clickhouse_cluster import (
     ShardMap,
     ddl_of,
     distributed_sql,
+    replicated_engine,
 )
 from tutorledger.infra.settings import Settings
 
@@ -295,6 +296,7 @@ class ServerStore:
 # ClickHouse errors that mean "a shard did not answer": a Distributed query over a shard
 # that is down fails with these, and a caller must see Unavailable (retry), not a bug.
 _UNREACHABLE_CODES = {209, 210, 279}  # SOCKET_TIMEOUT, NETWORK_ERROR, ALL_CONNECTION_TRIES_FAILED
+UNKNOWN_TABLE = 60
 
 
 class ClusterStore:
@@ -334,6 +336,10 @@ class ClusterStore:
             )
             for _, _, host, port in shards
         ]
+        engine = self.nodes[0].execute(
+            "SELECT engine FROM system.databases WHERE name = %(db)s", {"db": self.database}
+        )
+        self.replicated = bool(engine) and str(engine[0][0]) == "Replicated"
         self._owners: dict[str, int] = {}
         self._lock = threading.Lock()
         self._sync()
@@ -342,7 +348,7 @@ class ClusterStore:
         ddl = ddl_of(sql)
         try:
             if ddl is None:
-                return self._front.execute(sql, params)
+                return self._query(sql, params)
             self._schema(ddl, sql, params)
             return []
         except Exception as exc:
@@ -350,12 +356,25 @@ class ClusterStore:
                 raise Unavailable(f"a ClickHouse shard did not answer: {exc}") from exc
             raise
 
+    def _query(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        """A query on the Distributed tables; a table another process created on the shards
+        (a rebuild's next generation) gets its Distributed table here on first use."""
+        try:
+            return self._front.execute(sql, params)
+        except Exception as exc:
+            if getattr(exc, "code", None) != UNKNOWN_TABLE:
+                raise
+        self._sync()
+        return self._front.execute(sql, params)
+
     def _schema(self, ddl: Ddl, sql: str, params: Mapping[str, Any] | None) -> None:
         """Run a schema statement on every shard and bring the Distributed tables along."""
         front = self.front_database
         if ddl.kind in ("drop", "rename"):  # a Distributed table names its remote table
             for table in ddl.tables:
                 self._front.execute(f"DROP TABLE IF EXISTS {front}.{table}")
+        if self.replicated and ddl.kind == "create":
+            sql = replicated_engine(sql)
         for node in self.nodes:
             if ddl.kind == "add_column" and _has(node, ddl.tables[0], ddl.column):
                 continue  # ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS

@@ -23,6 +23,7 @@ _ALTER = re.compile(r"^\s*ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)\s", re.IG
 _DROP = re.compile(r"^\s*DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(\w+)\s*$", re.IGNORECASE)
 _RENAME = re.compile(r"^\s*RENAME\s+TABLE\s+(.+)$", re.IGNORECASE | re.DOTALL)
 _PAIR = re.compile(r"^\s*(\w+)\s+TO\s+(\w+)\s*$", re.IGNORECASE)
+_ENGINE = re.compile(r"ENGINE\s*=\s*(Replacing)?MergeTree\b(?:\(\))?", re.IGNORECASE)
 _OTHER_DDL = re.compile(r"^\s*(ALTER|RENAME|DROP|TRUNCATE|OPTIMIZE)\b", re.IGNORECASE)
 
 
@@ -53,6 +54,14 @@ def ddl_of(sql: str) -> Ddl | None:
     if _OTHER_DDL.match(sql):
         raise ValueError(f"cluster mode cannot run this schema statement on every shard: {sql}")
     return None
+
+
+def replicated_engine(sql: str) -> str:
+    """`sql` with its MergeTree engines replicated, for a shard whose database is a
+    `Replicated` one (production with ClickHouse Keeper; not run by the tests here, which
+    have no Keeper): a self-hosted server does not convert them itself. Without arguments
+    the engine takes the database's own Keeper path and its {shard}/{replica} macros."""
+    return _ENGINE.sub(lambda m: f"ENGINE = Replicated{m[1] or ''}MergeTree()", sql)
 
 
 def distributed_sql(cluster: str, local_db: str, front_db: str, table: str, sharded: bool) -> str:

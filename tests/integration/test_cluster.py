@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from pipeline import group_consumer, kafka_settings, wait_caught_up
@@ -311,3 +312,24 @@ def test_the_embedded_follower_refuses_a_cluster(
     finally:
         ledger.close()
         store.close()
+
+
+def test_a_table_another_process_made_is_read_through_its_own_front(
+    clickhouse_cluster: services.ClickHouseCluster, clickhouse_cluster_url: str
+) -> None:
+    reader = ClusterStore(clickhouse_cluster_url, clickhouse_cluster.name)
+    writer = ClusterStore(
+        urlparse(clickhouse_cluster_url)
+        ._replace(netloc=f"default@127.0.0.1:{clickhouse_cluster.servers[1].port}")
+        .geturl(),
+        clickhouse_cluster.name,
+    )  # another front: the second shard's server
+    try:
+        writer.execute(
+            "CREATE TABLE later (district_id String, n UInt32) ENGINE = MergeTree ORDER BY n"
+        )
+        writer.insert("later", ("district_id", "n"), [(d, i) for i, d in enumerate(DISTRICTS)])
+        assert reader.execute("SELECT count() FROM later") == [(len(DISTRICTS),)]
+    finally:
+        reader.close()
+        writer.close()

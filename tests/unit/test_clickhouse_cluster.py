@@ -7,7 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devtools.services.cluster import cluster_xml
-from tutorledger.infra.clickhouse_cluster import Ddl, ShardMap, ddl_of, distributed_sql
+from tutorledger.infra.clickhouse_cluster import (
+    Ddl,
+    ShardMap,
+    ddl_of,
+    distributed_sql,
+    replicated_engine,
+)
 from tutorledger.infra.settings import Settings
 from tutorledger.projections.schema import CREATE_VERSIONS_TABLE_SQL, migrations, statements
 
@@ -87,3 +93,17 @@ def test_the_test_cluster_config_names_each_server_as_one_shard_in_order() -> No
     xml = cluster_xml("tl", [9101, 9102])
     assert xml.index("<port>9101</port>") < xml.index("<port>9102</port>")
     assert xml.count("<shard>") == 2 and "<tl>" in xml
+
+
+def test_a_replicated_database_gets_replicated_engines_for_every_shipped_table() -> None:
+    for _, _, sql in migrations():
+        for statement in statements(sql):
+            rewritten = replicated_engine(statement)
+            if "ENGINE" in statement.upper():
+                assert "ENGINE = Replicated" in rewritten, statement
+                assert rewritten.count("MergeTree()") == 1, rewritten
+            else:
+                assert rewritten == statement
+    assert replicated_engine(CREATE_VERSIONS_TABLE_SQL).endswith(
+        "ENGINE = ReplicatedMergeTree() ORDER BY version"
+    )
