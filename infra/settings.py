@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default="chdb://./var/projections",
         description="Projection store: chdb://path or clickhouse://user:pw@host:port/db",
     )
+    clickhouse_cluster: str = Field(
+        default="",
+        description="Cluster mode: the remote_servers cluster (of the `clickhouse` server) whose "
+        "shards hold the projections, sharded by district; empty: one node (docs/scaling.md)",
+    )
     api_keys_file: Path | None = Field(default=None, description="JSON list of API keys")
     district_tz: str = Field(
         default="America/New_York", description="Time zone for districts with none set"
