@@ -9,7 +9,8 @@ such holes by comparing positions, the ledger's index against `ledger_events`, w
 window (counts first, lists only where counts differ), and the read models against the raw
 rows (the metrics read the read models), and repairs them by projecting the missing events
 straight from the ledger through the projectors' writer. Every table skips positions it
-holds, so a repair racing a late redelivery still counts each event once. Positions are
+holds, and a copy stored by a repair racing a late redelivery (both checked before either
+inserted) is collapsed where the metrics read it, so each event counts once. Positions are
 filled in ascending order, so a lost request is written before its lost steps, and a step
 whose request is present finds it in the read model: the writer never waits here.
 """

@@ -8,7 +8,7 @@ from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.cohorts import members_condition
-from tutorledger.projections.read_models import Tables, current_tables
+from tutorledger.projections.read_models import ReadTables, Tables, current_generation
 from tutorledger.projections.steps import step_in
 
 
@@ -44,9 +44,10 @@ class Filters:
             "utc_to": _midnight(self.date_to, 2) if self.date_to else "",
         }
 
-    def tables(self, store: ProjectionStore) -> Tables:
-        """The read models this answer reads: one generation for all of its queries."""
-        return Tables(self.generation) if self.generation else current_tables(store)
+    def tables(self, store: ProjectionStore) -> ReadTables:
+        """The read models this answer reads: one generation for all of its queries, the
+        session facts deduplicated by position (read_models.ReadTables)."""
+        return ReadTables(self.generation or current_generation(store))
 
 
 def _midnight(day: date, shift: int) -> str:
