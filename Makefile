@@ -59,7 +59,7 @@ test: services lint
 
 ## soak: the fault-and-load soak for SOAK_SECONDS (default 1800) at SOAK_RATE events/s; SOAK_SEED=N replays a run
 SOAK_SECONDS ?= 1800
-SOAK_RATE ?= 2000
+SOAK_RATE ?= 600
 soak: services
 	TUTORLEDGER_REQUIRE_SERVICES=1 TUTORLEDGER_SOAK_DURATION=$(SOAK_SECONDS) \
 		TUTORLEDGER_SOAK_RATE=$(SOAK_RATE) TUTORLEDGER_SOAK_SEED=$(SOAK_SEED) \
