@@ -57,7 +57,7 @@ test: services lint
 	TUTORLEDGER_REQUIRE_SERVICES=1 $(BIN)/pytest tests -q
 	$(MAKE) bench-small
 
-## soak: the fault-and-load soak for SOAK_SECONDS (default 1800) at SOAK_RATE events/s; SOAK_SEED=N replays a run
+## soak: the fault-and-load soak for SOAK_SECONDS (default 1800) offering SOAK_RATE events/s (600: the reference keeps each event in memory); SOAK_SEED=N replays a run
 SOAK_SECONDS ?= 1800
 SOAK_RATE ?= 600
 soak: services
