@@ -10,7 +10,7 @@ from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.answer_cache import EPOCH_PARAM
 from tutorledger.projections.cohorts import members_condition
 from tutorledger.projections.group_members import PREFIX, group_condition
-from tutorledger.projections.read_models import Tables, current_tables
+from tutorledger.projections.read_models import ReadTables, Tables, current_generation
 from tutorledger.projections.steps import step_in
 
 
@@ -56,9 +56,10 @@ class Filters:
         epoch = dict(self.epochs).get(self.as_of_position)
         return {} if epoch is None else {EPOCH_PARAM: epoch}
 
-    def tables(self, store: ProjectionStore) -> Tables:
-        """The read models this answer reads: one generation for all of its queries."""
-        return Tables(self.generation) if self.generation else current_tables(store)
+    def tables(self, store: ProjectionStore) -> ReadTables:
+        """The read models this answer reads: one generation for all of its queries, the
+        session facts deduplicated by position (read_models.ReadTables)."""
+        return ReadTables(self.generation or current_generation(store))
 
 
 def _midnight(day: date, shift: int) -> str:
