@@ -8,7 +8,7 @@ PKGS := $(patsubst %/__init__.py,%,$(wildcard */__init__.py))
 DEVTOOLS := $(patsubst %/__init__.py,%,$(wildcard devtools/*/__init__.py))
 TYPECHECK := build/typecheck
 
-.PHONY: run test lint unit integration e2e bench-small services venv clean
+.PHONY: run test lint unit integration e2e bench-small services venv clean soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,14 @@ bench-small: venv
 test: services lint
 	TUTORLEDGER_REQUIRE_SERVICES=1 $(BIN)/pytest tests -q
 	$(MAKE) bench-small
+
+## soak: the fault-and-load soak for SOAK_SECONDS (default 1800) offering SOAK_RATE events/s (600: the reference keeps each event in memory); SOAK_SEED=N replays a run
+SOAK_SECONDS ?= 1800
+SOAK_RATE ?= 600
+soak: services
+	TUTORLEDGER_REQUIRE_SERVICES=1 TUTORLEDGER_SOAK_DURATION=$(SOAK_SECONDS) \
+		TUTORLEDGER_SOAK_RATE=$(SOAK_RATE) TUTORLEDGER_SOAK_SEED=$(SOAK_SEED) \
+		$(BIN)/pytest tests/integration/test_soak.py -m soak -q -s
 
 clean:
 	rm -rf $(VENV) build var .pytest_cache .mypy_cache .ruff_cache

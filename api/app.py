@@ -26,6 +26,7 @@ from tutorledger.api.http.routes import (
     roster,
     schools,
     sessions,
+    standard,
 )
 from tutorledger.api.http.routes.health import HEALTH_THREADS
 from tutorledger.api.http.security_headers import SecurityHeaders
@@ -73,7 +74,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     modules = (events, sessions, schools, metrics, alerts, audit, admin, privacy, roster, health)
-    for module in (*modules, cohorts, overlap):
+    for module in (*modules, cohorts, standard, overlap):
         app.include_router(module.router)
     dashboard.install(app, settings)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)

@@ -19,11 +19,13 @@ from tutorledger.consumers.relay import relay_position
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.eventstore.disclosures import DisclosureLog
+from tutorledger.infra.eventstore.key_usage import KeyUsage, ThrottledUse
 from tutorledger.infra.eventstore.recorders import store_of
 from tutorledger.infra.eventstore.signouts import SignOuts
 from tutorledger.infra.eventstore.store import open_ledger
 from tutorledger.infra.keys import KeyStore
 from tutorledger.infra.settings import Settings
+from tutorledger.projections.answer_cache import AnswerCache
 from tutorledger.projections.schema import migrate
 
 # One stored event joined with its index row: position, district, chain hash, event.
@@ -81,6 +83,8 @@ class Runtime:
         except Exception:
             ledger.close()
             raise
+        if keys is not None:  # `keys list` shows when each key was last used
+            keys.on_use = ThrottledUse(KeyUsage(ledger.recorder).record).touch
         projections = open_projection_store(settings)
         migrate(projections)
         follower = None
@@ -92,7 +96,8 @@ class Runtime:
                 batch_size=settings.projector_batch_size,
                 poll_seconds=settings.projector_poll_seconds,
             )
-        return cls(settings, ledger, projections, keys, follower)
+        answers = AnswerCache(projections, settings.answer_cache_rows)
+        return cls(settings, ledger, answers, keys, follower)
 
     @property
     def disclosures(self) -> DisclosureLog:

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -36,6 +37,8 @@ from tutorledger.infra.keys import key_digest
 
 DISTRICT = "bench-page"
 DASHBOARD_KEY = "bench-page-dashboard-key-0000"
+# The server as deployed: answers at a position kept (the page's second view on)
+KEEP = {"TUTORLEDGER_ANSWER_CACHE_ROWS": "200000"}
 ADMIN_KEY = "bench-page-admin-key-000000000"
 CHROMIUM, CHROMEDRIVER = "chromium", "chromedriver"
 CLAYTON = {"students": 52_149, "schools": 68, "days": 180}
@@ -203,35 +206,47 @@ def run(spec: PageSpec, browser: bool = True) -> dict[str, Any]:
             {"key_sha256": key_digest(DASHBOARD_KEY), "role": "dashboard", "districts": [DISTRICT]},
             {"key_sha256": key_digest(ADMIN_KEY), "role": "admin", "districts": ["*"]},
         ]
-        proc, base = serve(workdir, url, embedded=True, keys=keys)
-        try:
+        with served(workdir, url, keys, {}) as base:  # serve_env keeps no answers
             with httpx.Client(base_url=base, timeout=600) as client:
                 started = time.perf_counter()
                 head = caught_up(client)
                 projected = time.perf_counter() - started
                 sign_in(client)
-                page = page_server(client, spec.page_repeats)
+                computed = page_server(client, spec.page_repeats)
+            whole_range = metrics(base, spec.metric_repeats)
+        with served(workdir, url, keys, KEEP) as base:
+            with httpx.Client(base_url=base, timeout=600) as client:
+                caught_up(client)
+                sign_in(client)
+                repeated = page_server(client, spec.page_repeats)
             missing = browser_missing() if browser else "not asked for"
             in_browser = None if missing else page_in_browser(base, spec.browser_repeats)
-            report = {
-                "backend": "chdb (embedded)",
-                "district": {
-                    "students": spec.students,
-                    "schools": spec.schools,
-                    "days": spec.days,
-                },  # fmt: skip
-                "events": head,
-                "demo_seconds": round(loaded, 1),
-                "projection_catch_up_seconds": round(projected, 1),
-                "page_server": page,
-                "page_browser": in_browser,
-                "browser_skipped": missing,
-                "metrics_whole_range": metrics(base, spec.metric_repeats),
-            }
-        finally:
-            proc.terminate()
-            proc.wait(timeout=120)
+        report = {
+            "backend": "chdb (embedded)",
+            "district": {"students": spec.students, "schools": spec.schools, "days": spec.days},
+            "events": head,
+            "demo_seconds": round(loaded, 1),
+            "projection_catch_up_seconds": round(projected, 1),
+            "page_server": computed,
+            "page_server_repeat_view": repeated,
+            "page_browser": in_browser,
+            "browser_skipped": missing,
+            "metrics_whole_range": whole_range,
+        }
     return report
+
+
+@contextmanager
+def served(
+    workdir: Path, url: str, keys: list[dict[str, Any]], settings: dict[str, str]
+) -> Iterator[str]:
+    """The embedded server on the loaded district (its base URL), stopped afterwards."""
+    proc, base = serve(workdir, url, embedded=True, keys=keys, settings=settings)
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)
 
 
 def table(report: dict[str, Any]) -> str:
@@ -246,13 +261,17 @@ def table(report: dict[str, Any]) -> str:
     lines.append(
         f"{'page, server (HTTP, last byte)':34s} {page['p50_ms']:9.1f} {page['p95_ms']:9.1f}"
     )
+    again = report.get("page_server_repeat_view")
+    if again:
+        label = "page, server, answers kept"
+        lines.append(f"{label:34s} {again['p50_ms']:9.1f} {again['p95_ms']:9.1f}")
     lines.append(f"{'page HTML':34s} {page['html_kib']:>9.1f} KiB")
     shown = report["page_browser"]
     if shown:
-        lines.append(f"{'page in Chromium: first byte':34s} {shown['first_byte_ms']:9.1f}")
-        lines.append(f"{'page in Chromium: DOM ready':34s} {shown['dom_ready_ms']:9.1f}")
+        lines.append(f"{'Chromium (kept): first byte':34s} {shown['first_byte_ms']:9.1f}")
+        lines.append(f"{'Chromium (kept): DOM ready':34s} {shown['dom_ready_ms']:9.1f}")
         lines.append(
-            f"{'page in Chromium: load':34s} {shown['load_ms']:9.1f} {shown['load_p95_ms']:9.1f}"
+            f"{'Chromium (kept): load':34s} {shown['load_ms']:9.1f} {shown['load_p95_ms']:9.1f}"
         )
     else:
         lines.append(f"page in Chromium: skipped ({report['browser_skipped']})")

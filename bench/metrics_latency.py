@@ -44,6 +44,7 @@ from tutorledger.projections.writer import ReadModelWriter, RequestCache
 KEY = "bench-metrics-admin-key-000000"
 HTTP_METRICS = (
     "participation", "demand", "wait-times", "satisfaction", "timing", "engagement", "dosage",
+    "dosage-standard",
 )  # fmt: skip
 ALERTS = {
     "alerts": ("/v1/alerts", {}),
@@ -133,7 +134,8 @@ def scenarios(spec: StreamSpec, head: int) -> dict[str, dict[str, Any]]:
 
 def floor_counts(store: ProjectionStore, spec: StreamSpec, head: int, repeats: int) -> Any:
     """Per scenario, timed in the same run: `count()` of the read-model rows it selects (the
-    floor) and, for comparison, the count of the raw-event fold the metrics used to run."""
+    floor), the same count read with FINAL as the metrics read the facts, and, for
+    comparison, the count of the raw-event fold the metrics used to run."""
     facts = current_tables(store).facts
     out: dict[str, Any] = {}
     for name, query in scenarios(spec, head).items():
@@ -147,8 +149,12 @@ def floor_counts(store: ProjectionStore, spec: StreamSpec, head: int, repeats: i
             date_from=date.fromisoformat(query["from"]) if "from" in query else None,
             date_to=date.fromisoformat(query["to"]) if "to" in query else None,
         )
-        sql = f"SELECT count() FROM {facts} WHERE {facts_where(filters, (0, 1, 2, 3, 4))}"
+        where = facts_where(filters, (0, 1, 2, 3, 4))
+        sql = f"SELECT count() FROM {facts} WHERE {where}"
         out[name] = timed_ms(partial(store.execute, sql, filters.params()), repeats)
+        # The same count as the metrics read the facts (FINAL: copies collapsed), same data.
+        final = f"SELECT count() FROM {facts} FINAL WHERE {where}"
+        out[name]["final"] = timed_ms(partial(store.execute, final, filters.params()), repeats)
         fold = f"SELECT count() FROM ({filtered_sessions_sql()})"
         out[name]["raw_fold"] = timed_ms(partial(store.execute, fold, filters.params()), 3)
     return out
@@ -168,7 +174,9 @@ def timed_ms(work: Callable[[], Any], repeats: int) -> dict[str, float]:
 
 
 def serve_env(workdir: Path, clickhouse: str, embedded: bool) -> dict[str, str]:
-    """The environment `tutorledger` runs with on this bench's stores (serve, demo)."""
+    """The environment `tutorledger` runs with on this bench's stores (serve, demo). No
+    answers are kept: a bench times computing figures, and repeats would be served from
+    memory (docs/architecture.md, "Scale")."""
     return {
         **os.environ,
         "TUTORLEDGER_EVENT_STORE": f"sqlite:///{workdir}/ledger.db",
@@ -177,18 +185,23 @@ def serve_env(workdir: Path, clickhouse: str, embedded: bool) -> dict[str, str]:
         "TUTORLEDGER_API_KEYS_FILE": str(workdir / "keys.json"),
         "TUTORLEDGER_VAR_DIR": str(workdir / "var"),
         "TUTORLEDGER_LOG_LEVEL": "WARNING",
+        "TUTORLEDGER_ANSWER_CACHE_ROWS": "0",
     }
 
 
 def serve(
-    workdir: Path, clickhouse: str, embedded: bool, keys: list[dict[str, Any]] | None = None
+    workdir: Path,
+    clickhouse: str,
+    embedded: bool,
+    keys: list[dict[str, Any]] | None = None,
+    settings: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`tutorledger serve` on the loaded projections; (process, base URL) once it answers.
-    Keys: an admin key (KEY) unless given."""
+    Keys: an admin key (KEY) unless given; `settings`: environment over serve_env's."""
     specs = keys or [{"key": KEY, "role": "admin", "districts": ["*"]}]
     (workdir / "keys.json").write_text(json.dumps(specs))
     port = free_port()
-    env = serve_env(workdir, clickhouse, embedded)
+    env = serve_env(workdir, clickhouse, embedded) | (settings or {})
     cmd = [sys.executable, "-c", "from tutorledger.api.cli.main import main; main()", "serve"]
     proc = subprocess.Popen([*cmd, "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"

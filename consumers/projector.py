@@ -17,7 +17,7 @@ import orjson
 
 from tutorledger.consumers.continuity import refuse_unfinished
 from tutorledger.domain.ledger import Ledger
-from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.infra.clickhouse import ClusterStore, ProjectionStore
 from tutorledger.projections.rows import event_row
 from tutorledger.projections.writer import ReadModelWriter
 
@@ -76,6 +76,11 @@ class LedgerFollower:
         table: str = "ledger_events",
     ) -> None:
         refuse_unfinished(ledger)
+        if isinstance(store, ClusterStore):
+            # Its tracking position is the highest projected position, which one atomic
+            # block per batch guarantees on one node only: across shards a batch can land on
+            # one shard and not another. A cluster is fed by Kafka projectors instead.
+            raise ValueError("a sharded ClickHouse cluster needs the Kafka stream (kafka://…)")
         self.ledger = ledger
         self.store = store
         self.batch_size = batch_size

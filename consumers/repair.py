@@ -9,13 +9,15 @@ such holes by comparing positions, the ledger's index against `ledger_events`, w
 window (counts first, lists only where counts differ), and the read models against the raw
 rows (the metrics read the read models), and repairs them by projecting the missing events
 straight from the ledger through the projectors' writer. Every table skips positions it
-holds, so a repair racing a late redelivery still counts each event once. Positions are
+holds, and a copy stored by a repair racing a late redelivery (both checked before either
+inserted) is collapsed where the metrics read it, so each event counts once. Positions are
 filled in ascending order, so a lost request is written before its lost steps, and a step
 whose request is present finds it in the read model: the writer never waits here.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,20 +135,24 @@ def runs(positions: list[int]) -> Iterator[tuple[int, int]]:
 
 def fill(ledger: Ledger, store: ProjectionStore, positions: list[int], batch: int = 5000) -> int:
     """Project the events at `positions` from the ledger through the projectors' writer (the
-    read models and the raw rows, skipping what is already there); returns the rows."""
+    read models and the raw rows, skipping what is already there); returns the rows. Each
+    step reads up to `batch` ledger events from the next wanted position on and writes the
+    wanted ones, so scattered holes (one partition behind the others: every third
+    position) go in batches, not one short stretch at a time."""
     wanted = set(positions)
+    ordered = sorted(wanted)
     writer = ReadModelWriter(store)
-    inserted = 0
-    for first, last in runs(sorted(wanted)):
-        start = first
-        while start <= last:
-            notes = ledger.recorder.select_notifications(start=start, limit=batch, stop=last)
-            if not notes:
-                break
-            rows = [event_row(n.id, decode(ledger, n)) for n in notes if n.id in wanted]
-            writer.write(rows)
-            inserted += len(rows)
-            start = int(notes[-1].id) + 1
+    inserted, index = 0, 0
+    while index < len(ordered):
+        notes = ledger.recorder.select_notifications(
+            start=ordered[index], limit=batch, stop=ordered[-1]
+        )
+        if not notes:
+            break
+        rows = [event_row(n.id, decode(ledger, n)) for n in notes if n.id in wanted]
+        writer.write(rows)
+        inserted += len(rows)
+        index = bisect_right(ordered, int(notes[-1].id))
     return inserted
 
 

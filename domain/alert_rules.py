@@ -29,6 +29,13 @@ class AlertRules(BaseModel):
     long_session_percentile: int = Field(default=99, ge=50, le=99)
     long_session_baseline_days: int = Field(default=28, ge=1, le=366)
     long_session_days: int = Field(default=7, ge=1, le=366)
+    equity_gap_margin: float = Field(
+        default=0.05, gt=0, le=1, description="equity_gap: a group's rate below the rest's by more"
+    )
+    equity_gap_students: int = Field(
+        default=20, ge=1, description="… with at least this many students in the group and the rest"
+    )
+    equity_gap_days: int = Field(default=28, ge=1, le=366)
     tutor_overlap_sessions: int = Field(
         default=3, ge=1, description="tutor_overlap: at least this many overlapping sessions"
     )

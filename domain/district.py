@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tutorledger.domain.alert_rules import AlertRules
+from tutorledger.domain.dosage_standard import DosageStandard, EdFi
 
 DEFAULT_SCHOOL_DAYS = (1, 2, 3, 4, 5)
 Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 = Monday … 7 = Sunday")]
@@ -80,6 +81,8 @@ class DistrictProfile(BaseModel):
         default=60, ge=1, le=7 * 24 * 60, description="Weekly tutoring minutes per student"
     )
     alerts: AlertRules = AlertRules()
+    dosage_standard: DosageStandard = DosageStandard()
+    edfi: EdFi = EdFi()
 
     @field_validator("time_zone")
     @classmethod

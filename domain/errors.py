@@ -82,6 +82,13 @@ class Unavailable(TutorLedgerError):
     status = 503
 
 
+class ProjectionsInUse(Unavailable):
+    """The embedded projections' data dir is held by another process (a running `serve`):
+    chdb lets one process open it."""
+
+    code = "projections_in_use"
+
+
 class RebuildInProgress(TutorLedgerError):
     """Projections are being rebuilt already; one rebuild at a time."""
 

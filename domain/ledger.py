@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -48,6 +48,15 @@ Built = tuple[list[Aggregate], list[LedgerEntry], KeyWrites | None]
 IndexOf = Callable[[ApplicationRecorder], LedgerIndex]
 
 
+class ErasureJournal(Protocol):
+    """Where an erasure is written down before its transaction, outside the store, so a
+    restore from a backup taken earlier can destroy the key again (docs/operations.md)."""
+
+    def record(self, district_id: str, token: str, reason: str, at: str) -> None:
+        """Append (district, token, reason, time) durably; raise if it cannot."""
+        ...
+
+
 def _raw_event_id(raw: Any) -> str | None:
     value = raw.get("event_id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) else None
@@ -67,8 +76,10 @@ class Ledger(Application[UUID]):
         encode: privacy.Encode = canonical_json,
         session_cache_size: int = DEFAULT_SIZE,
         pause: Pause = time.sleep,
+        erasures: ErasureJournal | None = None,
     ) -> None:
         super().__init__(env=env)
+        self.erasures = erasures  # None: erasures are kept only in the store
         # The store's index and key table, reached through the recorder `env` configured;
         # `index_of` refuses a recorder that has none, so a misconfigured store fails here.
         self.index: LedgerIndex = index_of(self.recorder)
@@ -303,6 +314,8 @@ class Ledger(Application[UUID]):
                 raise NotFound(f"no student with that token in district '{district_id}'")
             if key.erased:
                 return None
+            if self.erasures is not None:  # before the commit: no committed erasure unjournaled
+                self.erasures.record(district_id, token, reason, canonical["occurred_at"])
             record = StudentErasure(envelope=canonical)
             event_id = UUID(canonical["event_id"])
             digest = body_digest(canonical)

@@ -6,8 +6,11 @@ clickhouse-driver's own escaping for both backends, never formatted by hand.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +25,16 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import orjson
 from clickhouse_driver.util.escape import escape_params
 
-from tutorledger.domain.errors import QueryTimeout, Unavailable
+from tutorledger.domain.errors import ProjectionsInUse, QueryTimeout, Unavailable
+from tutorledger.infra.clickhouse_cluster import (
+    CLUSTER_SUFFIX,
+    SHARD_COLUMN,
+    Ddl,
+    ShardMap,
+    ddl_of,
+    distributed_sql,
+    replicated_engine,
+)
 from tutorledger.infra.settings import Settings
 
 Row = tuple[Any, ...]
@@ -138,6 +150,28 @@ class ProjectionStore(Protocol):
 _JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_OMIT_MICROSECONDS
 
 
+def chdb_holder(path: Path) -> int | None:
+    """The id of another process holding the chdb data dir, else None. ClickHouse keeps
+    an exclusive `flock` on `<dir>/status` (which names its PID) while it runs; this process's
+    own sessions do not count."""
+    status = path / "status"
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            found = re.search(rb"PID: (\d+)", os.read(fd, 4096))
+            pid = int(found.group(1)) if found else -1
+            return None if pid == os.getpid() else pid
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class ChdbStore:
     """ClickHouse in-process (chdb). One process may hold a data dir, so calls are serialised."""
 
@@ -147,10 +181,15 @@ class ChdbStore:
         from chdb import session
 
         Path(path).mkdir(parents=True, exist_ok=True)
+        holder = chdb_holder(Path(path))
+        if holder is not None:  # asked before chdb, which would print its own error first
+            raise ProjectionsInUse(f"process {holder} holds the projections at {path}")
         self._lock = threading.Lock()
         try:
             self._session: Any = session.Session(path)
         except Exception as exc:  # chdb raises bare RuntimeErrors
+            if "Cannot lock file" in str(exc):  # another process (a running serve) holds it
+                raise ProjectionsInUse(f"another process holds the projections at {path}") from exc
             raise Unavailable(f"cannot open chdb data dir {path}: {exc}") from exc
         self._session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
         self._session.query(f"USE {database}")
@@ -284,6 +323,154 @@ class ServerStore:
             client.disconnect()
 
 
+# ClickHouse errors that mean "a shard did not answer": a Distributed query over a shard
+# that is down fails with these, and a caller must see Unavailable (retry), not a bug.
+_UNREACHABLE_CODES = {209, 210, 279}  # SOCKET_TIMEOUT, NETWORK_ERROR, ALL_CONNECTION_TRIES_FAILED
+UNKNOWN_TABLE = 60
+
+
+class ClusterStore:
+    """The projections sharded by district over a cluster's shards (docs/scaling.md).
+
+    Queries run on the front server's `<database>_cluster` database, whose Distributed
+    tables have the single-node tables' names, so every metric's SQL is unchanged. Schema
+    statements run on every shard, then the Distributed tables follow them. Rows are
+    written straight into the local table of the shard owning their district, one atomic
+    block per shard: each insert returns only once the shard holds the rows, so a projector
+    commits its offsets after the data landed, and the writers' "already present?" check
+    reads the very tables the rows went to (no Distributed queue in between).
+    """
+
+    kind = "clickhouse"
+
+    def __init__(self, url: str, cluster: str) -> None:
+        parsed = urlparse(url)
+        self.database = parsed.path.lstrip("/") or "default"
+        self.front_database = f"{self.database}{CLUSTER_SUFFIX}"
+        self.cluster = cluster
+        self._front = ServerStore(parsed._replace(path=f"/{self.front_database}").geturl())
+        shards = self._front.execute(
+            "SELECT shard_num, any(shard_weight), any(host_name), any(port) "
+            "FROM system.clusters WHERE cluster = %(c)s GROUP BY shard_num ORDER BY shard_num",
+            {"c": cluster},
+        )
+        if not shards:
+            raise Unavailable(f"no cluster {cluster!r} in the server's remote_servers")
+        self.shards = ShardMap([int(weight) for _, weight, _, _ in shards])
+        netloc = parsed.netloc.rpartition("@")[0]
+        self.nodes = [
+            ServerStore(
+                parsed._replace(
+                    netloc=f"{netloc}@{host}:{port}" if netloc else f"{host}:{port}"
+                ).geturl()
+            )
+            for _, _, host, port in shards
+        ]
+        engine = self.nodes[0].execute(
+            "SELECT engine FROM system.databases WHERE name = %(db)s", {"db": self.database}
+        )
+        self.replicated = bool(engine) and str(engine[0][0]) == "Replicated"
+        self._owners: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._sync()
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        ddl = ddl_of(sql)
+        try:
+            if ddl is None:
+                return self._query(sql, params)
+            self._schema(ddl, sql, params)
+            return []
+        except Exception as exc:
+            if getattr(exc, "code", None) in _UNREACHABLE_CODES:
+                raise Unavailable(f"a ClickHouse shard did not answer: {exc}") from exc
+            raise
+
+    def _query(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        """A query on the Distributed tables; a table another process created on the shards
+        (a rebuild's next generation) gets its Distributed table here on first use."""
+        try:
+            return self._front.execute(sql, params)
+        except Exception as exc:
+            if getattr(exc, "code", None) != UNKNOWN_TABLE:
+                raise
+        self._sync()
+        return self._front.execute(sql, params)
+
+    def _schema(self, ddl: Ddl, sql: str, params: Mapping[str, Any] | None) -> None:
+        """Run a schema statement on every shard and bring the Distributed tables along."""
+        front = self.front_database
+        if ddl.kind in ("drop", "rename"):  # a Distributed table names its remote table
+            for table in ddl.tables:
+                self._front.execute(f"DROP TABLE IF EXISTS {front}.{table}")
+        if self.replicated and ddl.kind == "create":
+            sql = replicated_engine(sql)
+        for node in self.nodes:
+            if ddl.kind == "add_column" and _has(node, ddl.tables[0], ddl.column):
+                continue  # ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS
+            node.execute(sql, params)
+        if ddl.kind == "add_column" and not _has(self._front, ddl.tables[0], ddl.column):
+            self._front.execute(sql.replace(ddl.tables[0], f"{front}.{ddl.tables[0]}", 1))
+        self._sync()
+
+    def _sync(self) -> None:
+        """A Distributed table for every table of the shards that has none yet."""
+        local = {str(r[0]) for r in self.nodes[0].execute("SHOW TABLES")}
+        present = {str(r[0]) for r in self._front.execute("SHOW TABLES")}
+        for table in sorted(local - present):
+            sharded = _has(self.nodes[0], table, SHARD_COLUMN)
+            self._front.execute(
+                distributed_sql(self.cluster, self.database, self.front_database, table, sharded)
+            )
+
+    def owner(self, district_ids: Sequence[str]) -> dict[str, int]:
+        """The shard index of each district, asked once of ClickHouse's own cityHash64."""
+        with self._lock:
+            missing = sorted(set(district_ids) - set(self._owners))
+        if missing:
+            rows = self._front.execute(
+                "SELECT d, cityHash64(d) FROM (SELECT arrayJoin(%(ds)s) AS d)", {"ds": missing}
+            )
+            with self._lock:
+                self._owners.update((str(d), self.shards.shard(int(h))) for d, h in rows)
+        with self._lock:
+            return {d: self._owners[d] for d in district_ids}
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.send(self.encode(table, columns, rows))
+
+    def encode(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Encoded:
+        """One block per owning shard; rows without a district go to the first shard."""
+        parts: dict[int, list[Sequence[Any]]] = {}
+        if SHARD_COLUMN in columns:
+            at = list(columns).index(SHARD_COLUMN)
+            owners = self.owner([str(row[at]) for row in rows])
+            for row in rows:
+                parts.setdefault(owners[str(row[at])], []).append(row)
+        else:
+            parts[0] = list(rows)
+        blocks = [
+            (i, self.nodes[i].encode(table, columns, part)) for i, part in sorted(parts.items())
+        ]
+        return Encoded(table, tuple(columns), blocks)
+
+    def send(self, block: Encoded) -> None:
+        if not isinstance(block.payload, list):
+            raise TypeError("a cluster block is the list of its shards' blocks")
+        for index, part in block.payload:
+            self.nodes[index].send(part)
+
+    def close(self) -> None:
+        self._front.close()
+        for node in self.nodes:
+            node.close()
+
+
+def _has(store: ServerStore, table: str, column: str) -> bool:
+    return column in {str(r[0]) for r in store.execute(f"DESCRIBE TABLE {table}")}
+
+
 def open_projection_store(settings: Settings) -> ProjectionStore:
     """Open the configured projection store (chdb path or server URL)."""
     if settings.projection_kind == "chdb":
@@ -291,4 +478,6 @@ def open_projection_store(settings: Settings) -> ProjectionStore:
         path, _, query = settings.clickhouse.removeprefix("chdb://").partition("?")
         database = parse_qs(query).get("database", ["tutorledger"])[0]
         return ChdbStore(path or str(settings.var_dir / "projections"), database)
+    if settings.clickhouse_cluster:
+        return ClusterStore(settings.clickhouse, settings.clickhouse_cluster)
     return ServerStore(settings.clickhouse)

@@ -17,6 +17,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,6 +157,8 @@ class KeyStore:
         self._stamp = _Stamp.of(path) if path is not None else None
         self._checked = time.monotonic()
         self._lock = threading.Lock()
+        # Told the key id of each successful authentication (the server notes last use).
+        self.on_use: Callable[[str], None] | None = None
 
     @classmethod
     def from_file(cls, path: Path, recheck: float = RECHECK_SECONDS) -> KeyStore:
@@ -226,6 +229,8 @@ class KeyStore:
         for known, entry in keys.by_digest.items():
             if hmac.compare_digest(known, digest) and entry.live(now):
                 found = entry.principal
+        if found is not None and self.on_use is not None:
+            self.on_use(found.key_id)
         return found
 
 

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default="chdb://./var/projections",
         description="Projection store: chdb://path or clickhouse://user:pw@host:port/db",
     )
+    clickhouse_cluster: str = Field(
+        default="",
+        description="Cluster mode: the remote_servers cluster (of the `clickhouse` server) whose "
+        "shards hold the projections, sharded by district; empty: one node (docs/scaling.md)",
+    )
     api_keys_file: Path | None = Field(default=None, description="JSON list of API keys")
     district_tz: str = Field(
         default="America/New_York", description="Time zone for districts with none set"
@@ -47,6 +52,12 @@ class Settings(BaseSettings):
     kafka_group: str = Field(default="tutorledger-projector")
     kafka_partitions: int = Field(default=6, ge=1)
     var_dir: Path = Field(default=Path("./var"), description="Where embedded files live")
+    erasure_journal: Path | None = Field(
+        default=None,
+        description="Append-only file of erasures (tokens, never ids), kept apart from the "
+        "store and its backups so `restore` destroys keys erased after a backup again; "
+        "unset: <var_dir>/erasure-journal.jsonl",
+    )
     projector_batch_size: int = Field(default=5000, ge=1)
     projector_poll_seconds: float = Field(default=0.2, gt=0)
     log_level: str = Field(default="INFO")
@@ -74,6 +85,12 @@ class Settings(BaseSettings):
         description="Longest date range a metric, page or CSV answers (422 range_too_long "
         "beyond): weekly rows and the reach trend grow with it. A range open on one side is "
         "measured to or from today",
+    )
+    answer_cache_rows: int = Field(
+        default=200_000,
+        ge=0,
+        description="Rows of answers at a fixed ledger position kept in memory and reused "
+        "while the read models' rows at or below it are unchanged (0: none kept)",
     )
     figure_requests_per_key: int = Field(
         default=4, ge=1, description="Figure requests one key may have running (429 beyond)"
@@ -142,6 +159,10 @@ class Settings(BaseSettings):
     def configured_districts(self) -> list[str]:
         """The districts named in the districts file."""
         return sorted(self._districts)
+
+    @property
+    def erasure_journal_path(self) -> Path:
+        return self.erasure_journal or self.var_dir / "erasure-journal.jsonl"
 
     @property
     def store_kind(self) -> StoreKind:

@@ -14,12 +14,14 @@ from fractions import Fraction
 from typing import Any
 
 from tutorledger.domain.alert_rules import AlertRules
+from tutorledger.domain.student_groups import GROUP_LABELS
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections import overlap
 from tutorledger.projections.demand import BY_PAIR, demand
 from tutorledger.projections.engagement import iso_week
 from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.steps import REQUESTED
+from tutorledger.projections.student_groups import equity_gaps
 from tutorledger.projections.wait_times import wait_times
 
 Evidence = tuple[str, dict[str, Any]]  # a metric path and its query parameters
@@ -158,6 +160,24 @@ def falling_use(store: ProjectionStore, base: Filters, at: date, rules: AlertRul
     return found
 
 
+def equity_gap(store: ProjectionStore, base: Filters, at: date, rules: AlertRules) -> list[Alert]:
+    """Roster groups behind the rest of the district by more than `equity_gap_margin` in a
+    measure over the last `equity_gap_days`, the whole 95 % interval below zero, with at
+    least `equity_gap_students` students in the group and in the rest."""
+    f, span = window(base, at, rules.equity_gap_days)
+    found = []
+    for row in equity_gaps(store, f)["rows"]:
+        big = min(row["students"], row["rest_students"]) >= rules.equity_gap_students
+        d, high = row["difference"], row["ci_high"]
+        if not big or d is None or d >= -rules.equity_gap_margin or high >= 0:
+            continue
+        figures = {"label": GROUP_LABELS.get(row["group"], row["group"])}
+        figures |= {k: v for k, v in row.items() if k != "group"}
+        evidence = ("equity-gaps", query(f))
+        found.append(Alert("equity_gap", {"group": row["group"]}, span, figures, [evidence]))
+    return found
+
+
 def tutor_overlap(
     store: ProjectionStore, base: Filters, at: date, rules: AlertRules
 ) -> list[Alert]:
@@ -180,7 +200,7 @@ def tutor_overlap(
     return found
 
 
-SCHOOL_KINDS = (subject_hotspots, long_waits, falling_use, tutor_overlap)
+SCHOOL_KINDS = (subject_hotspots, long_waits, falling_use, equity_gap, tutor_overlap)
 
 
 def school_alerts(

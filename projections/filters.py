@@ -7,8 +7,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.answer_cache import EPOCH_PARAM
 from tutorledger.projections.cohorts import members_condition
-from tutorledger.projections.read_models import Tables, current_tables
+from tutorledger.projections.group_members import PREFIX, group_condition
+from tutorledger.projections.read_models import ReadTables, Tables, current_generation
 from tutorledger.projections.steps import step_in
 
 
@@ -27,9 +29,13 @@ class Filters:
     provider: str | None = None  # only sessions whose request names this provider (provenance)
     generation: int | None = None  # pin the read models' generation (default: the published one)
     cohort_id: str | None = None  # only the cohort's members as of the position (pins generation)
+    group: str | None = None  # only the roster group's members as of the position (pins too)
+    # (position, read-model state at it) pairs from projections/answer_cache.py: with the
+    # state at `as_of_position` in the parameters, answers at that position may be reused.
+    epochs: tuple[tuple[int, str], ...] = ()
 
     def params(self) -> dict[str, Any]:
-        return {
+        return self.epoch_param() | {
             "district_id": self.district_id,
             "as_of": self.as_of_position,
             "tz": self.tz,
@@ -37,6 +43,7 @@ class Filters:
             "subject": self.subject or "",
             "grade": -1 if self.grade is None else self.grade,
             "cohort_id": self.cohort_id or "",
+            "group_cohort": PREFIX + (self.group or ""),
             "provider": self.provider or "",
             "date_from": self.date_from or date(1970, 1, 2),
             "date_to": self.date_to or date(2105, 12, 31),
@@ -46,9 +53,15 @@ class Filters:
             "utc_to": _midnight(self.date_to, 2) if self.date_to else "",
         }
 
-    def tables(self, store: ProjectionStore) -> Tables:
-        """The read models this answer reads: one generation for all of its queries."""
-        return Tables(self.generation) if self.generation else current_tables(store)
+    def epoch_param(self) -> dict[str, Any]:
+        """{"epoch": …} when the read models' state at the position is known, else {}."""
+        epoch = dict(self.epochs).get(self.as_of_position)
+        return {} if epoch is None else {EPOCH_PARAM: epoch}
+
+    def tables(self, store: ProjectionStore) -> ReadTables:
+        """The read models this answer reads: one generation for all of its queries, the
+        session facts deduplicated by position (read_models.ReadTables)."""
+        return ReadTables(self.generation or current_generation(store))
 
 
 def _midnight(day: date, shift: int) -> str:
@@ -77,6 +90,10 @@ def facts_where(filters: Filters, steps: tuple[int, ...]) -> str:
         if filters.generation is None:
             raise ValueError("a cohort filter needs a pinned read-model generation")
         conditions.append(members_condition(Tables(filters.generation).cohorts))
+    if filters.group is not None:
+        if filters.generation is None:
+            raise ValueError("a group filter needs a pinned read-model generation")
+        conditions.append(group_condition(Tables(filters.generation).cohorts))
     if filters.date_from is not None:
         conditions.append("requested_at >= toDateTime(%(utc_from)s, 'UTC')")
         conditions.append("toDate(requested_at, %(tz)s) >= %(date_from)s")

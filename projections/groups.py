@@ -5,9 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from tutorledger.domain.errors import InvalidRequest
+from tutorledger.projections.group_members import PREFIX
+from tutorledger.projections.read_models import COHORTS, FACTS
 
-GROUPS = {"school": "school_id", "subject": "subject", "provider": "provider"}
-GROUP_BY_HELP = "'school', 'subject', 'school,subject' or 'provider'"
+STUDENT_GROUP = "student_group"
+GROUPS = {
+    "school": "school_id",
+    "subject": "subject",
+    "group": STUDENT_GROUP,
+    "provider": "provider",
+}
+GROUP_BY_HELP = (
+    "'school', 'subject', 'group' (roster groups) or a comma list of them, or 'provider' alone"
+)
+# Each fact once per roster group its student is in as of the position (not `roster.all`):
+# a student in several groups counts in each, as cohort membership does.
+BY_GROUP_SQL = f"""
+(SELECT * FROM {{table}} WHERE {{where}}) AS f ALL INNER JOIN (
+    SELECT substring(cohort_id, {len(PREFIX) + 1}) AS {STUDENT_GROUP}, arrayJoin(m) AS student_key
+    FROM (
+        SELECT cohort_id, argMax(members, position) AS m FROM {{cohorts}}
+        WHERE district_id = %(district_id)s AND position <= %(as_of)s
+            AND cohort_id LIKE '{PREFIX}%%' AND cohort_id != '{PREFIX}all'
+        GROUP BY cohort_id
+    )
+) AS g USING student_key
+"""
 
 
 def parse_group_by(text: str | None, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -27,6 +50,9 @@ def grouped_sql(select: str, keys: tuple[str, ...], table: str, where: str) -> s
     are none). `keys` come from GROUPS only; `table` and `where` from the code."""
     key_list = ", ".join(keys)
     head = f"{key_list}, " if keys else ""
+    if STUDENT_GROUP in keys:  # the same facts, joined to their students' roster groups
+        cohorts = table.replace(FACTS, COHORTS, 1)
+        table, where = BY_GROUP_SQL.format(table=table, where=where, cohorts=cohorts), "1"
     tail = f" GROUP BY {key_list} ORDER BY {key_list}" if keys else ""
     return f"SELECT {head}{select} FROM {table} WHERE {where}{tail}"
 

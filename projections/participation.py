@@ -7,6 +7,7 @@ from typing import Any
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.cohorts import list_cohorts
 from tutorledger.projections.filters import Filters, facts_where
+from tutorledger.projections.group_members import PREFIX
 from tutorledger.projections.schools import latest_enrollment_sql
 from tutorledger.projections.steps import CANCELLED, COMPLETED, MATCHED, REQUESTED
 
@@ -31,11 +32,11 @@ WHERE %(grade)s = -1 OR g = %(grade)s
 
 
 def cohort_size(store: ProjectionStore, filters: Filters) -> int:
-    """Members of the filter's cohort as of its position: a cohort's reach denominator."""
+    """Members of the filter's cohort (else its roster group) as of its position: the reach
+    denominator."""
     cohorts = filters.tables(store).cohorts
-    found = list_cohorts(
-        store, cohorts, filters.district_id, filters.as_of_position, filters.cohort_id or ""
-    )
+    cohort = filters.cohort_id or PREFIX + (filters.group or "")
+    found = list_cohorts(store, cohorts, filters.district_id, filters.as_of_position, cohort)
     return found[0]["size"] if found else 0
 
 
@@ -47,7 +48,9 @@ def participation(store: ProjectionStore, filters: Filters) -> dict[str, Any]:
     counts = store.execute(sql, params)[0]
     enrolled_rows = store.execute(enrolled_sql(tables.schools), params)
     enrolled = int(enrolled_rows[0][0] or 0) if enrolled_rows else 0
-    size = None if filters.cohort_id is None else cohort_size(store, filters)
+    size = (
+        None if filters.cohort_id is None and filters.group is None else cohort_size(store, filters)
+    )
     return participation_figures(counts, enrolled, size)
 
 

@@ -90,6 +90,21 @@ class Tables:
         return tuple(f"{model}_g{self.generation}" for model in MODELS)
 
 
+@dataclass(frozen=True)
+class ReadTables(Tables):
+    """The tables as the metrics read them. Session facts are read with FINAL: two writers
+    handed the same records at the same moment (a rebalanced projector and the member that
+    took its partitions over; `repair` against a late redelivery) can both insert a
+    position, since each checks what is present and inserts the rest in two steps. FINAL
+    collapses such copies (the sort key ends in the unique position) when the query reads
+    them, instead of when ClickHouse merges the parts, so no figure counts a position twice.
+    The other read models are read with argMax over the position: a copy changes nothing."""
+
+    @property
+    def facts(self) -> str:
+        return f"{FACTS}_g{self.generation} FINAL"
+
+
 def current_generation(store: ProjectionStore) -> int:
     """The published generation (1 until a rebuild publishes another)."""
     rows = store.execute(f"SELECT max(generation), count() FROM {GENERATIONS_TABLE}")

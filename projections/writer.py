@@ -91,8 +91,9 @@ class RequestCache:
 
 def once_each(rows: Sequence[Row]) -> list[Row]:
     """The batch with each position once. A consumer that seeks back after a broker restart
-    can hand one batch the same record twice; the table check below cannot see a copy that
-    is not inserted yet, and the metrics read the read models without FINAL."""
+    can hand one batch the same record twice, and the table check below cannot see a copy
+    that is not inserted yet. (Copies from two writers racing are collapsed where the
+    metrics read them: read_models.ReadTables.)"""
     seen: set[int] = set()
     out: list[Row] = []
     for row in rows:

@@ -109,6 +109,31 @@ def clickhouse_url(clickhouse_server: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def clickhouse_cluster(request: pytest.FixtureRequest) -> Iterator[services.ClickHouseCluster]:
+    """Two private ClickHouse 18.16 servers, the two shards of one remote_servers cluster."""
+    cluster = _start(request, "ClickHouse cluster", services.start_clickhouse_cluster)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def clickhouse_cluster_url(clickhouse_cluster: services.ClickHouseCluster) -> Iterator[str]:
+    """The first shard's ``clickhouse://…/t_<hex>``: a fresh database on every shard (with
+    the ``_cluster`` one cluster mode adds), dropped on every shard afterwards."""
+    from clickhouse_driver import Client
+
+    name = f"t_{uuid.uuid4().hex}"
+    yield urlparse(clickhouse_cluster.url)._replace(path=f"/{name}").geturl()
+    for server in clickhouse_cluster.servers:
+        client = Client(host=server.host, port=server.port, user="default")
+        try:
+            for database in (f"{name}_cluster", name):
+                client.execute(f"DROP DATABASE IF EXISTS {database}")
+        finally:
+            client.disconnect()
+
+
+@pytest.fixture(scope="session")
 def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One chdb data dir for the whole run: chdb allows a single data dir per process."""
     return tmp_path_factory.mktemp("chdb")

@@ -106,7 +106,7 @@ def _groups(sessions: list[Session], group_by: tuple[str, ...]) -> dict[tuple[An
 
 
 def _key(k: tuple[Any, ...]) -> dict[str, Any]:
-    return {"school_id": k[0], "subject": k[1], "provider": k[2]}
+    return {"school_id": k[0], "subject": k[1], "student_group": None, "provider": k[2]}
 
 
 def demand(

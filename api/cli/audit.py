@@ -27,23 +27,47 @@ from tutorledger.api.cli.common import (
     load_settings,
     metered,
 )
-from tutorledger.domain.errors import MigrationIncomplete, TutorLedgerError
+from tutorledger.domain.errors import MigrationIncomplete, ProjectionsInUse, TutorLedgerError
 
 commands = typer.Typer()
 DistrictOpt = Annotated[str | None, typer.Option("--district", help="One district (default: all)")]
 
 
+# What to run instead while `tutorledger serve` holds the embedded projections (chdb lets
+# one process open its data dir): one line each, printed instead of the lock error.
+STOP_SERVE = "or stop `tutorledger serve` and run this again"
+INSTEAD = {
+    "rebuild": "while `tutorledger serve` runs, ask it: curl -X POST -H 'Authorization: Bearer "
+    f"<admin key>' http://<host>:<port>/v1/admin/rebuild ({STOP_SERVE})",
+    "replay": "while `tutorledger serve` runs, ask it for each figure: GET /v1/metrics/<metric>"
+    f"?district_id=<d>&as_of_position=<n> with an auditor or admin key ({STOP_SERVE})",
+    "reconcile": "the running `tutorledger serve` projects this ledger itself; stop it "
+    "(Ctrl-C), run `tutorledger reconcile`, then start it again",
+    "repair": "the running `tutorledger serve` projects this ledger itself; stop it (Ctrl-C), "
+    "run `tutorledger repair` again, then start it again",
+}
+
+
+def projections_in_use(exc: ProjectionsInUse, command: str) -> typer.Exit:
+    """One line, no traceback: the projections are held by a server, and what to do."""
+    console.print(
+        f"{exc.code}: {exc.message}; {INSTEAD[command]}",
+        soft_wrap=True, markup=False, highlight=False,
+    )  # fmt: skip
+    return typer.Exit(2)
+
+
 @contextmanager
-def ledger_and_projections(settings: Any, hint: str | None = None) -> Iterator[tuple[Any, Any]]:
+def ledger_and_projections(settings: Any, command: str) -> Iterator[tuple[Any, Any]]:
     """The ledger and projection store, both closed after; an unusable store exits 2."""
     from tutorledger.infra.clickhouse import open_projection_store
     from tutorledger.infra.eventstore.store import open_ledger
 
     try:
         store = open_projection_store(settings)
+    except ProjectionsInUse as exc:
+        raise projections_in_use(exc, command) from exc
     except TutorLedgerError as exc:
-        if hint:
-            console.print(hint)
         raise fail(exc) from exc
     ledger = open_ledger(settings)
     try:
@@ -127,8 +151,7 @@ def rebuild(
         refuse_unfinished_store(settings.event_store)
     except TutorLedgerError as exc:
         raise fail(exc) from exc
-    hint = "(while `serve` runs on chdb, use POST /v1/admin/rebuild instead)"
-    with ledger_and_projections(settings, hint) as (ledger, store):
+    with ledger_and_projections(settings, "rebuild") as (ledger, store):
         migrate(store)
         with metered("rebuilding projections") as meter:
             meter.start(ledger_head(ledger))
@@ -168,7 +191,7 @@ def reconcile(
     from tutorledger.consumers.reconcile import reconcile as run_reconcile
 
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
-    with ledger_and_projections(settings) as (ledger, store):
+    with ledger_and_projections(settings, "reconcile") as (ledger, store):
         with metered("counting ledger events") as meter:
             report = run_reconcile(
                 ledger.recorder,
@@ -248,6 +271,8 @@ def replay(
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
     try:
         runtime = Runtime.build(settings)
+    except ProjectionsInUse as exc:
+        raise projections_in_use(exc, "replay") from exc
     except TutorLedgerError as exc:
         raise fail(exc) from exc
     try:

@@ -99,8 +99,9 @@ def fail(exc: TutorLedgerError) -> typer.Exit:
 def reject_file(exc: TutorLedgerError) -> typer.Exit:
     """A file that failed validation: its first problems by line, then the typed error as JSON."""
     for p in (exc.details or [])[:20]:
-        column = f" [{p['column']}]" if "column" in p else ""
-        console.print(f"[red]{p['file']}:{p['line']}[/]{column} {p['problem']}", soft_wrap=True)
+        column = escape(f" [{p['column']}]") if "column" in p else ""  # not rich markup
+        console.print(f"[red]{p['file']}:{p['line']}[/]{column} {escape(p['problem'])}",
+                      soft_wrap=True)  # fmt: skip
     console.print(f"[red]{exc.code}:[/] {exc.message}")
     typer.echo(json.dumps({"error": exc.as_dict()}))
     return typer.Exit(1)

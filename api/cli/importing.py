@@ -90,6 +90,50 @@ def import_roster(
     typer.echo(json.dumps(result.as_dict()))
 
 
+@commands.command("import-groups")
+def import_groups(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            help="Roster bundle (.zip or directory): OneRoster users.csv with metadata.* flags "
+            "and demographics.csv, or a Clever-style students.csv",
+        ),
+    ],
+    district: DistrictArg,
+    as_of: Annotated[date, typer.Option("--as-of", formats=["%Y-%m-%d"], help="The roster's date")],
+    student_key: Annotated[
+        str, typer.Option(help="users.csv column holding the student id emitters use")
+    ] = "sourcedId",
+    event_store: StoreOpt = None,
+) -> None:
+    """Record the roster's student groups (programmes, sex, race/ethnicity) by token."""
+    from tutorledger.domain.roster import InvalidRoster
+    from tutorledger.infra.eventstore.store import open_ledger
+    from tutorledger.infra.importers.oneroster import Limits
+    from tutorledger.infra.importers.student_groups import StudentKey
+    from tutorledger.infra.importers.student_groups import import_groups as run_import
+
+    if student_key not in ("sourcedId", "identifier"):
+        raise typer.BadParameter("sourcedId or identifier", param_hint="--student-key")
+    key: StudentKey = "identifier" if student_key == "identifier" else "sourcedId"
+    settings = load_settings(event_store=event_store)
+    ledger = open_ledger(settings)
+    try:
+        result = run_import(ledger, path, district, as_of, key, Limits.from_settings(settings))
+    except InvalidRoster as exc:
+        raise reject_file(exc) from None
+    except TutorLedgerError as exc:
+        raise fail(exc) from exc
+    finally:
+        ledger.close()
+    table = Table("group", "students", "position", title=f"roster of {as_of}")
+    for code, size in result.groups.items():
+        table.add_row(code, str(size), str(result.positions.get(code) or "unchanged"))
+    console.print(table)
+    typer.echo(json.dumps(result.as_dict()))
+
+
 def mapping_path(name: str) -> Path:
     """A mapping file, or the name of one shipped with tutorledger (e.g. `tutorcom`)."""
     from tutorledger.infra.importers.session_mapping import shipped_mapping

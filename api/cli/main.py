@@ -17,8 +17,12 @@ import typer
 from rich.console import Console
 
 from tutorledger.api.cli import audit as cli_audit
+from tutorledger.api.cli import backup as cli_backup
+from tutorledger.api.cli import edfi as cli_edfi
 from tutorledger.api.cli import grades as cli_grades
 from tutorledger.api.cli import importing as cli_import
+from tutorledger.api.cli import invoices as cli_invoices
+from tutorledger.api.cli import keys as cli_keys
 from tutorledger.api.cli import migrate as cli_migrate
 from tutorledger.api.cli import privacy as cli_privacy
 from tutorledger.api.cli import repair as cli_repair
@@ -49,6 +53,10 @@ app.add_typer(cli_privacy.commands)
 app.add_typer(cli_migrate.commands)
 app.add_typer(cli_grades.commands)
 app.add_typer(cli_stream.commands)
+app.add_typer(cli_keys.commands)
+app.add_typer(cli_invoices.commands)
+app.add_typer(cli_edfi.commands)
+app.add_typer(cli_backup.commands)
 
 
 @app.command()

@@ -43,7 +43,7 @@ def repair(
     from tutorledger.projections.schema import migrate
 
     settings = load_settings(event_store=event_store, clickhouse=clickhouse)
-    with ledger_and_projections(settings) as (ledger, store):
+    with ledger_and_projections(settings, "repair") as (ledger, store):
         migrate(store)
         limit = claimed_position(settings, ledger, store) if upto is None else upto
         report = run_repair(ledger, store, limit, dry_run=dry_run)

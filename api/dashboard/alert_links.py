@@ -18,6 +18,7 @@ PAGES = {
     "wait-times": ("", "#waits"),
     "engagement": ("", "#engagement"),
     "dosage": ("", "#dosage"),
+    "equity-gaps": ("/groups", ""),
 }
 KEPT = ("school_id", "subject", "from", "to", "as_of_position")
 

@@ -15,6 +15,7 @@ Kind = Literal[
     "subject_hotspot",
     "long_waits",
     "falling_use",
+    "equity_gap",
     "tutor_overlap",
     "repeated_subject",
     "long_session",
@@ -29,6 +30,7 @@ class AlertScope(BaseModel):
     session_id: str | None = None
     provider: str | None = Field(default=None, description="tutor_overlap: the provider")
     tutor_id: str | None = Field(default=None, description="tutor_overlap: the tutor")
+    group: str | None = Field(default=None, description="equity_gap: the roster group")
 
 
 class AlertOut(BaseModel):

@@ -12,6 +12,7 @@ event cannot be isolated by asking at the positions around it (docs/privacy.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,6 +44,15 @@ def published_position(
 ) -> int:
     """The highest published position ≤ `asked` (0 if none), as far as the events at
     positions ≤ `upto` (what is projected) tell."""
+    return next(published_positions(store, district_id, tz, asked, upto), 0)
+
+
+def published_positions(
+    store: ProjectionStore, district_id: str, tz: str, asked: int, upto: int
+) -> Iterator[int]:
+    """The published positions ≤ `asked`, highest first, from one walk down the ledger: a
+    dashboard answer needs its own and the previous one, and a second walk would read the
+    same windows again."""
     params: dict[str, Any] = {"district_id": district_id, "asked": asked, "upto": upto}
     ((found, successor),) = store.execute(NEXT_SQL, params)
     below = int(successor) if int(found) else asked
@@ -53,10 +63,9 @@ def published_position(
         floor = max(below - window, 0)
         for position, day in store.execute(DAYS_SQL, params | {"below": below, "floor": floor}):
             if later is not None and int(position) <= asked and str(day) != str(later[1]):
-                return int(position)
+                yield int(position)
             later = (int(position), day)
         below, window = floor, window * 2
-    return 0
 
 
 def _utc(value: Any) -> datetime:

@@ -6,6 +6,7 @@ from __future__ import annotations
 COMMON = """
 
 **Filters** (all metrics): `district_id` (required), `school_id`, `subject`, `grade` (0-12),
+`cohort_id`, `group` (a roster group's code, e.g. `ell`: only its members as of the position),
 `provider` (sessions whose request names that provider),
 `from`/`to` (inclusive dates in the district's time zone: a session belongs to the local day
 it was *requested*, whatever day it was matched, completed or surveyed), `as_of_position`
@@ -16,9 +17,11 @@ same rows as CSV, each with `as_of_position` and `head_hash` columns."""
 
 GROUPING = """
 
-**group_by**: `school`, `subject`, `school,subject` or `provider` (alone); anything else →
-422. Rows are sorted by their group values; only groups with at least one request appear.
-Without grouping there is exactly one row, with `school_id`/`subject`/`provider` null. A
-session's provider is its request's (the emitter key's or the import's, `''` for sessions
-recorded without provenance); with `group_by=provider`, demand's `share` and `lift` are
-those of the filters' scope, the same on every row."""
+**group_by**: `school`, `subject`, `group` (roster groups) or a comma list of them (e.g.
+`school,subject`, `group,school`), or `provider` (alone); anything else → 422. Rows are sorted
+by their group values; only groups with at least one request appear. Without grouping there is
+exactly one row, with `school_id`/`subject`/`student_group`/`provider` null. By `group`, a
+student in several roster groups counts in each, and `margins` holds the same rows without the
+group split. A session's provider is its request's (the emitter key's or the import's, `''` for
+sessions recorded without provenance); with `group_by=provider`, demand's `share` and `lift`
+are those of the filters' scope, the same on every row."""

@@ -18,21 +18,25 @@ from fastapi import Query
 from pydantic import BaseModel
 
 from tutorledger.api.metrics import schemas as ms
+from tutorledger.api.metrics import standard
 from tutorledger.api.metrics import suppression as plans
 from tutorledger.api.metrics.csv import Table, table
 from tutorledger.api.metrics.docs import COMMON, GROUPING
+from tutorledger.api.metrics.equity import EquityGaps, plan_equity
 from tutorledger.api.metrics.insight_schemas import Outcomes
 from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.metrics.suppression import Planner
 from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.domain.student_groups import GROUP_LABELS
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import demand
 from tutorledger.projections.dosage import dosage
 from tutorledger.projections.engagement import REGULAR_WEEKS, engagement
-from tutorledger.projections.groups import GROUPS
+from tutorledger.projections.groups import GROUPS, STUDENT_GROUP
 from tutorledger.projections.outcomes import INTERPRETATION, outcomes
 from tutorledger.projections.participation import participation
 from tutorledger.projections.satisfaction import satisfaction
+from tutorledger.projections.student_groups import equity_gaps
 from tutorledger.projections.timing import timing
 from tutorledger.projections.wait_times import wait_times
 
@@ -68,11 +72,12 @@ class Metric(Generic[Opt]):
     csv_rows: Callable[[BaseModel], Table] = table
     figures: tuple[Figure, ...] | None = None  # None: one table named after the metric
     not_found: str | None = None  # its own 404 description (default: unknown cohort)
+    grouping: str | None = None  # its own `group_by` text (default: the shared GROUPING)
 
     @property
     def description(self) -> str:
         """The OpenAPI description: the definition, then the shared grouping and filter text."""
-        grouping = GROUPING if self.group_by is not None else ""
+        grouping = (self.grouping or GROUPING) if self.group_by is not None else ""
         return self.definition + grouping + (COMMON if self.filters else "")
 
     @property
@@ -92,25 +97,30 @@ def _participation(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
     return ms.Participation(**scope.envelope(), **participation(store, scope.filters))
 
 
+def _grouped(
+    scope: Scope, keys: Keys, rows_of: Callable[[Keys], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """A grouped answer's body; by roster group, with the rows without the group split
+    (`margins`: what each group's row is part of, for suppression's complements)."""
+    body = {**scope.envelope(), "group_by": _group_names(keys), "rows": rows_of(keys)}
+    if STUDENT_GROUP in keys:
+        body["margins"] = rows_of(tuple(k for k in keys if k != STUDENT_GROUP))
+    return body
+
+
 def _demand(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
-    rows = demand(store, scope.filters, keys)
-    return ms.Demand.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
+    body = _grouped(scope, keys, lambda k: demand(store, scope.filters, k))
+    return ms.Demand.model_validate(body)
 
 
 def _wait_times(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
-    rows = wait_times(store, scope.filters, keys)
-    return ms.WaitTimes.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
+    body = _grouped(scope, keys, lambda k: wait_times(store, scope.filters, k))
+    return ms.WaitTimes.model_validate(body)
 
 
 def _satisfaction(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
-    rows = satisfaction(store, scope.filters, keys)
-    return ms.Satisfaction.model_validate(
-        {**scope.envelope(), "group_by": _group_names(keys), "rows": rows}
-    )
+    body = _grouped(scope, keys, lambda k: satisfaction(store, scope.filters, k))
+    return ms.Satisfaction.model_validate(body)
 
 
 def _timing(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
@@ -130,6 +140,13 @@ def _engagement(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
 def _dosage(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
     figures = dosage(store, scope.filters, scope.profile.dosage_target_minutes)
     return ms.Dosage(**scope.envelope(), **figures)
+
+
+def _equity(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
+    figures = equity_gaps(store, scope.filters)
+    for row in figures["rows"]:
+        row["label"] = GROUP_LABELS.get(row["group"], row["group"])
+    return EquityGaps(**scope.envelope(), **figures)
 
 
 @dataclass(frozen=True)
@@ -301,6 +318,60 @@ DOSAGE = Metric[Keys](
     compute=_dosage,
     planner=plans.plan_dosage,
 )
+EQUITY_GAPS = Metric[Keys](
+    name="equity-gaps",
+    summary="Equity gaps: each roster group against the rest of the district",
+    definition=(
+        "Over the students of the district's latest roster-group import at or before the "
+        "position (`tutorledger import-groups`): for each recorded group and each measure, "
+        "`students` (the group's rostered students), `count` (of those, the students the "
+        "measure counts), `rate` = count ÷ students, the same for the rest of the rostered "
+        "district (`rest_*`: rostered students not in the group), `difference` = rate − "
+        "rest_rate and its 95 % interval (`ci_low`, `ci_high`: Newcombe's hybrid score "
+        "interval, from the two Wilson intervals). Measures: `reach` (at least one request "
+        "in the range), `regular_use` (requests in at least 3 distinct ISO weeks of the "
+        "range, as engagement's `regular_students`). Students who made requests but are not "
+        "in the roster count nowhere. Filters choose which requests count (a school's, a "
+        "subject's, a cohort's members'…); the students compared are always the roster's. "
+        "Example: 480 of 6,000 English learners "
+        "and 5,520 of the other 46,000 students were reached → rates 0.08 and 0.12, "
+        "difference −0.04, interval about −0.047 to −0.032: behind, and not by chance."
+    ),
+    response=EquityGaps,
+    compute=_equity,
+    planner=plan_equity,
+    figures=(),
+)
+DOSAGE_STANDARD = Metric[Keys](
+    name="dosage-standard",
+    summary="Students meeting the district's high-dosage standard: met, on track, short",
+    definition=(
+        "The district's standard (`dosage_standard` in `TUTORLEDGER_DISTRICTS_FILE`; default "
+        "3 sessions a week of at least 30 minutes, for 10 weeks). Weeks are local ISO weeks "
+        "(Monday-Sunday) of each completed session's request date; a session's length is "
+        "`session.completed` − `session.matched` time, as for `dosage`. Weeks judged: from "
+        "the week of `from` (else the first week with a completed session) to the week of "
+        "`to` (else the last). A week *counts* when it has a school day: a weekday of the "
+        "district's `school_hours.days` outside every `dosage_standard.breaks` range; weeks "
+        "without one are neither met nor missed. A counted week is *met* by a student with at "
+        "least `sessions_per_week` completed sessions of at least `session_minutes` (exactly "
+        "30 minutes counts) in it. Per row: `students` (distinct students with a completed "
+        "session), `met` (at least `weeks` met weeks, consecutive or not), `on_track` (not "
+        "met, but every counted week from their first week with a completed session to the "
+        "last week judged was met) and `short` (the rest). `weeks`: every week judged with "
+        "its `school_days`, `active_students` and `students_meeting_week` (ungrouped). A row "
+        "grouped by school, subject, grade or cohort equals the metric filtered to it. "
+        "Example: a student with 3 sessions of 30, 45 and 31 minutes in each of the 4 weeks "
+        "since their first, with a fifth week a spring break, is on track (4 met weeks of "
+        "10); a student with 2 such sessions in one of those weeks falls short."
+    ),
+    response=standard.DosageStandardOut,
+    compute=standard.compute,
+    planner=standard.plan_dosage_standard,
+    group_by=(),
+    options=standard.standard_grouping,
+    grouping=standard.GROUPING,
+)
 OUTCOMES = Metric[Terms](
     name="outcomes",
     summary="Usage vs grades: grade change between two terms by usage band",
@@ -335,7 +406,7 @@ adds 8 to the `3-9` band's mean change.
 # The metrics that take the shared filters (and answer with their defaults alone: the replay
 # of every metric reads these); METRICS is every metric, in the order the API lists them.
 WITH_FILTERS: tuple[Metric[Keys], ...] = (
-    PARTICIPATION, DEMAND, WAIT_TIMES, SATISFACTION, TIMING, ENGAGEMENT, DOSAGE,
+    PARTICIPATION, DEMAND, WAIT_TIMES, SATISFACTION, TIMING, ENGAGEMENT, DOSAGE, DOSAGE_STANDARD,
 )  # fmt: skip
-EVERY: tuple[Metric[Any], ...] = (*WITH_FILTERS, OUTCOMES)
+EVERY: tuple[Metric[Any], ...] = (*WITH_FILTERS, EQUITY_GAPS, OUTCOMES)
 METRICS: dict[str, Metric[Any]] = {m.name: m for m in EVERY}

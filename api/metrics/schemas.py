@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 GroupCol = Field(description="Group value; null when the rows are not grouped by it")
 # The provider group (projections/groups.py): absent from rows built elsewhere (the drill).
 ProviderCol = Field(default=None, description="Group value; null when not grouped by provider")
+GroupOpt = Field(default=None, description="Roster group (group_by=group); null otherwise")
+MARGINS_HELP = (
+    "With group_by=group: the same rows without the group split (a student is in any number "
+    "of groups, so groups do not add up to these); null otherwise"
+)
 SUPPRESSED_HELP = (
     "True when a figure here was withheld (null) for a dashboard key: a count below the "
     "district's suppression_threshold, a figure derived from one, or a complement that would "
@@ -31,6 +36,7 @@ class MetricResponse(BaseModel):
 class DemandRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
+    student_group: str | None = GroupOpt
     provider: str | None = ProviderCol
     requests: Count
     completed: Count = Field(description="Requests that reached session.completed")
@@ -54,11 +60,13 @@ class Demand(MetricResponse):
 
     group_by: list[str]
     rows: list[DemandRow]
+    margins: list[DemandRow] | None = Field(default=None, description=MARGINS_HELP)
 
 
 class WaitRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
+    student_group: str | None = GroupOpt
     provider: str | None = ProviderCol
     requests: Count
     matched: Count = Field(description="Requests matched to a tutor")
@@ -73,11 +81,13 @@ class WaitRow(BaseModel):
 class WaitTimes(MetricResponse):
     group_by: list[str]
     rows: list[WaitRow]
+    margins: list[WaitRow] | None = Field(default=None, description=MARGINS_HELP)
 
 
 class SatisfactionRow(BaseModel):
     school_id: str | None = GroupCol
     subject: str | None = GroupCol
+    student_group: str | None = GroupOpt
     provider: str | None = ProviderCol
     completed: Count
     surveys: Count
@@ -91,6 +101,7 @@ class SatisfactionRow(BaseModel):
 class Satisfaction(MetricResponse):
     group_by: list[str]
     rows: list[SatisfactionRow]
+    margins: list[SatisfactionRow] | None = Field(default=None, description=MARGINS_HELP)
 
 
 class SchoolHoursOut(BaseModel):

@@ -24,6 +24,7 @@ def echo(filters: Filters) -> dict[str, Any]:
         "to": filters.date_to.isoformat() if filters.date_to else None,
         "time_zone": filters.tz,
         "cohort_id": filters.cohort_id,
+        "group": filters.group,
         "provider": filters.provider,
     }
 

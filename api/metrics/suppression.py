@@ -158,15 +158,44 @@ def _grouped(plan: Plan, body: dict[str, Any], counts: tuple[str, ...]) -> None:
     """Each count column of grouped rows: a line over all rows (their sum is the filter's
     total) and, for school × subject, one per school and one per subject (the margins)."""
     rows = body["rows"]
-    two_way = len(body.get("group_by") or ()) == 2
+    two_way = len(body.get("group_by") or ()) >= 2
     for name in counts:
         cells = [plan.cell(r, name) for r in rows]
         plan.lines.append(cells)
-        for key in ("school_id", "subject") if two_way else ():
+        for key in ("school_id", "subject", "student_group") if two_way else ():
             by: dict[Any, list[Cell]] = defaultdict(list)
             for r, c in zip(rows, cells, strict=True):
                 by[r.get(key)].append(c)
             plan.lines.extend(by.values())
+    _margins(plan, body, counts)
+
+
+def _margins(plan: Plan, body: dict[str, Any], counts: tuple[str, ...]) -> None:
+    """Rows by roster group beside the same rows without the split (`margins`): groups
+    overlap, so they do not add up to a margin, but a margin minus a group is the rest of the
+    district, which must not be small either: a group's count is withheld when it is."""
+    margins = body.get("margins") or []
+    if not margins:
+        return
+    by_key = {_other_keys(m): m for m in margins}
+    for name in counts:
+        plan.lines.append([plan.cell(m, name) for m in margins])
+    for r in body["rows"]:
+        margin = by_key.get(_other_keys(r))
+        if margin is None:
+            continue
+        for name in counts:
+            part = plan.cell(r, name)
+            plan.complements.append((plan.cell(margin, name), part, part))
+
+
+def _other_keys(row: dict[str, Any]) -> tuple[Any, Any]:
+    return row.get("school_id"), row.get("subject")
+
+
+def _every_row(body: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = body["rows"]
+    return rows + (body.get("margins") or [])
 
 
 def plan_participation(plan: Plan, body: dict[str, Any]) -> None:
@@ -181,26 +210,23 @@ def plan_participation(plan: Plan, body: dict[str, Any]) -> None:
 
 
 def plan_demand(plan: Plan, body: dict[str, Any]) -> None:
-    rows = body["rows"]
     _grouped(plan, body, ("requests", "completed", "students"))
-    for r in rows:
+    for r in _every_row(body):
         for name in ("share", "lift"):
             plan.derived.append(((id(r), name), [(id(r), "requests")]))
 
 
 def plan_wait_times(plan: Plan, body: dict[str, Any]) -> None:
-    rows = body["rows"]
     _grouped(plan, body, ("requests", "matched", "unmatched"))
-    for r in rows:
+    for r in _every_row(body):
         plan.closed.append([(id(r), n) for n in ("requests", "matched", "unmatched")])
         for name in ("p50", "p90", "p99", "max"):
             plan.derived.append(((id(r), name), [(id(r), "matched")]))
 
 
 def plan_satisfaction(plan: Plan, body: dict[str, Any]) -> None:
-    rows = body["rows"]
     _grouped(plan, body, ("completed", "surveys", "helped"))
-    for r in rows:
+    for r in _every_row(body):
         surveys, helped, completed = ((id(r), n) for n in ("surveys", "helped", "completed"))
         plan.complements.append((surveys, helped, helped))
         plan.derived.append(((id(r), "helped_rate"), [helped, surveys]))

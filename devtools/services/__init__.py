@@ -8,6 +8,7 @@ on free loopback ports and stop them by pid afterwards.
 Command line: ``python -m devtools.services install|check|run``.
 """
 
+from .cluster import ClickHouseCluster, start_clickhouse_cluster
 from .postgres import (
     TEST_DB_PREFIX,
     PostgresServer,
@@ -29,6 +30,7 @@ from .servers import (
 
 __all__ = [
     "TEST_DB_PREFIX",
+    "ClickHouseCluster",
     "ClickHouseServer",
     "PostgresServer",
     "ServiceError",
@@ -41,6 +43,7 @@ __all__ = [
     "free_port",
     "main",
     "start_clickhouse",
+    "start_clickhouse_cluster",
     "start_tansu",
     "tansu_binary",
 ]

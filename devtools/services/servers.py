@@ -207,12 +207,14 @@ def start_clickhouse(
     data_dir: Path | None = None,
     timeout: float = 60.0,
     ports: tuple[int, int, int] | None = None,
+    config: Path = CLICKHOUSE_CONFIG,
 ) -> ClickHouseServer:
     """Start clickhouse-server on free loopback ports with a private data dir.
 
     Every listener in the stock config is moved to a free port (interserver 9009 too), so
     several servers can run side by side; 18.16 runs fine as root. Given `ports` (tcp, http,
     interserver) and the same `data_dir`, a restart comes back where clients expect it.
+    `config` is the stock config unless a caller (a cluster) passes its own copy of it.
     """
     binary = ensure_clickhouse_installed()
     owns = data_dir is None
@@ -221,7 +223,7 @@ def start_clickhouse(
     tcp, http, interserver = ports or free_ports(3)
     cmd = [
         binary,
-        f"--config-file={CLICKHOUSE_CONFIG}",
+        f"--config-file={config}",
         "--",
         f"--path={root}/",
         f"--tmp_path={root}/tmp/",

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 from tutorledger.domain.ledger import Ledger
 from tutorledger.infra.eventstore.codec import canonical_json
 from tutorledger.infra.eventstore.crypto import AesGcmCipher
+from tutorledger.infra.eventstore.erasure_journal import FileErasureJournal
 from tutorledger.infra.eventstore.ledger_index import GENESIS_HASH, chain_hash
 from tutorledger.infra.eventstore.recorders import ledger_recorder
 from tutorledger.infra.settings import Settings
@@ -68,6 +69,7 @@ def open_ledger(settings: Settings) -> Ledger:
         index_of=ledger_recorder,
         encode=canonical_json,
         pause=logged_pause,
+        erasures=FileErasureJournal(settings.erasure_journal_path),
     )
 
 

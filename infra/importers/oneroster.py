@@ -29,11 +29,14 @@ from tutorledger.domain.envelope import DISTRICT_PATTERN
 from tutorledger.domain.roster import InvalidRoster, Placement, RosterProblem, RosterTooLarge
 from tutorledger.infra.settings import Settings
 
-FILES = ("orgs.csv", "users.csv", "enrollments.csv")
+# The last two are read only by the student-group import (student_groups.py).
+FILES = ("orgs.csv", "users.csv", "enrollments.csv", "demographics.csv", "students.csv")
 REQUIRED_COLUMNS = {
     "orgs.csv": ("sourcedId", "name", "type"),
     "users.csv": ("sourcedId", "role", "grades", "orgSourcedIds"),
     "enrollments.csv": ("schoolSourcedId", "userSourcedId", "role"),
+    "demographics.csv": ("sourcedId",),
+    "students.csv": ("Student_id",),
 }
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 MAX_BUNDLE_ROWS = 2_000_000
@@ -161,23 +164,33 @@ class _Checker:
         tail = "reading stopped there; " if stopped else ""
         return InvalidRoster(f"roster rejected: {count} bad row(s); {tail}nothing recorded", listed)
 
-    def table(self, bundle: Bundle, name: str) -> Iterator[Row]:
-        """The file's rows with their lines, each of the header's width; bad ones reported."""
+    def table(
+        self,
+        bundle: Bundle,
+        name: str,
+        optional: bool = False,
+        required: tuple[str, ...] | None = None,
+    ) -> Iterator[Row]:
+        """The file's rows with their lines, each of the header's width; bad ones reported
+        (`required`: the columns the header must have, by default REQUIRED_COLUMNS')."""
         stream = bundle.open(name)
         if stream is None:
-            if name != "enrollments.csv":
+            if name != "enrollments.csv" and not optional:
                 self.add(name, 0, "file missing from the bundle")
             return
         with closing(stream):
             try:
-                yield from self._rows(name, _records(self._lines(stream)))
+                columns = REQUIRED_COLUMNS[name] if required is None else required
+                yield from self._rows(name, _records(self._lines(stream)), columns)
             except _Unreadable as exc:
                 self.add(name, exc.line, exc.problem)
 
-    def _rows(self, name: str, records: Iterator[tuple[int, list[str] | None]]) -> Iterator[Row]:
+    def _rows(
+        self, name: str, records: Iterator[tuple[int, list[str] | None]], required: tuple[str, ...]
+    ) -> Iterator[Row]:
         header_line, first = next(records, (1, []))
         header = [h.strip() for h in first or []]
-        missing = [c for c in REQUIRED_COLUMNS[name] if c not in header]
+        missing = [c for c in required if c not in header]
         if missing:
             self.add(name, header_line, f"header lacks column(s) {', '.join(missing)}")
             return

@@ -12,12 +12,23 @@ import json
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-from tutorledger.infra.importers.session_mapping import RowConverter, RowProblem, SessionMapping
+from tutorledger.infra.importers.session_mapping import RowConverter, RowProblem
 
 BATCH_EVENTS = 1000
 Record = tuple[int, Mapping[str, Any] | str, int, int]  # line, row or problem, offset, last line
+
+
+class SourceFormat(Protocol):
+    """How a source file is written (a session mapping, or an invoice mapping, says)."""
+
+    @property
+    def format(self) -> str: ...
+    @property
+    def encoding(self) -> str: ...
+    @property
+    def delimiter(self) -> str: ...
 
 
 class _Lines:
@@ -34,7 +45,7 @@ class _Lines:
 
 
 def read_records(
-    path: Path, mapping: SessionMapping, offset: int = 0, line: int = 0
+    path: Path, mapping: SourceFormat, offset: int = 0, line: int = 0
 ) -> Iterator[Record]:
     """(first line, row or problem, byte offset after it, its last line), from `offset`."""
     with path.open("rb") as file:
@@ -58,7 +69,7 @@ def _ndjson(lines: _Lines) -> Iterator[Record]:
         yield lines.line, row, lines.offset, lines.line
 
 
-def _csv(file: IO[bytes], mapping: SessionMapping, offset: int, line: int) -> Iterator[Record]:
+def _csv(file: IO[bytes], mapping: SourceFormat, offset: int, line: int) -> Iterator[Record]:
     head = _Lines(file, mapping.encoding, 0, 0)
     header = [h.strip() for h in next(csv.reader(head, delimiter=mapping.delimiter), [])]
     if offset > head.offset:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import reference_insight as insight
 import reference_metrics as ref
+import reference_standard as standard
 from builders import exact, write_keys
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -166,6 +167,10 @@ def test_timing_engagement_participation_equal_reference(
     expected = ref_participation(events, [], GEN, TZ, **f)
     for key in ("students_served", "sessions_requested", "sessions_matched", "sessions_completed"):
         assert participation[key] == expected[key]
+
+
+def _bare(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "suppressed"}
 
 
 def _figures(body: dict[str, Any]) -> dict[str, Any]:
@@ -397,9 +402,16 @@ REFERENCES: dict[str, Any] = {
         ref.engagement(events, GEN, TZ, **f),
     ),
     "dosage": lambda body, events, f: (_figures(body), insight.dosage(events, GEN, TZ, **f)),
+    "dosage-standard": lambda body, events, f: (
+        {k: [_bare(r) for r in body[k]] for k in ("rows", "weeks")},
+        {k: v for k, v in standard.standard(events, GEN, TZ, **f).items() if k != "counted_weeks"},
+    ),
 }
 # Compared with their reference fold elsewhere (they need more than session events).
-ELSEWHERE = {"outcomes": "test_outcomes.py::test_outcomes_equal_the_fold_and_show_the_association"}
+ELSEWHERE = {
+    "outcomes": "test_outcomes.py::test_outcomes_equal_the_fold_and_show_the_association",
+    "equity-gaps": "test_student_groups_api.py::test_equity_gaps_equal_an_independent_fold",
+}
 
 
 def test_every_registered_metric_has_a_reference_fold() -> None:

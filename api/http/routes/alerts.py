@@ -39,6 +39,10 @@ COUNTS: dict[str, dict[str, tuple[str, ...]]] = {
     "subject_hotspot": {"requests": ("share", "lift"), "students": ()},
     "long_waits": {"matched": ("school_p90", "ratio")},
     "falling_use": {"active_before": ("drop",), "active_after": ("drop",)},
+    "equity_gap": {
+        "count": ("rate", "difference", "ci_low", "ci_high"),
+        "rest_count": ("rest_rate", "difference", "ci_low", "ci_high"),
+    },
 }
 RULES = """
 
@@ -53,11 +57,14 @@ SCHOOL_DOC = (
     "`long_wait_ratio` [2] × the district's; `falling_use` — a school whose weekly active "
     "students in the last complete ISO week on or before `at` are down by ≥ "
     "`falling_use_drop` [0.3] from the week `falling_use_weeks` [3] earlier, which had ≥ "
-    "`falling_use_students` [10]; `tutor_overlap` — a provider's tutor with ≥ "
-    "`tutor_overlap_sessions` [3] completed sessions overlapping another of theirs (matched → "
-    "completed), making ≥ `tutor_overlap_share` [0.1] of their sessions requested in the last "
-    "`tutor_overlap_days` [28] (evidence: the auditors' tutor-overlap audit). Dashboard keys "
-    "get small counts withheld like the metrics." + RULES
+    "`falling_use_students` [10]; `equity_gap` — a roster group whose reach or regular use "
+    "over the last `equity_gap_days` [28] is below the rest of the district's by more than "
+    "`equity_gap_margin` [0.05], the whole 95 % interval below zero, with ≥ "
+    "`equity_gap_students` [20] students in the group and in the rest; `tutor_overlap` — a "
+    "provider's tutor with ≥ `tutor_overlap_sessions` [3] completed sessions overlapping "
+    "another of theirs (matched → completed), making ≥ `tutor_overlap_share` [0.1] of their "
+    "sessions requested in the last `tutor_overlap_days` [28] (evidence: the auditors' "
+    "tutor-overlap audit). Dashboard keys get small counts withheld like the metrics." + RULES
 )
 STUDENT_DOC = (
     "Auditors and admins. Kinds: `repeated_subject` — one student with ≥ "
@@ -112,7 +119,7 @@ def alert_list(
     the local date of the district's latest session event then). Filters other than the
     district and position are ignored: alerts are district-wide."""
     base = Filters(filters.district_id, filters.as_of_position, filters.tz,
-                   generation=filters.generation)  # fmt: skip
+                   generation=filters.generation, epochs=filters.epochs)  # fmt: skip
     day = at or latest_local_date(store, base)
     found = compute(store, base, day, rules) if day else []
     body = schemas.AlertList(

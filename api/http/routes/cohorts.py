@@ -15,7 +15,9 @@ from tutorledger.api.metrics.insight_schemas import (
 )
 from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.domain.envelope import DISTRICT_PATTERN
+from tutorledger.domain.errors import InvalidRequest
 from tutorledger.domain.records import put_cohort
+from tutorledger.domain.student_groups import is_roster_group
 from tutorledger.projections.cohorts import list_cohorts
 from tutorledger.projections.read_models import current_tables
 
@@ -38,6 +40,11 @@ def put(
     runtime: RuntimeDep,
 ) -> CohortRecorded:
     district_id = caller.district_id
+    if is_roster_group(cohort_id):
+        raise InvalidRequest(
+            "cohort ids starting 'roster.' are the roster's student groups (import-groups)",
+            {"cohort_id": cohort_id},
+        )
     position, size = put_cohort(
         runtime.ledger, district_id, cohort_id, update.name, update.student_ids
     )

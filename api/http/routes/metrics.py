@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
@@ -25,7 +25,8 @@ from tutorledger.api.http.bounds import (
 )
 from tutorledger.api.http.cohort_filter import pin_cohort
 from tutorledger.api.http.deps import DashboardIn, InDistrict, RuntimeDep
-from tutorledger.api.http.publication import published_position, today_in
+from tutorledger.api.http.group_filter import pin_group
+from tutorledger.api.http.publication import published_positions, today_in
 from tutorledger.api.http.published import PublishedScope
 from tutorledger.api.http.schemas import ErrorResponse
 from tutorledger.api.metrics.csv import CSV_MEDIA_TYPE, csv_response, wants_csv
@@ -34,9 +35,12 @@ from tutorledger.api.metrics.scope import Scope
 from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.errors import InvalidRequest
+from tutorledger.domain.student_groups import GROUP_PATTERN
 from tutorledger.infra.clickhouse import ProjectionStore
+from tutorledger.projections.answer_cache import epochs
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.groups import GROUP_BY_HELP, parse_group_by
+from tutorledger.projections.read_models import current_tables
 
 SchoolQ = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 SubjectQ = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9-]{1,64}$")]
@@ -63,6 +67,13 @@ CohortQ = Annotated[
         description="Only this cohort's members as of the position (see /v1/cohorts)",
     ),
 ]
+GroupQ = Annotated[
+    str | None,
+    Query(
+        pattern=GROUP_PATTERN,
+        description="Only this roster group's students as of the position (e.g. ell)",
+    ),
+]
 ProviderQ = Annotated[
     str | None,
     Query(
@@ -72,13 +83,26 @@ ProviderQ = Annotated[
 ]
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}},
-    404: {"model": ErrorResponse, "description": "unknown_cohort: no such cohort at the position"},
+    404: {
+        "model": ErrorResponse,
+        "description": "unknown_cohort / unknown_group: no such cohort or roster group at the "
+        "position",
+    },
     422: {
         "model": ErrorResponse,
         "description": "Bad filter: from after to, grade 13, a range longer than max_range_days "
         "(range_too_long), …",
     },
 }
+
+
+class Resolved(NamedTuple):
+    """Filters at the effective position, its chain head, and (published positions only)
+    the previous published position, which the differencing check compares against."""
+
+    filters: Filters
+    head_hash: str | None
+    previous: int | None
 
 
 def build_filters(
@@ -92,20 +116,48 @@ def build_filters(
     as_of_position: int | None,
     cohort_id: str | None = None,
     *,
-    published: bool = False,
+    group: str | None = None,
 ) -> tuple[Filters, str | None]:
+    """The exact filters at the asked position (never past what is projected) and its head."""
+    resolved = resolve_filters(
+        runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position,
+        cohort_id, group=group,
+    )  # fmt: skip
+    return resolved.filters, resolved.head_hash
+
+
+def resolve_filters(
+    runtime: Runtime,
+    district_id: str,
+    school_id: str | None,
+    subject: str | None,
+    grade: int | None,
+    date_from: date | None,
+    date_to: date | None,
+    as_of_position: int | None,
+    cohort_id: str | None = None,
+    *,
+    published: bool = False,
+    group: str | None = None,
+) -> Resolved:
     """Resolve the effective position (never past what is projected; with `published`, the
-    published position at or before it) and its chain head. Ranges longer than the
-    `max_range_days` setting are refused before anything runs."""
+    published position at or before it, and the one before that) and its chain head. Ranges
+    longer than the `max_range_days` setting are refused before anything runs."""
     if date_from and date_to and date_from > date_to:
         raise InvalidRequest("'from' is after 'to'", {"from": str(date_from), "to": str(date_to)})
     tz = runtime.settings.district(district_id).time_zone
     check_span(date_from, date_to, today_in(tz), runtime.settings.max_range_days)
     projected = runtime.sync()
     effective = projected if as_of_position is None else min(as_of_position, projected)
+    previous = None
     if published:
-        effective = published_position(runtime.projections, district_id, tz, effective, projected)
+        walk = published_positions(runtime.projections, district_id, tz, effective, projected)
+        effective = next(walk, 0)
+        previous = next(walk, 0) if effective > 0 else None
     head = runtime.chain_head(district_id, effective)
+    tables = current_tables(runtime.projections)
+    positions = [p for p in (effective, previous) if p is not None]
+    known = epochs(runtime.projections, tables.generation, tables.all(), district_id, positions)
     filters = Filters(
         district_id=district_id,
         as_of_position=effective,
@@ -115,10 +167,13 @@ def build_filters(
         grade=grade,
         date_from=date_from,
         date_to=date_to,
+        epochs=known,
     )
     if cohort_id is not None:
         filters = pin_cohort(runtime.projections, filters, cohort_id)
-    return filters, head[1] if head else None
+    if group is not None:
+        filters = pin_group(runtime.projections, filters, group)
+    return Resolved(filters, head[1] if head else None, previous)
 
 
 def metric_scope(
@@ -133,12 +188,13 @@ def metric_scope(
     output_format: FormatQ = None,
     accept: AcceptH = None,
     cohort_id: CohortQ = None,
+    group: GroupQ = None,
     provider: ProviderQ = None,
 ) -> Scope:
     """The filters every metric shares (docs/contract.md), checked the same way everywhere."""
     scope = resolve_scope(
         runtime, caller, school_id, subject, grade, date_from, date_to, as_of_position,
-        cohort_id, csv=wants_csv(output_format, accept),
+        cohort_id, csv=wants_csv(output_format, accept), group=group,
     )  # fmt: skip
     return with_provider(scope, provider)
 
@@ -178,6 +234,7 @@ def resolve_scope(
     cohort_id: str | None,
     *,
     csv: bool,
+    group: str | None = None,
 ) -> Scope:
     """One position and chain head for the caller's district; the API and dashboard share it.
 
@@ -190,24 +247,17 @@ def resolve_scope(
     if role in EXACT_ROLES:
         filters, head_hash = build_filters(
             runtime, district_id, school_id, subject, grade, date_from, date_to,
-            as_of_position, cohort_id,
+            as_of_position, cohort_id, group=group,
         )  # fmt: skip
         return Scope(filters, head_hash, profile, csv, role)
     asked = {"asked_as_of_position": as_of_position, "asked_from": date_from, "asked_to": date_to}
     start, end = whole_weeks(date_from, date_to)
-    filters, head_hash = build_filters(
+    filters, head_hash, previous = resolve_filters(
         runtime, district_id, school_id, subject, grade, start, end, as_of_position, cohort_id,
-        published=True,
+        published=True, group=group,
     )  # fmt: skip
-    store = runtime.projections
-    previous = None
-    if filters.as_of_position > 0:
-        previous = published_position(
-            store, district_id, filters.tz, filters.as_of_position - 1,
-            runtime.projected_position(),
-        )  # fmt: skip
     return PublishedScope(
-        filters, head_hash, profile, csv, role, store, previous,
+        filters, head_hash, profile, csv, role, runtime.projections, previous,
         {k: v if v is None or isinstance(v, int) else str(v) for k, v in asked.items()},
     )  # fmt: skip
 

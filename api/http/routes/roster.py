@@ -1,4 +1,5 @@
-"""POST /v1/admin/roster/{district_id}: a OneRoster zip becomes each school's dated enrolment."""
+"""POST /v1/admin/roster/{district_id}: a OneRoster zip becomes each school's dated enrolment;
+POST /v1/admin/roster/{district_id}/groups: its student groups, by token."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tutorledger.api.http.bounds import BoundedDate
 from tutorledger.api.http.deps import AdminIn, RuntimeDep
 from tutorledger.infra.importers.oneroster import Limits
 from tutorledger.infra.importers.roster import import_roster
+from tutorledger.infra.importers.student_groups import import_groups
 
 router = APIRouter(prefix="/v1/admin/roster", tags=["admin"])
 
@@ -82,3 +84,55 @@ async def post_roster(
         import_roster, runtime.ledger, body, district_id, as_of, school_key, limits
     )
     return RosterImported.model_validate(result.as_dict())
+
+
+class GroupsImported(BaseModel):
+    district_id: str
+    as_of: date
+    students: int = Field(description="Students of the roster (recorded as roster.all)")
+    groups: dict[str, int] = Field(description="Each group the bundle has a column for: size")
+    positions: dict[str, int | None] = Field(
+        description="Ledger position of each group's new record; null: unchanged"
+    )
+
+
+GROUPS_DESCRIPTION = (
+    "Body: a zip (`application/zip`) holding OneRoster `users.csv` with programme flags as "
+    "`metadata.*` columns and optionally `demographics.csv`, or a Clever-style `students.csv` "
+    "(docs/onboarding.md lists the columns and group codes). Each group's whole membership "
+    "is recorded as of `as_of` under the cohort id `roster.<code>`, with `roster.all` (every "
+    "student of the roster), all in one transaction; student ids are tokenised at the door "
+    "and names and birth dates are never read into anything. Any bad row: 422 "
+    "`invalid_roster` with `{file, line, column, problem}`, nothing recorded. The same roster "
+    "again records nothing. Limits as for the roster import."
+)
+
+
+@router.post(
+    "/{district_id}/groups",
+    response_model=GroupsImported,
+    summary="Import a roster's student groups (programmes, sex, race/ethnicity) on a date",
+    description=GROUPS_DESCRIPTION,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def post_groups(
+    caller: AdminIn,
+    request: Request,
+    runtime: RuntimeDep,
+    as_of: Annotated[BoundedDate, Query(description="The roster's date (YYYY-MM-DD)")],
+    student_key: Annotated[
+        Literal["sourcedId", "identifier"],
+        Query(description="users.csv column holding the student id emitters use"),
+    ] = "sourcedId",
+) -> GroupsImported:
+    body = await request.body()  # its size is bounded by the app's body guard
+    limits = Limits.from_settings(runtime.settings)
+    result = await run_in_threadpool(
+        import_groups, runtime.ledger, body, caller.district_id, as_of, student_key, limits
+    )
+    return GroupsImported.model_validate(result.as_dict())

@@ -1,0 +1,104 @@
+"""The dosage standard gives identical figures on ClickHouse 18.16 and chdb, equal to the
+independent fold: its SQL (day-number arrays, arrayCount over them, the cohort join) is
+portable, the DST change and a break week included."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import reference_standard as fold
+from metric_events import TZ, district
+
+from tutorledger.bench.metrics_latency import load
+from tutorledger.domain.district import SchoolHours
+from tutorledger.domain.dosage_standard import Break, DosageStandard
+from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
+from tutorledger.infra.settings import Settings
+from tutorledger.projections.dosage_standard import dosage_standard, falling_short
+from tutorledger.projections.filters import Filters
+
+D = "ch-std"
+HOURS = SchoolHours()
+BREAK = (date(2026, 10, 26), date(2026, 10, 27))  # two school days off: the week still counts
+STANDARD = DosageStandard(
+    sessions_per_week=1, session_minutes=20, weeks=2, breaks=(Break(start=BREAK[0], end=BREAK[1]),)
+)
+RULE = fold.Rule(per_week=1, minutes=20, weeks=2, breaks=(BREAK,))
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"school_id": "sch-02"},
+    {"date_from": date(2026, 10, 19), "date_to": date(2026, 11, 2)},  # across the DST change
+]
+GROUPINGS = {(): (), ("school",): ("school_id",), ("school", "grade"): ("school_id", "grade")}
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _add_cohort(store: ProjectionStore, head: int) -> int:
+    """A cohort of every third student (by their first session id: tokens, hence keys,
+    differ from one load to the next), recorded after the sessions."""
+    keys = [
+        int(r[0])
+        for r in store.execute(
+            "SELECT student_key FROM session_facts_g1 WHERE district_id = %(d)s "
+            "GROUP BY student_key ORDER BY min(session_id)",
+            {"d": D},
+        )
+    ]
+    store.insert(
+        "cohort_updates_g1",
+        ("district_id", "cohort_id", "position", "cohort_name", "members"),
+        [(D, "c-third", head + 1, "third", keys[::3])],
+    )
+    return head + 1
+
+
+def _answers(store: ProjectionStore, head: int) -> list[Any]:
+    out = []
+    for f in FILTERS:
+        for keys in GROUPINGS.values():
+            out.append(dosage_standard(store, Filters(D, head, TZ, **f), STANDARD, HOURS, keys))
+    out.append(dosage_standard(store, Filters(D, head, TZ), STANDARD, HOURS, ("cohort_id",)))
+    pinned = Filters(D, head, TZ, generation=1, cohort_id="c-third")
+    out.append(dosage_standard(store, pinned, STANDARD, HOURS, ()))
+    out.append(falling_short(store, Filters(D, head, TZ), STANDARD, HOURS)[1])
+    return out
+
+
+def test_standard_identical_on_clickhouse_18_and_chdb_and_equal_fold(
+    chdb_url: str, clickhouse_url: str
+) -> None:
+    events = district(D).events
+    results, versions = {}, {}
+    for url in (chdb_url, clickhouse_url):
+        store = open_projection_store(Settings(clickhouse=url))
+        try:
+            head = _add_cohort(store, load(store, events, block=5000))
+            versions[store.kind] = str(store.execute("SELECT version()")[0][0])
+            results[store.kind] = _plain(_answers(store, head))
+        finally:
+            store.close()
+    assert versions["clickhouse"].startswith("18.16")
+    for i, (a, b) in enumerate(zip(results["chdb"], results["clickhouse"], strict=True)):
+        assert a == b, i
+    answers = iter(results["chdb"])
+    for f in FILTERS:
+        for names in GROUPINGS:
+            got = next(answers)
+            expected = fold.standard(events, D, TZ, RULE, names, **f)
+            assert got["rows"] == _plain(expected["rows"]), (f, names)
+            assert got["weeks"] == _plain(expected["weeks"]), f
+            assert got["counted_weeks"] == expected["counted_weeks"]
+    by_cohort, filtered, short = next(answers), next(answers), next(answers)
+    (row,) = by_cohort["rows"]
+    assert row["cohort_id"] == "c-third" and 0 < row["students"]
+    assert {k: row[k] for k in ("students", "met", "on_track", "short")} == {
+        k: filtered["rows"][0][k] for k in ("students", "met", "on_track", "short")
+    }
+    expected_short = fold.short_students(events, D, TZ, RULE).values()
+    found = [(s["met_weeks"], s["counted_weeks"], s["sessions_completed"]) for s in short]
+    assert sorted(found) == sorted(expected_short) and found
