@@ -138,12 +138,24 @@ def test_provider_filter_and_group_by_equal_the_fold(
     assert r.json()["students_served"] == len(students)
 
 
+@pytest.mark.parametrize("group_by", ["provider,school", "group,provider", "provider,group"])
 def test_group_by_provider_with_another_dimension_is_422(
-    client: TestClient, events: list[dict[str, Any]]
+    client: TestClient, events: list[dict[str, Any]], group_by: str
 ) -> None:
-    params = {"district_id": D, "group_by": "provider,school"}
+    params = {"district_id": D, "group_by": group_by}
     r = client.get("/v1/metrics/demand", params=params, headers=auth("auditor"))
     assert r.status_code == 422
+
+
+def test_group_by_provider_rows_and_filters_name_the_roster_group_too(
+    client: TestClient, events: list[dict[str, Any]]
+) -> None:
+    """Merged with roster groups: provider rows carry `student_group` (null) and the echoed
+    filters name both `provider` and `group`."""
+    params = {"district_id": D, "provider": PROVIDERS[0], "group_by": "provider"}
+    body = client.get("/v1/metrics/satisfaction", params=params, headers=auth("auditor")).json()
+    assert [(r["provider"], r["student_group"]) for r in body["rows"]] == [(PROVIDERS[0], None)]
+    assert body["filters"]["provider"] == PROVIDERS[0] and body["filters"]["group"] is None
 
 
 def test_tutor_overlap_audit_equals_the_fold(
