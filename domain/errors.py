@@ -89,6 +89,14 @@ class ProjectionsInUse(Unavailable):
     code = "projections_in_use"
 
 
+class ReservedCohortId(TutorLedgerError):
+    """Cohort ids starting 'roster.' name the roster's student groups (import-groups): a
+    cohort of that id would be taken for a group."""
+
+    code = "reserved_cohort_id"
+    status = 409
+
+
 class RebuildInProgress(TutorLedgerError):
     """Projections are being rebuilt already; one rebuild at a time."""
 

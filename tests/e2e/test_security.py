@@ -46,6 +46,8 @@ REQUIRED = [
     ("GET", "/v1/alerts/", "auditor"),
     ("GET", "/v1/sessions/", "auditor"),
     ("GET", "/v1/audit/", "auditor"),
+    ("GET", "/v1/dosage-standard/", "auditor"),
+    ("GET", "/v1/exports/", "admin"),
     ("PUT", "/v1/schools/", "admin"),
     ("PUT", "/v1/cohorts/", "admin"),
     ("GET", "/v1/cohorts", "dashboard"),

@@ -261,7 +261,7 @@ def test_bad_group_filters(client: TestClient, groups: dict[str, set[str]]) -> N
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_group"
     put = client.put(f"/v1/cohorts/{D}/roster.ell", json={"name": "x", "student_ids": ["a"]},
                      headers=auth("admin"))  # fmt: skip
-    assert put.status_code == 422
+    assert put.status_code == 409 and put.json()["error"]["code"] == "reserved_cohort_id"
 
 
 def test_dashboards_never_get_a_withheld_cell_back(

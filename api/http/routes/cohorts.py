@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from tutorledger.api.http.deps import AdminIn, DashboardIn, RuntimeDep
+from tutorledger.api.http.schemas import ErrorResponse
 from tutorledger.api.metrics.insight_schemas import (
     CohortList,
     CohortOut,
@@ -15,7 +16,7 @@ from tutorledger.api.metrics.insight_schemas import (
 )
 from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.domain.envelope import DISTRICT_PATTERN
-from tutorledger.domain.errors import InvalidRequest
+from tutorledger.domain.errors import ReservedCohortId
 from tutorledger.domain.records import put_cohort
 from tutorledger.domain.student_groups import is_roster_group
 from tutorledger.projections.cohorts import list_cohorts
@@ -28,6 +29,13 @@ CohortPath = Annotated[str, Path(pattern=DISTRICT_PATTERN, description="[A-Za-z0
 @router.put(
     "/{district_id}/{cohort_id}",
     response_model=CohortRecorded,
+    responses={
+        409: {
+            "model": ErrorResponse,
+            "description": "reserved_cohort_id: ids starting "
+            "'roster.' are the roster's student groups",
+        }
+    },
     summary="Record a cohort's name and whole membership (history kept)",
     description="Student ids are tokenised at once (a student with no key yet gets one, as on "
     "ingest); the ledger event names tokens only. Each update replaces the membership; "
@@ -41,7 +49,7 @@ def put(
 ) -> CohortRecorded:
     district_id = caller.district_id
     if is_roster_group(cohort_id):
-        raise InvalidRequest(
+        raise ReservedCohortId(
             "cohort ids starting 'roster.' are the roster's student groups (import-groups)",
             {"cohort_id": cohort_id},
         )
