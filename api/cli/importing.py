@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.progress import (
@@ -30,9 +31,31 @@ from tutorledger.domain.errors import TutorLedgerError
 from tutorledger.infra.importers.oneroster import SchoolKey
 
 if TYPE_CHECKING:
+    from tutorledger.domain.ledger import Ledger
+    from tutorledger.infra.importers.oneroster import Limits
     from tutorledger.infra.importers.sessions import SessionImport
 
 commands = typer.Typer()
+R = TypeVar("R")
+
+
+def _roster_import(event_store: str | None, run: Callable[[Ledger, Limits], R]) -> R:
+    """Run one roster import on the settings' ledger: a refused file is one line naming
+    the file and row (exit 1), any other failure its code (exit 2); the ledger is closed."""
+    from tutorledger.domain.roster import InvalidRoster
+    from tutorledger.infra.eventstore.store import open_ledger
+    from tutorledger.infra.importers.oneroster import Limits
+
+    settings = load_settings(event_store=event_store)
+    ledger = open_ledger(settings)
+    try:
+        return run(ledger, Limits.from_settings(settings))
+    except InvalidRoster as exc:
+        raise reject_file(exc) from None
+    except TutorLedgerError as exc:
+        raise fail(exc) from exc
+    finally:
+        ledger.close()
 
 
 def _district(value: str) -> str:
@@ -60,24 +83,14 @@ def import_roster(
     event_store: StoreOpt = None,
 ) -> None:
     """Record each school's enrolment by grade on a date, from a OneRoster roster."""
-    from tutorledger.domain.roster import InvalidRoster
-    from tutorledger.infra.eventstore.store import open_ledger
-    from tutorledger.infra.importers.oneroster import Limits
     from tutorledger.infra.importers.roster import import_roster as run_import
 
     if school_key not in ("sourcedId", "identifier"):
         raise typer.BadParameter("sourcedId or identifier", param_hint="--school-key")
     key: SchoolKey = "identifier" if school_key == "identifier" else "sourcedId"
-    settings = load_settings(event_store=event_store)
-    ledger = open_ledger(settings)
-    try:
-        result = run_import(ledger, path, district, as_of, key, Limits.from_settings(settings))
-    except InvalidRoster as exc:
-        raise reject_file(exc) from None
-    except TutorLedgerError as exc:
-        raise fail(exc) from exc
-    finally:
-        ledger.close()
+    result = _roster_import(
+        event_store, lambda ledger, limits: run_import(ledger, path, district, as_of, key, limits)
+    )
     table = Table("school", "name", "enrolled", "status", "position", title=f"as of {as_of}")
     for s in result.schools:
         table.add_row(s.school_id, s.name, str(s.enrolled), s.status, str(s.position or ""))
@@ -108,25 +121,15 @@ def import_groups(
     event_store: StoreOpt = None,
 ) -> None:
     """Record the roster's student groups (programmes, sex, race/ethnicity) by token."""
-    from tutorledger.domain.roster import InvalidRoster
-    from tutorledger.infra.eventstore.store import open_ledger
-    from tutorledger.infra.importers.oneroster import Limits
     from tutorledger.infra.importers.student_groups import StudentKey
     from tutorledger.infra.importers.student_groups import import_groups as run_import
 
     if student_key not in ("sourcedId", "identifier"):
         raise typer.BadParameter("sourcedId or identifier", param_hint="--student-key")
     key: StudentKey = "identifier" if student_key == "identifier" else "sourcedId"
-    settings = load_settings(event_store=event_store)
-    ledger = open_ledger(settings)
-    try:
-        result = run_import(ledger, path, district, as_of, key, Limits.from_settings(settings))
-    except InvalidRoster as exc:
-        raise reject_file(exc) from None
-    except TutorLedgerError as exc:
-        raise fail(exc) from exc
-    finally:
-        ledger.close()
+    result = _roster_import(
+        event_store, lambda ledger, limits: run_import(ledger, path, district, as_of, key, limits)
+    )
     table = Table("group", "students", "position", title=f"roster of {as_of}")
     for code, size in result.groups.items():
         table.add_row(code, str(size), str(result.positions.get(code) or "unchanged"))

@@ -62,7 +62,7 @@ def test_a_cohort_filter_reads_one_pinned_generation() -> None:
 def test_openapi_declares_every_status(tmp_path: Path) -> None:
     paths = create_app(Settings(var_dir=tmp_path)).openapi()["paths"]
     put = set(paths["/v1/cohorts/{district_id}/{cohort_id}"]["put"]["responses"])
-    assert put == {"200", "400", "401", "403", "413", "422", "503"}
+    assert put == {"200", "400", "401", "403", "409", "413", "422", "503"}
     listed = set(paths["/v1/cohorts"]["get"]["responses"])
     assert listed == {"200", "401", "403", "422", "503"}
     outcomes = set(paths["/v1/metrics/outcomes"]["get"]["responses"])

@@ -176,3 +176,25 @@ def test_newcombe_interval_holds_the_difference(n1: int, n2: int, data: st.DataO
     assert -1 <= low <= d <= high <= 1
     mirrored = newcombe(x2, n2, x1, n1)
     assert mirrored[1] == pytest.approx(-high) and mirrored[2] == pytest.approx(-low)
+
+
+def test_import_groups_command_records_then_refuses_a_bad_row_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tutorledger.api.cli.main import app
+
+    store = f"sqlite:///{tmp_path}/ledger.db"
+    args = ["import-groups", "--district", D, "--as-of", "2026-09-01", "--event-store", store]
+    good = CliRunner().invoke(app, [*args[:1], str(zipped(tmp_path, bundle(users=USERS))),
+                                    *args[1:]])  # fmt: skip
+    assert good.exit_code == 0, good.output
+    assert "ell" in good.output
+    bad_files = bundle(users=USERS.replace("sis-2,false,TRUE", "sis-2,maybe,TRUE"))
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    for name, data in bad_files.items():
+        (bad_dir / name).write_bytes(data)
+    bad = CliRunner().invoke(app, [args[0], str(bad_dir), *args[1:]])
+    assert bad.exit_code == 1 and "users.csv" in bad.output and "Traceback" not in bad.output
+    with_again = CliRunner().invoke(app, [args[0], str(tmp_path / "bundle"), *args[1:]])
+    assert with_again.exit_code == 0 and "unchanged" in with_again.output
