@@ -131,11 +131,19 @@ def test_dashboard_key_sees_the_list_but_may_not_record(
     client: TestClient, events: list[Any]
 ) -> None:
     sign_in(client, "admin")
-    assert upload(client, "seen-by-all", "\n".join(served(events)[:12]).encode()).status_code == 303
+    for cohort, size in (("seen-by-all", 12), ("small-few", 2)):
+        ids = "\n".join(served(events)[:size]).encode()
+        assert upload(client, cohort, ids).status_code == 303
     before = listed(client)
     sign_in(client, "dashboard")
     page = client.get(PAGE)
-    assert page.status_code == 200 and 'data-key="seen-by-all"' in page.text
+    assert page.status_code == 200
+    api = client.get("/v1/cohorts", params={"district_id": D}, headers=bearer("dashboard")).json()
+    for c in api["cohorts"]:  # sizes as the API gives them to the same key: small ones withheld
+        shown = "" if c["size"] is None else str(c["size"])
+        row = re.search(rf'<tr data-key="{re.escape(c["cohort_id"])}".*?</tr>', page.text, re.S)
+        assert row and f'data-col="size" data-value="{shown}"' in row.group(0)
+    assert {c["cohort_id"]: c["size"] for c in api["cohorts"]}["small-few"] is None
     assert 'id="cohort-upload"' not in page.text and "multipart/form-data" not in page.text
     refused = upload(client, "by-dashboard", b"\n".join(s.encode() for s in served(events)))
     assert refused.status_code == 403 and "admin only" in refused.text
