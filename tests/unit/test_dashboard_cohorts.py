@@ -113,6 +113,8 @@ def test_admin_upload_records_the_cohort_as_the_api_would(
     assert f'data-col="size" data-value="{len(members) + 1}"' in row.group(1)
     assert f'data-col="position" data-value="{mine["as_of_position"]}"' in row.group(1)
     assert mine["as_of_position"] <= position
+    assert 'id="cohort-recorded"' in shown.text
+    assert 'id="cohort-recorded"' not in client.get(f"{PAGE}?recorded=never-recorded").text
     body = exact(client.get("/v1/metrics/participation", headers=bearer("admin"), params={
         "district_id": D, "cohort_id": "tutoring-priority"}).json())  # fmt: skip
     reference = ref_participation(ref.in_cohort(events, set(members)), [], D, TZ)
