@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.gzip import GZipMiddleware
 
-from tutorledger.api.dashboard import cohort_views, equity_views
+from tutorledger.api.dashboard import cohort_admin, cohort_views, equity_views
 from tutorledger.api.dashboard.pages import HERE, Pages
 from tutorledger.api.dashboard.routes import router
 from tutorledger.api.dashboard.session import Signer
@@ -21,5 +21,6 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(router)
     app.include_router(cohort_views.router)
     app.include_router(equity_views.router)
+    app.include_router(cohort_admin.router)
     static = GZipMiddleware(StaticFiles(directory=HERE / "static"), minimum_size=1024)
     app.mount(STATIC_PREFIX, static, name="dashboard-static")
