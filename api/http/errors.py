@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from tutorledger.domain.errors import TutorLedgerError
 from tutorledger.infra.outages import OUTAGE_ERRORS, RETRY_AFTER_SECONDS
@@ -41,6 +42,24 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=extra or None)
 
 
+def allowed(request: Request) -> list[str]:
+    """Every method some route of the path answers: Starlette's 405 names only the first
+    route whose path matched, and a path may have one route per method (GET page, POST form)."""
+    methods: set[str] = set()
+    for route in _leaves(request.app.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def _leaves(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """The routes themselves, inside the wrappers FastAPI puts around included routers."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        yield from _leaves(inner.routes) if inner is not None else (route,)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TutorLedgerError)
     async def _domain(_: Request, exc: TutorLedgerError) -> JSONResponse:
@@ -57,10 +76,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status, code, "request failed validation", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "http_error")
         # Keep the exception's headers: a 405 must say which methods are Allow-ed.
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = exc.headers
+        methods = allowed(request) if exc.status_code == 405 else []
+        if methods:  # else Starlette's own header stands
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     async def _outage(_: Request, exc: Exception) -> JSONResponse:
         log.warning("dependency unavailable", extra={"error_type": type(exc).__name__})

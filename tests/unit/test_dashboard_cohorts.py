@@ -204,3 +204,12 @@ def test_the_parser_reads_the_usual_shapes() -> None:
         student_ids(b'a\n"b\nc')  # an unterminated quote: the row starting on line 2
     with pytest.raises(InvalidRequest, match="more than 200,000"):
         student_ids(b"\n".join(b"s%d" % i for i in range(200_001)))
+
+
+def test_a_method_no_route_takes_lists_every_method_of_the_path(client: TestClient) -> None:
+    """The page and the upload are two routes of one path: a 405 names both (Starlette's
+    own names only the first route whose path matched)."""
+    answer = client.request("OPTIONS", "/dashboard/any-district/cohorts")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, POST"
+    assert client.delete("/v1/events").headers["allow"] == "POST"
