@@ -2,11 +2,13 @@
 
 An answer at position P reads only rows at positions ≤ P, and those rows never change once
 projected, with two exceptions: `repair` adds rows a broker lost, and a redelivered copy
-of a row lives until ClickHouse merges it away. Both change how many rows the read models
-hold at or below P, so that count, with the generation, is the read models' *state* at P
-(its `epoch`). A query whose parameters carry the epoch of its position (Filters.params
-adds it when the caller resolved it) is answered from memory when the same SQL, parameters
-and epoch were answered before; any other query goes to ClickHouse.
+of a row lives until ClickHouse merges it away (the metrics read with FINAL, so the copy does
+not change a figure, but it does change the count below). Either changes how many rows the
+read models hold at or below P, so that count, with the generation, is the read models'
+*state* at P (its `epoch`): a changed epoch recomputes, at worst needlessly. A query whose
+parameters carry the epoch of its position (Filters.params adds it when the caller resolved
+it, which it does only when the store can reuse an answer) is answered from memory when the
+same SQL, parameters and epoch were answered before; any other query goes to ClickHouse.
 
 This matters most for dashboard keys: each of their answers is checked against the answer
 at the previous published position (api/http/published.py), which is yesterday's answer,
@@ -43,6 +45,12 @@ def epoch_sql(tables: Sequence[str], positions: Sequence[int]) -> str:
         f"SELECT position FROM {table} WHERE district_id = %(district_id)s" for table in tables
     )
     return EPOCH_SQL.format(counts=counts, read_models=read_models)
+
+
+def reuses(store: ProjectionStore) -> bool:
+    """Whether `store` can answer from memory at all: without it, an epoch costs a query and
+    saves none (a server with `TUTORLEDGER_ANSWER_CACHE_ROWS=0`, a CLI run)."""
+    return isinstance(store, AnswerCache) and store.rows > 0
 
 
 def epochs(

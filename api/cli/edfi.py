@@ -39,7 +39,7 @@ def export_edfi(
     """Export Intervention, StudentInterventionAssociation and attendance-event files."""
     from tutorledger.api.http.disclose import require_purpose
     from tutorledger.api.http.edfi_export import export_edfi as build
-    from tutorledger.api.http.routes.metrics import build_filters
+    from tutorledger.api.http.routes.metrics import resolve_filters
     from tutorledger.api.runtime import Runtime
     from tutorledger.infra.keys import Principal
 
@@ -51,7 +51,7 @@ def export_edfi(
     except TutorLedgerError as exc:
         raise fail(exc) from exc
     try:
-        filters, head = build_filters(
+        filters, head, _ = resolve_filters(
             runtime, district, None, None, None, date_from, date_to, as_of_position
         )
         done = build(runtime, principal, stated, filters, head, "tutorledger export-edfi")

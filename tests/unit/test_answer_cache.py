@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from metric_events import edge_batches, envelope
 
 from tutorledger.api.app import create_app
+from tutorledger.api.http.routes.metrics import epochs_of
 from tutorledger.infra.clickhouse import Encoded, Row
 from tutorledger.infra.settings import Settings
 from tutorledger.projections.answer_cache import EPOCH_PARAM, AnswerCache
@@ -75,6 +76,15 @@ def test_the_row_budget_holds_whatever_the_answers_sizes() -> None:
     for n in range(10):
         cache.execute(f"q{n}", {EPOCH_PARAM: "1:1"})
     assert cache._held <= 100 and len(cache._kept) == 3
+
+
+def test_no_epoch_query_runs_where_no_answer_can_be_reused() -> None:
+    """A raw store or a cache of 0 rows answers nothing from memory: resolving filters must
+    not pay the epoch count (or the generation lookup) for it."""
+    for store in (Counting(), AnswerCache(Counting(), rows=0)):
+        assert epochs_of(store, D, (5, 3)) == ()
+        raw = store.store if isinstance(store, AnswerCache) else store
+        assert raw.calls == 0
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from metric_events import TZ, district, edge_batches, interleave, retarget
 from reference import participation as ref_participation
 
 from tutorledger.api.app import create_app
-from tutorledger.api.http.routes.metrics import build_filters, every_metric
+from tutorledger.api.http.routes.metrics import every_metric, resolve_filters
 from tutorledger.api.metrics.registry import METRICS, WITH_FILTERS
 from tutorledger.api.metrics.scope import Scope
 from tutorledger.infra.settings import Settings
@@ -368,7 +368,7 @@ def test_any_batching_and_order_gives_the_same_figures(
 
 def test_every_metric_answers_as_the_routes_do(client: TestClient, loaded: dict[str, Any]) -> None:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    filters, head_hash = build_filters(runtime, EDGE, None, None, None, None, None, None)
+    filters, head_hash, _ = resolve_filters(runtime, EDGE, None, None, None, None, None, None)
     scope = Scope(filters, head_hash, runtime.settings.district(EDGE), csv=False, role="admin")
     bodies = every_metric(runtime.projections, scope)
     for name, body in bodies.items():

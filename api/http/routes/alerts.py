@@ -19,7 +19,7 @@ from tutorledger.api.http import alert_schemas as schemas
 from tutorledger.api.http.bounds import BoundedDate
 from tutorledger.api.http.deps import AuditorIn, DashboardIn, RuntimeDep
 from tutorledger.api.http.disclose import PurposeHeader, disclose, require_purpose
-from tutorledger.api.http.routes.metrics import AsOfQ, build_filters
+from tutorledger.api.http.routes.metrics import AsOfQ, resolve_filters
 from tutorledger.api.metrics.suppression import EXACT_ROLES
 from tutorledger.api.runtime import Runtime
 from tutorledger.domain.alert_rules import AlertRules
@@ -148,7 +148,7 @@ def protect(body: schemas.AlertList, role: str, threshold: int) -> schemas.Alert
 def _resolve(
     runtime: Runtime, district_id: str, at: date | None, as_of: int | None, compute: Compute
 ) -> tuple[schemas.AlertList, list[Alert]]:
-    filters, head = build_filters(runtime, district_id, None, None, None, None, None, as_of)
+    filters, head, _ = resolve_filters(runtime, district_id, None, None, None, None, None, as_of)
     rules = runtime.settings.district(district_id).alerts
     return alert_list(runtime.projections, filters, head, rules, at, compute)
 

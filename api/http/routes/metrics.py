@@ -37,7 +37,7 @@ from tutorledger.api.runtime import Runtime
 from tutorledger.domain.errors import InvalidRequest
 from tutorledger.domain.student_groups import GROUP_PATTERN
 from tutorledger.infra.clickhouse import ProjectionStore
-from tutorledger.projections.answer_cache import epochs
+from tutorledger.projections.answer_cache import epochs, reuses
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.groups import GROUP_BY_HELP, parse_group_by
 from tutorledger.projections.read_models import current_tables
@@ -105,27 +105,6 @@ class Resolved(NamedTuple):
     previous: int | None
 
 
-def build_filters(
-    runtime: Runtime,
-    district_id: str,
-    school_id: str | None,
-    subject: str | None,
-    grade: int | None,
-    date_from: date | None,
-    date_to: date | None,
-    as_of_position: int | None,
-    cohort_id: str | None = None,
-    *,
-    group: str | None = None,
-) -> tuple[Filters, str | None]:
-    """The exact filters at the asked position (never past what is projected) and its head."""
-    resolved = resolve_filters(
-        runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position,
-        cohort_id, group=group,
-    )  # fmt: skip
-    return resolved.filters, resolved.head_hash
-
-
 def resolve_filters(
     runtime: Runtime,
     district_id: str,
@@ -155,9 +134,7 @@ def resolve_filters(
         effective = next(walk, 0)
         previous = next(walk, 0) if effective > 0 else None
     head = runtime.chain_head(district_id, effective)
-    tables = current_tables(runtime.projections)
-    positions = [p for p in (effective, previous) if p is not None]
-    known = epochs(runtime.projections, tables.generation, tables.all(), district_id, positions)
+    known = epochs_of(runtime.projections, district_id, (effective, previous))
     filters = Filters(
         district_id=district_id,
         as_of_position=effective,
@@ -174,6 +151,17 @@ def resolve_filters(
     if group is not None:
         filters = pin_group(runtime.projections, filters, group)
     return Resolved(filters, head[1] if head else None, previous)
+
+
+def epochs_of(
+    store: ProjectionStore, district_id: str, positions: tuple[int | None, ...]
+) -> tuple[tuple[int, str], ...]:
+    """The epochs of `positions` when an answer there can be reused, else none (no query)."""
+    if not reuses(store):
+        return ()
+    tables = current_tables(store)
+    wanted = [p for p in positions if p is not None]
+    return epochs(store, tables.generation, tables.all(), district_id, wanted)
 
 
 def metric_scope(
@@ -245,7 +233,7 @@ def resolve_scope(
     role = caller.principal.role
     profile = runtime.settings.district(district_id)
     if role in EXACT_ROLES:
-        filters, head_hash = build_filters(
+        filters, head_hash, _ = resolve_filters(
             runtime, district_id, school_id, subject, grade, date_from, date_to,
             as_of_position, cohort_id, group=group,
         )  # fmt: skip

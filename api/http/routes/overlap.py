@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from tutorledger.api.http.deps import AuditorIn, RuntimeDep
 from tutorledger.api.http.disclose import PurposeHeader, disclose, require_purpose
-from tutorledger.api.http.routes.metrics import AsOfQ, FromQ, ProviderQ, ToQ, build_filters
+from tutorledger.api.http.routes.metrics import AsOfQ, FromQ, ProviderQ, ToQ, resolve_filters
 from tutorledger.api.runtime import Runtime
 from tutorledger.projections import overlap
 from tutorledger.projections.alerts_students import tokens
@@ -100,7 +100,9 @@ def _filters(
     date_to: date | None,
     as_of: int | None,
 ) -> tuple[Filters, str | None]:
-    filters, head = build_filters(runtime, district_id, None, None, None, date_from, date_to, as_of)
+    filters, head, _ = resolve_filters(
+        runtime, district_id, None, None, None, date_from, date_to, as_of
+    )
     return replace(filters, provider=provider), head
 
 

@@ -28,7 +28,7 @@ from tutorledger.api.http.routes.metrics import (
     SchoolQ,
     SubjectQ,
     ToQ,
-    build_filters,
+    resolve_filters,
 )
 from tutorledger.api.metrics.scope import echo
 from tutorledger.api.metrics.standard import StandardOut
@@ -103,7 +103,7 @@ def get_short_students(
 ) -> ShortList:
     principal, district_id = caller.principal, caller.district_id
     purpose = require_purpose(x_purpose)
-    filters, head = build_filters(
+    filters, head, _ = resolve_filters(
         runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position,
         cohort_id,
     )  # fmt: skip
@@ -148,7 +148,7 @@ def get_edfi_export(
     x_purpose: PurposeHeader = None,
 ) -> EdFiFiles:
     purpose = require_purpose(x_purpose)
-    filters, head = build_filters(
+    filters, head, _ = resolve_filters(
         runtime, caller.district_id, None, None, None, date_from, date_to, as_of_position
     )
     done = export_edfi(runtime, caller.principal, purpose, filters, head, EDFI_ENDPOINT)
