@@ -14,7 +14,6 @@ column may hold a student id).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,11 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tutorledger.domain.district import check_zone
 from tutorledger.domain.errors import TutorLedgerError
-from tutorledger.infra.importers.session_mapping import InvalidMapping
+from tutorledger.infra.importers.session_mapping import read_mapping
 from tutorledger.infra.importers.session_reader import read_records
 
 MAX_LISTED = 100  # malformed rows named in the error; the count says how many in all
@@ -82,16 +81,7 @@ def load_invoice_mapping(path: Path | None, source: Path) -> InvoiceMapping:
     if path is None:
         ndjson = source.suffix.lower() in (".ndjson", ".jsonl")
         return InvoiceMapping(format="ndjson" if ndjson else "csv")
-    try:
-        return InvoiceMapping.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidMapping(f"mapping {path}: {exc}") from None
-    except ValidationError as exc:
-        problems = [
-            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise InvalidMapping(f"mapping {path} is not valid", problems) from None
+    return read_mapping(path, InvoiceMapping)
 
 
 @dataclass(frozen=True)

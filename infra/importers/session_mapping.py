@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -41,6 +41,9 @@ class InvalidMapping(TutorLedgerError):
     """The mapping file cannot be used; nothing was imported."""
 
     code = "invalid_mapping"
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Columns(BaseModel):
@@ -105,10 +108,15 @@ def shipped_mapping(name: str) -> Path | None:
 
 
 def load_mapping(path: Path) -> SessionMapping:
-    """Read and check a mapping file; InvalidMapping says what is wrong."""
+    """Read and check a session mapping file; InvalidMapping says what is wrong."""
+    return read_mapping(path, SessionMapping)
+
+
+def read_mapping(path: Path, model: type[M]) -> M:
+    """Read a TOML mapping file into `model` (sessions, invoices); InvalidMapping says what
+    is wrong: the file, or each field's location and problem (never a value)."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        return SessionMapping.model_validate(raw)
+        return model.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InvalidMapping(f"mapping {path}: {exc}") from None
     except ValidationError as exc:
