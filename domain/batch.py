@@ -93,8 +93,10 @@ class LedgerIndex(Protocol):
         """The live key of a district's student id (None: unknown, or erased)."""
         ...
 
-    def scrub(self) -> None:
-        """Make destroyed keys unrecoverable from the store's files (after an erasure)."""
+    def scrub(self) -> bool:
+        """Make destroyed keys unrecoverable from the store's files (after an erasure). False
+        when a reader older than the call outlived the store's wait: its old row versions
+        may survive until the next scrub."""
         ...
 
     def exclusive_writes(self) -> AbstractContextManager[None]:

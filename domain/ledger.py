@@ -322,12 +322,13 @@ class Ledger(Application[UUID]):
             entry = LedgerEntry(record.id, record.version, event_id, district_id, canonical, digest)
             writes = KeyWrites(erased=[token])
             recordings = self.save(record, ledger_entries=[entry], key_writes=writes)
-            if scrub:
-                self.index.scrub()
             return recordings[-1].notification.id
 
         with self._write_lock:
-            return self._retried(attempt, "could not record the erasure after write conflicts")
+            position = self._retried(attempt, "could not record the erasure after write conflicts")
+        if scrub and position is not None:  # outside the lock: it may wait for old readers
+            self.index.scrub()
+        return position
 
     def open_stored(self, events: Sequence[dict[str, Any]]) -> list[privacy.Opened]:
         """Stored events read back for a person: decrypted, or their personal fields erased."""

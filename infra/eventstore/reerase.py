@@ -14,7 +14,6 @@ Afterwards the store is scrubbed (the destroyed keys' bytes are overwritten).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +35,6 @@ from tutorledger.infra.eventstore.recorders import (
 from tutorledger.infra.eventstore.sqlite import SQLiteLedgerRecorder
 from tutorledger.infra.eventstore.vault import sqlite_time
 
-SETTLE_SECONDS = 120.0
 # The stored topic of the erasure event (the class the library made of its `@event`).
 ERASED_TOPIC = get_topic(StudentErasure) + ".Erased"
 
@@ -126,34 +124,5 @@ def reapply_erasures(ledger: Ledger, journal: Iterable[JournaledErasure]) -> Era
         if position is not None:
             report.erased_after_backup.append(position)
     report.journaled = len(seen)
-    recorder = store_of(ledger)
-    if not isinstance(recorder, SQLiteLedgerRecorder):
-        report.settled = settle_postgres(recorder)
-    ledger.index.scrub()
+    report.settled = ledger.index.scrub()
     return report
-
-
-def settle_postgres(recorder: LedgerRecorder, timeout: float = SETTLE_SECONDS) -> bool:
-    """Wait until no transaction that began before now is still running (anywhere in the
-    cluster, and no other session of this database holds a snapshot): until then VACUUM
-    FULL keeps the old row versions such a transaction might still see, keys included (seen
-    in tests: the key still in the rewritten `student_keys` file while another database's
-    transaction ran). False when `timeout` passed first (the scrub runs anyway)."""
-    with tuple_cursor(recorder, commit=True) as c:
-        c.execute("SELECT pg_current_xact_id()::text")
-        mark = int(c.fetchone()[0])
-    deadline = time.monotonic() + timeout
-    while True:
-        with tuple_cursor(recorder, commit=False) as c:
-            c.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-            oldest = int(c.fetchone()[0])
-            c.execute(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL"
-            )
-            holders = int(c.fetchone()[0])
-        if oldest > mark and holders == 0:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +76,7 @@ class PostgresVault:
 
     datastore: Any
     _pepper_value: bytes | None = None
+    settle_seconds: float = 120.0  # how long a scrub waits for readers older than itself
 
     def _t(self, name: str) -> Composed:
         return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(name))
@@ -212,11 +214,43 @@ class PostgresVault:
             )
             return [(r["token"], r["last_activity"]) for r in curs.fetchall()]
 
-    def scrub(self) -> None:
+    def scrub(self) -> bool:
         """Rewrite the key table so no dead row version still holds a destroyed key (an UPDATE
-        leaves the old version in the heap until vacuumed); the connection is in autocommit."""
+        leaves the old version in the heap until vacuumed); the connection is in autocommit.
+
+        VACUUM FULL copies the old versions a transaction or snapshot older than the erasure
+        might still see (seen in tests: the key still in the rewritten file while another
+        database's transaction ran), so it first waits, up to `settle_seconds`, for every
+        one older than this call to end. Newer ones do not hold it back: a busy server
+        settles as soon as its older readers finish. False: one outlived the wait (the
+        rewrite runs anyway; the next scrub catches what it kept)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute("SELECT pg_current_xact_id()::text AS mark")
+            mark = str(curs.fetchone()["mark"])
+            settled = _wait(curs, mark, time.monotonic() + self.settle_seconds)
             curs.execute(SQL("VACUUM FULL {}").format(self._t("student_keys")))
+        return settled
+
+
+# No transaction (any database) that began at or before `mark`, and no other session holding
+# a snapshot taken while one did (its xmin at or before `mark`).
+SETTLED_SQL = """
+SELECT pg_snapshot_xmin(pg_current_snapshot()) > %(mark)s::xid8 AND NOT EXISTS (
+    SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL
+        AND age(backend_xmin) >= age(%(mark)s::xid8::xid)
+) AS settled
+"""
+
+
+def _wait(curs: Cursor[DictRow], mark: str, deadline: float) -> bool:
+    while True:
+        curs.execute(SETTLED_SQL, {"mark": mark})
+        row = curs.fetchone()
+        if row is not None and row["settled"]:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _row(r: Any) -> tuple[Any, Any, Any]:

@@ -142,11 +142,12 @@ class SQLiteVault:
             )
             return [(r[0], datetime.fromisoformat(r[1]).replace(tzinfo=UTC)) for r in c.fetchall()]
 
-    def scrub(self) -> None:
+    def scrub(self) -> bool:
         """Copy the WAL into the database file and truncate it: the zeroed pages replace the
         ones that held the destroyed keys, and no old page image stays in the WAL."""
         with self.datastore.get_connection(commit=True) as conn:
             conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # outside a transaction
+        return True
 
 
 def rows_in_chunks(c: SQLiteCursor, sql: str, values: list[Any]) -> Iterator[Any]:
