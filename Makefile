@@ -54,7 +54,7 @@ bench-small: venv
 
 ## test: everything CI runs, on a fresh machine
 test: services lint
-	TUTORLEDGER_REQUIRE_SERVICES=1 $(BIN)/pytest tests -q
+	TUTORLEDGER_REQUIRE_SERVICES=1 $(BIN)/pytest tests -q --durations=15
 	$(MAKE) bench-small
 
 ## soak: the fault-and-load soak for SOAK_SECONDS (default 1800) offering SOAK_RATE events/s (600: the reference keeps each event in memory); SOAK_SEED=N replays a run
