@@ -292,6 +292,10 @@ def test_the_short_list_is_by_token_with_a_purpose_and_recorded(client: TestClie
     assert last["endpoint"] == "GET /v1/dosage-standard/students"
     assert last["purpose"] == "dosage review"
     assert sorted(last["students"]) == sorted(s["student_token"] for s in got)
+    # The list narrows like the metric: another provider's sessions are nobody's here.
+    elsewhere = {**params, "provider": "no-such-provider"}
+    other = client.get(url, params=elsewhere, headers=auth("auditor", "dosage review")).json()
+    assert other["students"] == [] and other["filters"]["provider"] == "no-such-provider"
 
 
 # -- the Ed-Fi export -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ as Ed-Fi intervention resources with student ids. Both are personal-data reads: 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date
 from typing import Annotated, Any
 
@@ -25,6 +26,8 @@ from tutorledger.api.http.routes.metrics import (
     CohortQ,
     FromQ,
     GradeQ,
+    GroupQ,
+    ProviderQ,
     SchoolQ,
     SubjectQ,
     ToQ,
@@ -99,14 +102,17 @@ def get_short_students(
     date_to: ToQ = None,
     as_of_position: AsOfQ = None,
     cohort_id: CohortQ = None,
+    group: GroupQ = None,
+    provider: ProviderQ = None,
     x_purpose: PurposeHeader = None,
 ) -> ShortList:
     principal, district_id = caller.principal, caller.district_id
     purpose = require_purpose(x_purpose)
     filters, head, _ = resolve_filters(
         runtime, district_id, school_id, subject, grade, date_from, date_to, as_of_position,
-        cohort_id,
+        cohort_id, group=group,
     )  # fmt: skip
+    filters = replace(filters, provider=provider)
     profile = runtime.settings.district(district_id)
     standard = profile.dosage_standard
     span, found = falling_short(runtime.projections, filters, standard, profile.school_hours)
