@@ -16,7 +16,8 @@ GROUPS = {
     "provider": "provider",
 }
 GROUP_BY_HELP = (
-    "'school', 'subject', 'group' (roster groups) or a comma list of them, or 'provider' alone"
+    "'school', 'subject', 'group' (roster groups) or a comma list of them, or 'provider' alone "
+    "or with one of them"
 )
 # Each fact once per roster group its student is in as of the position (not `roster.all`):
 # a student in several groups counts in each, as cohort membership does.
@@ -40,7 +41,10 @@ def parse_group_by(text: str | None, default: tuple[str, ...] = ()) -> tuple[str
     names = [part.strip() for part in text.split(",")]
     if not names or any(n not in GROUPS for n in names) or len(set(names)) != len(names):
         raise InvalidRequest(f"group_by must be {GROUP_BY_HELP}", {"group_by": text})
-    if "provider" in names and len(names) > 1:  # alone: suppression's margins are school/subject
+    # Provider and one other dimension is a two-way table whose every row and column total is
+    # published by another grouping (suppression keeps each line closed); a third dimension
+    # would need the pairs' totals as lines too, which suppression does not draw.
+    if "provider" in names and len(names) > 2:
         raise InvalidRequest(f"group_by must be {GROUP_BY_HELP}", {"group_by": text})
     return tuple(column for name, column in GROUPS.items() if name in names)
 

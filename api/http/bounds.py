@@ -18,7 +18,10 @@ from tutorledger.domain.errors import RangeTooLong
 
 DATE_MIN, DATE_MAX = date(1970, 1, 1), date(2105, 12, 31)
 DATE_PATTERN = r"^(19[7-9][0-9]|20[0-9]{2}|210[0-5])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
-GROUP_BY_PATTERN = r"^((school|subject|group)(,(school|subject|group)){0,2}|provider)$"
+GROUP_BY_PATTERN = (
+    r"^(school|subject|group|provider)"
+    r"(,(school|subject|group|provider)){0,2}$"
+)
 
 
 def date_text(value: Any) -> Any:

@@ -156,13 +156,14 @@ def withheld(plan: Plan, k: int, also: set[Cell] | None = None) -> set[Cell]:
 
 def _grouped(plan: Plan, body: dict[str, Any], counts: tuple[str, ...]) -> None:
     """Each count column of grouped rows: a line over all rows (their sum is the filter's
-    total) and, for school × subject, one per school and one per subject (the margins)."""
+    total) and, for two dimensions (school × subject, school × provider …), one per value of
+    each (the margins)."""
     rows = body["rows"]
     two_way = len(body.get("group_by") or ()) >= 2
     for name in counts:
         cells = [plan.cell(r, name) for r in rows]
         plan.lines.append(cells)
-        for key in ("school_id", "subject", "student_group") if two_way else ():
+        for key in ("school_id", "subject", "student_group", "provider") if two_way else ():
             by: dict[Any, list[Cell]] = defaultdict(list)
             for r, c in zip(rows, cells, strict=True):
                 by[r.get(key)].append(c)
@@ -189,8 +190,8 @@ def _margins(plan: Plan, body: dict[str, Any], counts: tuple[str, ...]) -> None:
             plan.complements.append((plan.cell(margin, name), part, part))
 
 
-def _other_keys(row: dict[str, Any]) -> tuple[Any, Any]:
-    return row.get("school_id"), row.get("subject")
+def _other_keys(row: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return row.get("school_id"), row.get("subject"), row.get("provider")
 
 
 def _every_row(body: dict[str, Any]) -> list[dict[str, Any]]:
