@@ -37,7 +37,9 @@ def _rows(store: ProjectionStore, sql: str, params: dict[str, Any], keys: Keys) 
     return [(key_fields(keys, row), row[len(keys) :]) for row in store.execute(sql, params)]
 
 
-def participation_groups(store: ProjectionStore, filters: Filters, keys: Keys) -> list[dict[str, Any]]:
+def participation_groups(
+    store: ProjectionStore, filters: Filters, keys: Keys
+) -> list[dict[str, Any]]:
     """Participation's counts per group (`sessions_per_served_student` = requested ÷ served)."""
     where = facts_where(filters, PARTICIPATION_STEPS)
     sql = grouped_sql(PARTICIPATION_COUNTS, keys, filters.tables(store).facts, where)

@@ -423,8 +423,10 @@ def dosage_groups(
             "minutes": total / us_per_minute,
             "minutes_per_student": total / (served * us_per_minute) if n else None,
             "length_mean": total / (n * us_per_minute) if n else None,
-            **{f"length_p{p}": nearest_rank(lengths, p) / us_per_minute if n else None
-               for p in (50, 90, 99)},  # fmt: skip
+            **{
+                f"length_p{p}": nearest_rank(lengths, p) / us_per_minute if n else None
+                for p in (50, 90, 99)
+            },  # fmt: skip
             "length_max": max(lengths) / us_per_minute if n else None,
         }
 

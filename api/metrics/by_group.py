@@ -102,7 +102,7 @@ plan_dosage = grouped_planner(
     plans.plan_dosage,
     ("sessions_completed", "students_served"),
     {
-        **{name: ("sessions_completed",) for name in LENGTHS},
+        **dict.fromkeys(LENGTHS, ("sessions_completed",)),
         "minutes_per_student": ("sessions_completed", "students_served"),
     },
 )

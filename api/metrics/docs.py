@@ -26,5 +26,5 @@ by their group values; only groups with at least one request appear. Without gro
 exactly one row, with `school_id`/`subject`/`student_group`/`provider` null. By `group`, a
 student in several roster groups counts in each, and `margins` holds the same rows without the
 group split. A session's provider is its request's (the emitter key's or the import's, `''` for
-sessions recorded without provenance); by provider, demand's `share` and `lift` are those of
-the row's school (else the filters' scope), the same for every provider of it."""
+sessions recorded without provenance); demand's `share` and `lift` ignore the provider: a
+row's are those of its school and subject (else the filters' scope)."""

@@ -17,9 +17,8 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel
 
+from tutorledger.api.metrics import by_group, standard
 from tutorledger.api.metrics import schemas as ms
-from tutorledger.api.metrics import standard
-from tutorledger.api.metrics import by_group
 from tutorledger.api.metrics import suppression as plans
 from tutorledger.api.metrics.csv import Table, table
 from tutorledger.api.metrics.docs import COMMON, GROUPING

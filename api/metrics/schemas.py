@@ -47,6 +47,8 @@ def grouped_field(description: str) -> Any:
 
 
 GROUP_BY_HELP = "With group_by: the group names; else absent"
+
+
 class MetricResponse(BaseModel):
     """What every metric answers besides its figures: enough to reproduce them later."""
 

@@ -69,7 +69,9 @@ def figures(store: ProjectionStore, position: int, groups: dict[str, set[str]],
                     rows = timing_groups(store, filters, hours, keys)
                 else:
                     rows = compute(store, filters, keys)
-                out.append((f"{metric} {names} {f}", rows, expected(metric, events, groups, names, **f)))
+                out.append(
+                    (f"{metric} {names} {f}", rows, expected(metric, events, groups, names, **f))
+                )
     return out
 
 

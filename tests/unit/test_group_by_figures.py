@@ -102,7 +102,7 @@ def events(client: TestClient) -> list[dict[str, Any]]:
         by_provider[e["provenance"].get("provider", "")].append(e)
     for provider, bodies in by_provider.items():
         for i in range(0, len(bodies), 500):
-            batch = [{k: v for k, v in e.items() if k != "provenance"} for e in bodies[i:i + 500]]
+            batch = [{k: v for k, v in e.items() if k != "provenance"} for e in bodies[i : i + 500]]
             r = client.post("/v1/events", json={"events": batch}, headers=auth(provider))
             assert r.status_code == 200, r.text
             assert {x["status"] for x in r.json()["results"]} == {"accepted"}, r.text
