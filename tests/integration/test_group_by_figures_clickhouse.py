@@ -1,6 +1,7 @@
 """`group_by` on participation, timing, engagement and dosage gives identical figures on
 ClickHouse 18.16 and chdb, equal to the independent reference fold: by school, subject,
-provider, school × provider, roster group, and roster group × provider."""
+provider, school × provider, roster group, and roster group × provider; dosage's also over
+completions projected before `matched_us` existed."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from tutorledger.projections.grouped_figures import (
     participation_groups,
     timing_groups,
 )
+from tutorledger.projections.read_models import FACT_COLUMNS, Tables, current_tables
 from tutorledger.projections.schema import migrate
+from tutorledger.projections.steps import COMPLETED
 from tutorledger.projections.writer import ReadModelWriter
 
 D = "gb-int"
@@ -96,3 +99,28 @@ def test_grouped_headlines_identical_on_clickhouse_18_and_chdb(
         assert plain == json.loads(json.dumps(b, default=str)), label
         assert plain == json.loads(json.dumps(want, default=str)), label
         assert plain, label
+
+
+def test_dosage_groups_of_completions_projected_before_matched_us_existed(
+    projections: ProjectionStore,
+) -> None:
+    """Completions an older release wrote without their wait to the match (-1 in `matched_us`)
+    are grouped with their matched facts by session, and every grouping answers the same."""
+    events = gen.events(D)
+    groups = gen.roster(events)
+    ReadModelWriter(projections).write(gen.rows(D, events, groups))
+    live, legacy = current_tables(projections), Tables(7)
+    for table in ("facts", "cohorts"):
+        projections.execute(f"CREATE TABLE {getattr(legacy, table)} AS {getattr(live, table)}")
+    old = [f"if(step = {COMPLETED}, -1, matched_us)" if c == "matched_us" else c
+           for c in FACT_COLUMNS]  # fmt: skip
+    projections.execute(f"INSERT INTO {legacy.facts} ({', '.join(FACT_COLUMNS)}) "
+                        f"SELECT {', '.join(old)} FROM {live.facts}")  # fmt: skip
+    projections.execute(f"INSERT INTO {legacy.cohorts} SELECT * FROM {live.cohorts}")
+    position = 10**9
+    for names in GROUPINGS:
+        keys = tuple(COLUMNS[n] for n in names)
+        new = dosage_groups(projections, Filters(D, position, TZ, generation=1), keys)
+        pinned = dosage_groups(projections, Filters(D, position, TZ, generation=7), keys)
+        assert new == pinned and new, names
+        assert new == expected("dosage", events, groups, names), names
