@@ -120,5 +120,6 @@ these figures with its values as filters (a school, a subject, a provider, a ros
 members), and only groups with such a row appear. By `group`, a student in several roster
 groups counts in each and `margins` holds the same rows without the group split. CSV: the
 `groups` rows. Dashboard keys see small counts withheld per group with complementary cells
-as for `demand` (every row, school, subject, provider and roster group line keeps zero or
-at least two withheld cells)."""
+as for `demand`: the groups' lines (all of them; each school's, subject's, provider's and
+roster group's) keep zero or at least two withheld cells, and no withheld cell is fixed by
+their totals together."""

@@ -8,7 +8,9 @@ of withheld cells joined by a single cell, say, whose value is one side's row to
 its column totals. A withheld cell is fixed exactly when every solution of the equations
 gives it the same value: when it is a pivot of the equations' reduced row echelon form
 whose row has no free column. Elimination runs modulo a 61-bit prime, per group of lines
-sharing withheld cells, so the 0/1 coefficients never grow.
+sharing withheld cells, so the 0/1 coefficients never grow (it agrees with elimination over
+the rationals unless that prime divides a minor of the 0/1 matrix; the tests check the
+rule with exact fractions).
 """
 
 from __future__ import annotations
