@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date
@@ -26,8 +28,11 @@ from fastapi.testclient import TestClient
 from metric_events import TZ
 
 from tutorledger.api.app import create_app
+from tutorledger.api.http.bounds import GROUP_BY_PATTERN
+from tutorledger.domain.errors import InvalidRequest
 from tutorledger.infra.importers.student_groups import import_groups
 from tutorledger.infra.settings import Settings
+from tutorledger.projections.groups import parse_group_by
 
 D = "gb-unit"
 K = 10
@@ -309,3 +314,20 @@ def test_a_dashboard_never_sees_a_group_cell_the_totals_give_back(
             if any(r["suppressed"] for r in shown["groups"]):
                 assert shown["suppressed"] is True
     assert withheld  # the foster group and the thin school × provider cells
+
+
+def test_the_openapi_pattern_allows_exactly_what_the_routes_accept() -> None:
+    """A value the OpenAPI pattern allows is accepted (the fuzzer's schema-valid requests),
+    every order of the names included; duplicates and provider with two others are not."""
+    names = list(COLUMNS)
+    for size in range(1, 5):
+        for chosen in itertools.product(names, repeat=size):
+            text = ",".join(chosen)
+            try:
+                parse_group_by(text)
+                accepted = True
+            except InvalidRequest:
+                accepted = False
+            assert bool(re.fullmatch(GROUP_BY_PATTERN, text)) == accepted, text
+            assert accepted == (len(set(chosen)) == size
+                                and ("provider" not in chosen or size <= 2)), text  # fmt: skip
