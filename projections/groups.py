@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import permutations
 from typing import Any
 
 from tutorledger.domain.errors import InvalidRequest
@@ -16,7 +17,8 @@ GROUPS = {
     "provider": "provider",
 }
 GROUP_BY_HELP = (
-    "'school', 'subject', 'group' (roster groups) or a comma list of them, or 'provider' alone"
+    "'school', 'subject', 'group' (roster groups) or a comma list of them, or 'provider' alone "
+    "or with one of them"
 )
 # Each fact once per roster group its student is in as of the position (not `roster.all`):
 # a student in several groups counts in each, as cohort membership does.
@@ -38,11 +40,27 @@ def parse_group_by(text: str | None, default: tuple[str, ...] = ()) -> tuple[str
     if text is None:
         return default
     names = [part.strip() for part in text.split(",")]
-    if not names or any(n not in GROUPS for n in names) or len(set(names)) != len(names):
-        raise InvalidRequest(f"group_by must be {GROUP_BY_HELP}", {"group_by": text})
-    if "provider" in names and len(names) > 1:  # alone: suppression's margins are school/subject
+    if not _allowed(names):
         raise InvalidRequest(f"group_by must be {GROUP_BY_HELP}", {"group_by": text})
     return tuple(column for name, column in GROUPS.items() if name in names)
+
+
+def _allowed(names: list[str] | tuple[str, ...]) -> bool:
+    """Known names, each once; provider with at most one other. Provider and one other
+    dimension is a two-way table whose every row and column total another grouping publishes
+    (suppression keeps each line closed); a third dimension would need the pairs' totals as
+    lines too, which suppression does not draw."""
+    known = bool(names) and all(n in GROUPS for n in names) and len(set(names)) == len(names)
+    return known and ("provider" not in names or len(names) <= 2)
+
+
+def group_by_choices() -> list[str]:
+    """Every `group_by` text parse_group_by accepts, in every order (the API's pattern: a
+    value the OpenAPI allows is one the route accepts)."""
+    found = []
+    for size in range(1, len(GROUPS) + 1):
+        found += [",".join(p) for p in permutations(GROUPS, size) if _allowed(p)]
+    return found
 
 
 def grouped_sql(select: str, keys: tuple[str, ...], table: str, where: str) -> str:

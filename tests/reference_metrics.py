@@ -335,3 +335,100 @@ def outcome_bands(
             "mean_change": mean([b - a for a, b in pairs]),
         }
     return out
+
+
+# -- headline figures per group (participation, timing, engagement, dosage with group_by) ------
+
+
+def _per_group(
+    events: list[dict[str, Any]], district_id: str, tz: str, group_by: tuple[str, ...],
+    figures: Any, **f: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """`figures(sessions)` per group of the selected sessions (only groups with a session)."""
+    found = _groups(select(events, district_id, tz, **f), group_by)
+    return [{**_key(k), **figures(group)} for k, group in found.items() if group or not group_by]
+
+
+def participation_groups(
+    events: list[dict[str, Any]], district_id: str, tz: str, group_by: tuple[str, ...], **f: Any
+) -> list[dict[str, Any]]:
+    def figures(group: list[Session]) -> dict[str, Any]:
+        served = len({student_of(s.request) for s in group})
+        return {
+            "students_served": served,
+            "sessions_requested": len(group),
+            "sessions_matched": sum(s.matched is not None for s in group),
+            "sessions_completed": sum(s.completed for s in group),
+            "sessions_cancelled": sum(s.cancelled for s in group),
+            "sessions_per_served_student": len(group) / served if served else None,
+        }
+
+    return _per_group(events, district_id, tz, group_by, figures, **f)
+
+
+def timing_groups(
+    events: list[dict[str, Any]], district_id: str, tz: str, group_by: tuple[str, ...], **f: Any
+) -> list[dict[str, Any]]:
+    start = datetime.strptime(DEFAULT_HOURS["start"], "%H:%M").time()  # type: ignore[arg-type]
+    end = datetime.strptime(DEFAULT_HOURS["end"], "%H:%M").time()  # type: ignore[arg-type]
+
+    def figures(group: list[Session]) -> dict[str, Any]:
+        times = [local(s, tz) for s in group]
+        inside = sum(t.isoweekday() in DEFAULT_HOURS["days"] and start <= t.time() < end
+                     for t in times)  # fmt: skip
+        after = len(group) - inside
+        return {
+            "requests": len(group),
+            "in_school_requests": inside,
+            "after_school_requests": after,
+            "after_school_share": after / len(group) if group else None,
+        }
+
+    return _per_group(events, district_id, tz, group_by, figures, **f)
+
+
+def engagement_groups(
+    events: list[dict[str, Any]], district_id: str, tz: str, group_by: tuple[str, ...], **f: Any
+) -> list[dict[str, Any]]:
+    def figures(group: list[Session]) -> dict[str, Any]:
+        weeks: dict[str, set[tuple[int, int]]] = defaultdict(set)
+        n: Counter[str] = Counter()
+        for s in group:
+            weeks[student_of(s.request)].add(tuple(local(s, tz).date().isocalendar())[:2])  # type: ignore[arg-type]
+            n[student_of(s.request)] += 1
+        return {
+            "students": len(n),
+            "regular_students": sum(len(w) >= 3 for w in weeks.values()),
+            "one_time_students": sum(v == 1 for v in n.values()),
+            "requests": len(group),
+        }
+
+    return _per_group(events, district_id, tz, group_by, figures, **f)
+
+
+def dosage_groups(
+    events: list[dict[str, Any]], district_id: str, tz: str, group_by: tuple[str, ...], **f: Any
+) -> list[dict[str, Any]]:
+    """Per group of completed sessions (matched, then completed): length = completion − match."""
+    us_per_minute = 60_000_000
+
+    def figures(group: list[Session]) -> dict[str, Any]:
+        done = [s for s in group if s.completed and s.matched is not None]
+        lengths = [(s.completed_at - s.matched) // timedelta(microseconds=1) for s in done]  # type: ignore[operator]
+        n, total = len(lengths), sum(lengths)
+        served = len({student_of(s.request) for s in done})
+        return {
+            "sessions_completed": n,
+            "students_served": served,
+            "minutes": total / us_per_minute,
+            "minutes_per_student": total / (served * us_per_minute) if n else None,
+            "length_mean": total / (n * us_per_minute) if n else None,
+            **{
+                f"length_p{p}": nearest_rank(lengths, p) / us_per_minute if n else None
+                for p in (50, 90, 99)
+            },  # fmt: skip
+            "length_max": max(lengths) / us_per_minute if n else None,
+        }
+
+    rows = _per_group(events, district_id, tz, group_by, figures, **f)
+    return [r for r in rows if r["sessions_completed"] or not group_by]

@@ -15,10 +15,11 @@ from fastapi import Query
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
 from tutorledger.domain.errors import RangeTooLong
+from tutorledger.projections.groups import group_by_choices
 
 DATE_MIN, DATE_MAX = date(1970, 1, 1), date(2105, 12, 31)
 DATE_PATTERN = r"^(19[7-9][0-9]|20[0-9]{2}|210[0-5])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
-GROUP_BY_PATTERN = r"^((school|subject|group)(,(school|subject|group)){0,2}|provider)$"
+GROUP_BY_PATTERN = f"^({'|'.join(group_by_choices())})$"
 
 
 def date_text(value: Any) -> Any:

@@ -18,10 +18,13 @@ same rows as CSV, each with `as_of_position` and `head_hash` columns."""
 GROUPING = """
 
 **group_by**: `school`, `subject`, `group` (roster groups) or a comma list of them (e.g.
-`school,subject`, `group,school`), or `provider` (alone); anything else → 422. Rows are sorted
+`school,subject`, `group,school`), or `provider` alone or with one of those (e.g.
+`school,provider`: every school's and every provider's total is published by another
+grouping, and dashboard keys never see one withheld cell alone in a school's or a provider's
+line); anything else → 422. Rows are sorted
 by their group values; only groups with at least one request appear. Without grouping there is
 exactly one row, with `school_id`/`subject`/`student_group`/`provider` null. By `group`, a
 student in several roster groups counts in each, and `margins` holds the same rows without the
 group split. A session's provider is its request's (the emitter key's or the import's, `''` for
-sessions recorded without provenance); with `group_by=provider`, demand's `share` and `lift`
-are those of the filters' scope, the same on every row."""
+sessions recorded without provenance); demand's `share` and `lift` ignore the provider: a
+row's are those of its school and subject (else the filters' scope)."""

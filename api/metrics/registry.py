@@ -17,8 +17,8 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel
 
+from tutorledger.api.metrics import by_group, standard
 from tutorledger.api.metrics import schemas as ms
-from tutorledger.api.metrics import standard
 from tutorledger.api.metrics import suppression as plans
 from tutorledger.api.metrics.csv import Table, table
 from tutorledger.api.metrics.docs import COMMON, GROUPING
@@ -32,6 +32,12 @@ from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import demand
 from tutorledger.projections.dosage import dosage
 from tutorledger.projections.engagement import REGULAR_WEEKS, engagement
+from tutorledger.projections.grouped_figures import (
+    dosage_groups,
+    engagement_groups,
+    participation_groups,
+    timing_groups,
+)
 from tutorledger.projections.groups import GROUPS, STUDENT_GROUP
 from tutorledger.projections.outcomes import INTERPRETATION, outcomes
 from tutorledger.projections.participation import participation
@@ -93,8 +99,9 @@ def _group_names(keys: Keys) -> list[str]:
     return [name for name, column in GROUPS.items() if column in keys]
 
 
-def _participation(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
-    return ms.Participation(**scope.envelope(), **participation(store, scope.filters))
+def _participation(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
+    groups = by_group.group_fields(keys, lambda k: participation_groups(store, scope.filters, k))
+    return ms.Participation(**scope.envelope(), **participation(store, scope.filters), **groups)
 
 
 def _grouped(
@@ -123,22 +130,25 @@ def _satisfaction(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel
     return ms.Satisfaction.model_validate(body)
 
 
-def _timing(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
+def _timing(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
     hours = scope.profile.school_hours
     figures = timing(store, scope.filters, hours)
+    figures |= by_group.group_fields(keys, lambda k: timing_groups(store, scope.filters, hours, k))
     school_hours = ms.SchoolHoursOut(days=list(hours.days), start=hours.start, end=hours.end)
     return ms.Timing(
         **scope.envelope(), time_zone=scope.filters.tz, school_hours=school_hours, **figures
     )
 
 
-def _engagement(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
+def _engagement(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
     figures = engagement(store, scope.filters)
+    figures |= by_group.group_fields(keys, lambda k: engagement_groups(store, scope.filters, k))
     return ms.Engagement(**scope.envelope(), regular_weeks=REGULAR_WEEKS, **figures)
 
 
-def _dosage(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
+def _dosage(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
     figures = dosage(store, scope.filters, scope.profile.dosage_target_minutes)
+    figures |= by_group.group_fields(keys, lambda k: dosage_groups(store, scope.filters, k))
     return ms.Dosage(**scope.envelope(), **figures)
 
 
@@ -196,7 +206,13 @@ PARTICIPATION = Metric[Keys](
     ),
     response=ms.Participation,
     compute=_participation,
-    planner=plans.plan_participation,
+    planner=by_group.plan_participation,
+    group_by=(),
+    csv_rows=by_group.grouped_csv(ms.ParticipationGroup),
+    grouping=by_group.grouping_text(
+        "`students_served`, `sessions_requested`, `sessions_matched`, `sessions_completed`, "
+        "`sessions_cancelled` and `sessions_per_served_student` (no enrolment or reach rate)"
+    ),
 )
 DEMAND = Metric[Keys](
     name="demand",
@@ -275,7 +291,13 @@ TIMING = Metric[Keys](
     ),
     response=ms.Timing,
     compute=_timing,
-    planner=plans.plan_timing,
+    planner=by_group.plan_timing,
+    group_by=(),
+    csv_rows=by_group.grouped_csv(ms.TimingGroup),
+    grouping=by_group.grouping_text(
+        "`requests`, `in_school_requests`, `after_school_requests` and `after_school_share` "
+        "(no hour or weekday cells)"
+    ),
 )
 ENGAGEMENT = Metric[Keys](
     name="engagement",
@@ -293,7 +315,13 @@ ENGAGEMENT = Metric[Keys](
     ),
     response=ms.Engagement,
     compute=_engagement,
-    planner=plans.plan_engagement,
+    planner=by_group.plan_engagement,
+    group_by=(),
+    csv_rows=by_group.grouped_csv(ms.EngagementGroup),
+    grouping=by_group.grouping_text(
+        "`students`, `regular_students`, `one_time_students` and `requests` (a student is "
+        "regular in a group when active there in 3 weeks; no weekly rows)"
+    ),
 )
 DOSAGE = Metric[Keys](
     name="dosage",
@@ -316,7 +344,13 @@ DOSAGE = Metric[Keys](
     ),
     response=ms.Dosage,
     compute=_dosage,
-    planner=plans.plan_dosage,
+    planner=by_group.plan_dosage,
+    group_by=(),
+    csv_rows=by_group.grouped_csv(ms.DosageGroup),
+    grouping=by_group.grouping_text(
+        "`sessions_completed`, `students_served`, `minutes`, `minutes_per_student`, "
+        "`length_mean`, `length_p50`/`p90`/`p99` and `length_max` (no weekly rows)"
+    ),
 )
 EQUITY_GAPS = Metric[Keys](
     name="equity-gaps",

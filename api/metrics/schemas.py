@@ -23,6 +23,32 @@ SUPPRESSED_HELP = (
 Count = int | None  # null: withheld by small-cell suppression (dashboard keys)
 
 
+class GroupKeys(BaseModel):
+    """The group columns of a `groups` row (projections/groups.py GROUPS)."""
+
+    school_id: str | None = GroupCol
+    subject: str | None = GroupCol
+    student_group: str | None = GroupOpt
+    provider: str | None = ProviderCol
+
+
+GROUPS_HELP = "With group_by: the headline figures per group value, sorted by group; else absent"
+GROUPED_MARGINS_HELP = MARGINS_HELP.replace("; null otherwise", "; else absent")
+
+
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+def grouped_field(description: str) -> Any:
+    """A field of a groupable metric left out of the answer when not grouped, so an
+    ungrouped answer is exactly what it was before `group_by` existed."""
+    return Field(default=None, description=description, exclude_if=_absent)
+
+
+GROUP_BY_HELP = "With group_by: the group names; else absent"
+
+
 class MetricResponse(BaseModel):
     """What every metric answers besides its figures: enough to reproduce them later."""
 
@@ -130,6 +156,14 @@ class TimingCell(BaseModel):
     suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
+class TimingGroup(GroupKeys):
+    requests: Count
+    in_school_requests: Count = Field(description="Of these, requests inside school hours")
+    after_school_requests: Count
+    after_school_share: float | None = Field(description="after_school_requests ÷ requests")
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
+
+
 class Timing(MetricResponse):
     time_zone: str
     school_hours: SchoolHoursOut
@@ -139,12 +173,23 @@ class Timing(MetricResponse):
     by_hour: list[HourCount] = Field(description="Local hour 0-23, all present")
     by_weekday: list[WeekdayCount] = Field(description="ISO weekday 1-7, all present")
     rows: list[TimingCell] = Field(description="All 168 (weekday, hour) cells")
+    group_by: list[str] | None = grouped_field(GROUP_BY_HELP)
+    groups: list[TimingGroup] | None = grouped_field(GROUPS_HELP)
+    margins: list[TimingGroup] | None = grouped_field(GROUPED_MARGINS_HELP)
 
 
 class WeekRow(BaseModel):
     week: str = Field(description="ISO week, e.g. 2026-W44")
     week_start: date = Field(description="Its Monday")
     weekly_active_students: Count
+    requests: Count
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
+
+
+class EngagementGroup(GroupKeys):
+    students: Count = Field(description="Distinct students with a request in range")
+    regular_students: Count = Field(description="Active in >= regular_weeks distinct ISO weeks")
+    one_time_students: Count = Field(description="Exactly one request in range")
     requests: Count
     suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
@@ -169,6 +214,9 @@ class Engagement(MetricResponse):
     one_time_students: Count = Field(description="Exactly one request in range")
     regular_weeks: int
     rows: list[WeekRow]
+    group_by: list[str] | None = grouped_field(GROUP_BY_HELP)
+    groups: list[EngagementGroup] | None = grouped_field(GROUPS_HELP)
+    margins: list[EngagementGroup] | None = grouped_field(GROUPED_MARGINS_HELP)
 
 
 class DosageWeek(BaseModel):
@@ -179,6 +227,19 @@ class DosageWeek(BaseModel):
     students_meeting_target: Count = Field(
         description="Students whose minutes that week are at least target_minutes"
     )
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
+
+
+class DosageGroup(GroupKeys):
+    sessions_completed: Count = Field(description="Sessions matched and then completed")
+    students_served: Count = Field(description="Distinct students with a completed session")
+    minutes: float | None = Field(description="Sum of session lengths, minutes")
+    minutes_per_student: float | None = Field(description="minutes ÷ students_served")
+    length_mean: float | None = Field(description="Mean session length, minutes")
+    length_p50: float | None = Field(description="Nearest-rank median length, minutes")
+    length_p90: float | None = Field(description="Nearest-rank 90th percentile, minutes")
+    length_p99: float | None = Field(description="Nearest-rank 99th percentile, minutes")
+    length_max: float | None = Field(description="Longest session, minutes")
     suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
@@ -194,6 +255,19 @@ class Dosage(MetricResponse):
     length_max: float | None = Field(description="Longest session, minutes")
     target_minutes: int = Field(description="The district's weekly dosage target")
     rows: list[DosageWeek]
+    group_by: list[str] | None = grouped_field(GROUP_BY_HELP)
+    groups: list[DosageGroup] | None = grouped_field(GROUPS_HELP)
+    margins: list[DosageGroup] | None = grouped_field(GROUPED_MARGINS_HELP)
+
+
+class ParticipationGroup(GroupKeys):
+    students_served: Count = Field(description="Distinct students with a request")
+    sessions_requested: Count
+    sessions_matched: Count
+    sessions_completed: Count
+    sessions_cancelled: Count
+    sessions_per_served_student: float | None = Field(description="requested ÷ served")
+    suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
 class Participation(BaseModel):
@@ -219,3 +293,6 @@ class Participation(BaseModel):
         description="True when a figure was withheld (null) for a dashboard key: a count "
         "below the district's suppression_threshold or a figure derived from one",
     )
+    group_by: list[str] | None = grouped_field(GROUP_BY_HELP)
+    groups: list[ParticipationGroup] | None = grouped_field(GROUPS_HELP)
+    margins: list[ParticipationGroup] | None = grouped_field(GROUPED_MARGINS_HELP)

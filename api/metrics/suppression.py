@@ -13,7 +13,8 @@ the district's `suppression_threshold` (districts file, default 10). For the das
    weekdays to their margins; requests = matched + unmatched) never leave exactly one cell of
    such a line withheld (unless that total is itself small, hence withheld too): the
    smallest other cell is withheld with it, again and again until no line has a single
-   withheld cell, so no withheld value can be recomputed by subtraction.
+   withheld cell, and until no withheld cell is fixed by several lines' totals together
+   (api/metrics/derivable.py), so no withheld value can be recomputed by subtraction.
 
 4. **Neighbours.** Given the answers one step away (api/http/published.py: the previous
    published position, the range a week shorter at either end), a count that differs from
@@ -38,6 +39,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from tutorledger.api.metrics.derivable import unfix
 from tutorledger.domain.errors import TutorLedgerError
 
 EXACT_ROLES = frozenset({"auditor", "admin"})
@@ -139,6 +141,11 @@ def withheld(plan: Plan, k: int, also: set[Cell] | None = None) -> set[Cell]:
     pinned = {line[0] for line in plan.lines if len(line) == 1}
     exposed = [(line, pinned) for line in plan.lines if _total(plan, line) >= k]
     exposed += [(line, set()) for line in plan.closed]  # must close even with a pinned cell
+    summed = [line for line, _ in exposed[: len(exposed) - len(plan.closed)] if len(line) > 1]
+
+    def rank(c: Cell) -> tuple[bool, Any]:
+        return plan.value(c) == 0, plan.value(c)
+
     changed = True
     while changed:
         changed = False
@@ -149,20 +156,25 @@ def withheld(plan: Plan, k: int, also: set[Cell] | None = None) -> set[Cell]:
             # The smallest other cell (nonzero first), a pinned one only when nothing else is.
             others = [c for c in open_cells if c not in avoid] or open_cells
             if others:
-                hidden.add(min(others, key=lambda c: (plan.value(c) == 0, plan.value(c))))
+                hidden.add(min(others, key=rank))
                 changed = True
+        if not changed:  # no line has one withheld cell; do the lines fix one together?
+            more = unfix(summed, hidden, pinned, rank)
+            changed = more is not None
+            hidden |= {more} if more is not None else set()
     return hidden
 
 
 def _grouped(plan: Plan, body: dict[str, Any], counts: tuple[str, ...]) -> None:
     """Each count column of grouped rows: a line over all rows (their sum is the filter's
-    total) and, for school × subject, one per school and one per subject (the margins)."""
+    total) and, for two dimensions (school × subject, school × provider …), one per value of
+    each (the margins)."""
     rows = body["rows"]
     two_way = len(body.get("group_by") or ()) >= 2
     for name in counts:
         cells = [plan.cell(r, name) for r in rows]
         plan.lines.append(cells)
-        for key in ("school_id", "subject", "student_group") if two_way else ():
+        for key in ("school_id", "subject", "student_group", "provider") if two_way else ():
             by: dict[Any, list[Cell]] = defaultdict(list)
             for r, c in zip(rows, cells, strict=True):
                 by[r.get(key)].append(c)
@@ -189,8 +201,8 @@ def _margins(plan: Plan, body: dict[str, Any], counts: tuple[str, ...]) -> None:
             plan.complements.append((plan.cell(margin, name), part, part))
 
 
-def _other_keys(row: dict[str, Any]) -> tuple[Any, Any]:
-    return row.get("school_id"), row.get("subject")
+def _other_keys(row: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return row.get("school_id"), row.get("subject"), row.get("provider")
 
 
 def _every_row(body: dict[str, Any]) -> list[dict[str, Any]]:

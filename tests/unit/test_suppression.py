@@ -105,7 +105,7 @@ def lines(rows: list[dict[str, Any]], name: str) -> list[list[int]]:
     """Sets of row indexes whose column sum the caller can learn elsewhere: all rows, and
     where rows are a two-way table, each of its rows and columns."""
     found = [list(range(len(rows)))]
-    for a, b in (("school_id", "subject"), ("weekday", "hour")):
+    for a, b in (("school_id", "subject"), ("school_id", "provider"), ("weekday", "hour")):
         if not rows or rows[0].get(a) is None or rows[0].get(b) is None:
             continue
         for key in (a, b):
@@ -143,7 +143,7 @@ def check(shown: Any, exact: Any) -> int:
                 assert all(s[src] is not None for src in DERIVED[name] if src in s), name
         if any(s.get(n) is None for n in COUNTS if n in s) and "suppressed" in s:
             assert s["suppressed"] is True
-    for key in ("rows", "by_hour", "by_weekday"):
+    for key in ("rows", "by_hour", "by_weekday", "groups"):
         rows = shown.get(key) or []
         for name in COUNTS & set(rows[0] if rows else {}) - {"in_school_requests"} - UNSUMMED:
             safe_lines(rows, exact[key], name)
@@ -158,7 +158,10 @@ def check(shown: Any, exact: Any) -> int:
 
 def groupings(metric: Metric[Keys]) -> list[str | None]:
     """Its default, and each grouping when it takes `group_by`."""
-    return [None] + (["school", "subject", "school,subject"] if metric.group_by is not None else [])
+    grouped = ["school", "subject", "school,subject"]
+    if metric.options is None:  # the shared group_by (dosage-standard has its own)
+        grouped.append("school,provider")
+    return [None] + (grouped if metric.group_by is not None else [])
 
 
 CASES = [(m.name, g) for m in WITH_FILTERS for g in groupings(m)]
