@@ -43,6 +43,7 @@ PROGRAMME_SCHOOL_EVERY = 4  # schools sch-02, sch-06, …: the programme's sites
 PROGRAMME_GRADES = range(3, 9)  # grades 3-8
 PROGRAMME_SHARE = 0.2  # of the students of those schools and grades
 SLOTS = ((0, 2, 4), (1, 2, 3), (0, 1, 3))  # weekday patterns: Mon/Wed/Fri, Tue/Wed/Thu, …
+TIMES = (9 * 60, 10 * 60 + 15, 11 * 60 + 30, 13 * 60)  # a tutor's four sessions of a day
 ABSENT, CANCELLED, SHORT = 0.06, 0.04, 0.05  # no session, cancelled, under 30 minutes
 
 # Group code → (share of the roster, odds weight by usage tier). Tiers: no request, requests
@@ -150,10 +151,14 @@ class _Programme:
 
     def events(self) -> list[dict[str, Any]]:
         out: list[tuple[datetime, int, dict[str, Any]]] = []
-        for n, (student, (school, grade)) in enumerate(sorted(self.students.items())):
+        taken: dict[str, int] = defaultdict(int)  # students placed per school
+        for student, (school, grade) in sorted(self.students.items(), key=lambda s: s[1][0]):
             slot = SLOTS[self.rng.randrange(len(SLOTS))]
-            minute = self.rng.choice((9 * 60, 10 * 60 + 15, 11 * 60 + 30, 13 * 60, 14 * 60))
-            tutor = f"hdt-{n // 4 + 1:03d}"  # a tutor sees four students
+            k = taken[school]
+            taken[school] += 1
+            # A tutor sees four students of one school, each at its own time: never two at once.
+            tutor = f"hdt-{school}-{k // len(TIMES) + 1:02d}"
+            minute = TIMES[k % len(TIMES)]
             subject = "reading" if grade < 6 else "algebra"
             for day in range(self.spec.days):
                 when = self.spec.start + timedelta(days=day)

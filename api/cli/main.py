@@ -191,7 +191,9 @@ def demo(
         f"roster of {groups.as_of}: {groups.students} students in {len(groups.groups)} groups, "
         f"{changed}"
     )
-    typer.echo(json.dumps({"district_id": district, **counts}))
+    roster = {"as_of": groups.as_of.isoformat(), "students": groups.students,
+              "groups": len(groups.groups), "changed": changed == "recorded"}  # fmt: skip
+    typer.echo(json.dumps({"district_id": district, **counts, "roster": roster}))
 
 
 def put_schools(ledger: Ledger, district: str, schools: list[dict[str, Any]]) -> None:
