@@ -125,3 +125,32 @@ def test_the_roster_groups_show_an_equity_gap(served: Any) -> None:
         < by_group["sessions_requested"]
         < get(base, "/v1/metrics/participation")["sessions_requested"]
     )
+
+
+def test_the_pages_read_by_provider_and_group(served: Any) -> None:
+    """As a program lead: the provider picker lists both providers, a provider's district
+    page says whose figures it shows and why most schools read zero, the groups page takes
+    the provider (its gaps are the API's for that provider, in percentage points), and the
+    roster groups sit apart in the cohort picker."""
+    base, _, _ = served
+    with httpx.Client(base_url=base, timeout=120) as browser:
+        signed = browser.post("/signin", data={"key": ADMIN_KEY}, follow_redirects=False)
+        assert signed.status_code == 303, signed.text
+        page = browser.get(f"/dashboard/{DISTRICT}", params={"provider": IN_HOUSE}).text
+        picker = page.split('id="f-provider"')[1].split("</select>")[0]
+        assert f'value="{VENDOR}"' in picker and f'value="{IN_HOUSE}" selected' in picker
+        assert f"· provider {IN_HOUSE}</h1>" in page
+        assert 'id="schools-provider"' in page and "rank first" in page
+        assert f'href="/dashboard/{DISTRICT}/groups?provider={IN_HOUSE}"' in page
+        cohorts = page.split('id="f-cohort"')[1].split("</select>")[0]
+        roster = cohorts.split('<optgroup label="Roster groups')[1]
+        assert 'value="roster.ell"' in roster and "(roster.ell)" not in roster
+        groups = browser.get(f"/dashboard/{DISTRICT}/groups", params={"provider": IN_HOUSE}).text
+    assert f"· provider {IN_HOUSE}</h1>" in groups and f"<strong>{IN_HOUSE}</strong>" in groups
+    gaps = get(base, "/v1/metrics/equity-gaps", provider=IN_HOUSE)["rows"]
+    everyone = get(base, "/v1/metrics/equity-gaps")["rows"]
+    assert gaps != everyone
+    for row in gaps:
+        cell = groups.split(f'data-key="{row["group"]}"')[1].split("</tr>")[0]
+        gap = cell.split(f'data-col="{row["measure"]}_gap" data-value="{row["difference"]}"')[1]
+        assert " pts" in gap.split("</td>")[0] and "%" not in gap.split("</td>")[0]
