@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,7 +30,6 @@ from tutorledger.api.cli import stream as cli_stream
 from tutorledger.api.cli.common import (
     ClickhouseOpt,
     StoreOpt,
-    chunks,
     console,
     fail,
     load_settings,
@@ -39,6 +38,9 @@ from tutorledger.api.cli.common import (
 from tutorledger.bench.preflight import BenchUnavailable
 from tutorledger.domain.errors import TutorLedgerError
 from tutorledger.infra.settings import Settings
+
+if TYPE_CHECKING:
+    from tutorledger.domain.ledger import Ledger
 
 app = typer.Typer(
     name="tutorledger",
@@ -153,44 +155,61 @@ def demo(
     district: Annotated[str, typer.Option(help="District id")] = "demo-district",
     event_store: StoreOpt = None,
 ) -> None:
-    """Fill the ledger with a synthetic district through the emitters' write path."""
-    from tutorledger.bench.district import DistrictSpec, generate
+    """Fill the ledger with a synthetic district through the emitters' write path: an
+    on-demand vendor and an in-house high-dosage programme (each event names its provider
+    and emitter key, as a posted one does), and the roster's student groups."""
+    from tutorledger.bench.demo import generate_demo
+    from tutorledger.bench.district import DistrictSpec
     from tutorledger.infra.eventstore.store import open_ledger
+    from tutorledger.infra.importers.oneroster import Limits
+    from tutorledger.infra.importers.student_groups import import_groups
 
     settings = load_settings(event_store=event_store)
     spec = DistrictSpec(
         district_id=district, schools=schools, students=students, days=days, seed=seed
     )
-    generated = generate(spec)
+    generated = generate_demo(spec)
     ledger = open_ledger(settings)
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     try:
-        for school in generated.schools:
-            current = ledger.get_school(district, school["school_id"])
-            wanted = {
-                "name": school["name"],
-                "enrollment": school["enrollment"],
-                "as_of": school["as_of"].isoformat(),
-            }
-            if current is None or current.latest != wanted:
-                ledger.put_school(
-                    district, school["school_id"], school["name"], school["enrollment"],
-                    school["as_of"],
-                )  # fmt: skip
+        put_schools(ledger, district, generated.district.schools)
         with progress() as bar:
             task = bar.add_task("recording events", total=len(generated.events), rate="")
-            for batch in chunks(generated.events, 1000):
-                for outcome in ledger.record_events(batch):
+            for provenance, batch in generated.batches():
+                for outcome in ledger.record_events(batch, provenance):
                     counts[outcome.status] += 1
                 bar.update(task, advance=len(batch))
+        groups = import_groups(ledger, generated.roster, district, generated.as_of,
+                               limits=Limits.from_settings(settings))  # fmt: skip
     finally:
         ledger.close()
+    changed = "recorded" if any(p is not None for p in groups.positions.values()) else "unchanged"
     console.print(
-        f"district [bold]{district}[/]: {len(generated.schools)} schools, "
+        f"district [bold]{district}[/]: {len(generated.district.schools)} schools, "
         f"{counts['accepted']} events accepted, {counts['duplicate']} duplicates recognised, "
-        f"{counts['rejected']} rejected"
+        f"{counts['rejected']} rejected; providers {', '.join(generated.key_ids)}; "
+        f"roster of {groups.as_of}: {groups.students} students in {len(groups.groups)} groups, "
+        f"{changed}"
     )
-    typer.echo(json.dumps({"district_id": district, **counts}))
+    roster = {"as_of": groups.as_of.isoformat(), "students": groups.students,
+              "groups": len(groups.groups), "changed": changed == "recorded"}  # fmt: skip
+    typer.echo(json.dumps({"district_id": district, **counts, "roster": roster}))
+
+
+def put_schools(ledger: Ledger, district: str, schools: list[dict[str, Any]]) -> None:
+    """Each school's enrolment, unless the ledger already holds it as it is."""
+    for school in schools:
+        current = ledger.get_school(district, school["school_id"])
+        wanted = {
+            "name": school["name"],
+            "enrollment": school["enrollment"],
+            "as_of": school["as_of"].isoformat(),
+        }
+        if current is None or current.latest != wanted:
+            ledger.put_school(
+                district, school["school_id"], school["name"], school["enrollment"],
+                school["as_of"],
+            )  # fmt: skip
 
 
 @app.command()

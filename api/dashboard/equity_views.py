@@ -1,8 +1,9 @@
 """The dashboard's "students who need it most" page: roster groups side by side with their
 gaps against the rest of the district, from the equity-gaps metric's own builder.
 
-It takes the date range and `as_of_position` from the page URL; the comparison is
-district-wide, so the school, grade, subject and cohort filters do not apply.
+It takes the date range, the provider and `as_of_position` from the page URL (they choose
+which requests count); the comparison is district-wide, so the school, grade, subject and
+cohort filters do not apply.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ def _widest_first(line: dict[str, Any]) -> tuple[bool, float, str]:
 
 def _narrowed(asked: ViewQuery) -> ViewQuery:
     return ViewQuery.model_validate(
-        {"from": asked.date_from, "to": asked.date_to, "as_of_position": asked.as_of_position}
+        {
+            "from": asked.date_from,
+            "to": asked.date_to,
+            "as_of_position": asked.as_of_position,
+            "provider": asked.provider,
+        }  # fmt: skip
     )
 
 

@@ -101,16 +101,20 @@ def minutes(value: Any) -> str:
 
 
 def signed(value: Any, kind: str = "count") -> str:
-    """A change: '+1,234', '−56', '+2.1 pts' (rates change in percentage points)."""
+    """A change: '+1,234', '−56', '+2.1 pts' (rates change in percentage points); one that
+    rounds to zero is '±0.0 pts', never '−0.0 pts'."""
     if value is None or is_withheld(value):
         return "—"
-    sign = "+" if value > 0 else "−" if value < 0 else "±"
     size = abs(value)
     if kind == "rate":
-        return f"{sign}{size * 100:.1f} pts"
-    if kind == "minutes":
-        return f"{sign}{round(size):,} min"
-    return f"{sign}{round(size):,}"
+        text = f"{size * 100:.1f} pts"
+    elif kind == "minutes":
+        text = f"{round(size):,} min"
+    else:
+        text = f"{round(size):,}"
+    if not any(c in "123456789" for c in text):  # rounds to zero: no direction to show
+        return f"±{text}"
+    return f"{'+' if value > 0 else '−'}{text}"
 
 
 def secs(value: Any) -> str:

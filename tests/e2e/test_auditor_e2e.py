@@ -289,7 +289,9 @@ def test_cli_verify_rebuild_reconcile_with_progress_and_exit_codes(tmp_path: Pat
     )
     loaded = run(env, "demo", "--students", "1500", "--days", "10")
     assert loaded.returncode == 0, loaded.stderr
-    events = json.loads(loaded.stdout)["accepted"] + 8  # + the schools' enrolment events
+    demo = json.loads(loaded.stdout)
+    # + the schools' enrolment events, each roster group's update and the roster's `all`
+    events = demo["accepted"] + 8 + demo["roster"]["groups"] + 1
 
     checked = run(env, "verify")
     assert checked.returncode == 0, checked.stderr

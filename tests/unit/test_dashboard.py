@@ -153,6 +153,9 @@ def test_number_formats() -> None:
     assert (signed(1234, "count"), signed(-0.021, "rate"), signed(0, "count")) == (
         "+1,234", "−2.1 pts", "±0",
     )  # fmt: skip
+    assert (signed(-0.0004, "rate"), signed(0.0004, "rate"), signed(-0.4, "count")) == (
+        "±0.0 pts", "±0.0 pts", "±0",
+    )  # a change that rounds to zero has no direction  # fmt: skip
     assert {pct(WITHHELD), num(WITHHELD), secs(WITHHELD), minutes(WITHHELD)} == {MARK}
     assert MARK != num(None)
 
