@@ -6,7 +6,9 @@ twice yields duplicates the ledger recognises rather than a doubled district.
 
 from __future__ import annotations
 
+import heapq
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -20,6 +22,7 @@ SUBJECTS = (
     ("statistics", 4),
 )  # fmt: skip
 HOTSPOT_SUBJECT = "geometry"
+TUTORS = 400  # the vendor's bench; more are booked only when all are in sessions
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,32 @@ def generate(spec: DistrictSpec) -> District:
     sessions = _Sessions(spec, rng, emit, district.hotspot_school)
     for student in students:
         sessions.of_student(student)
-    district.events = _with_resends(emit.in_time_order(), rng, spec.duplicate_rate)
+    events = emit.in_time_order()
+    _book_tutors(events)
+    district.events = _with_resends(events, rng, spec.duplicate_rate)
     return district
+
+
+def _book_tutors(events: list[dict[str, Any]]) -> None:
+    """Give each matched session a tutor who is free from its match to its end (completed or
+    cancelled), the one free longest first, from 400 and more when all are busy: a vendor's
+    tutor is in one session at a time, so the tutor-overlap audit finds nothing here that
+    a test did not plant. Draws nothing from the random stream."""
+    ends: dict[str, datetime] = {}
+    for e in events:
+        if e["type"] in ("session.completed", "session.cancelled"):
+            ends[e["session_id"]] = datetime.fromisoformat(e["occurred_at"])
+    free: deque[int] = deque(range(1, TUTORS + 1))
+    busy: list[tuple[datetime, int]] = []  # (free again at, tutor), a heap
+    for e in events:
+        if e["type"] != "session.matched":
+            continue
+        at = datetime.fromisoformat(e["occurred_at"])
+        while busy and busy[0][0] <= at:  # half-open: one ending as this starts is free
+            free.append(heapq.heappop(busy)[1])
+        tutor = free.popleft() if free else TUTORS + len(busy) + 1
+        e["payload"]["tutor_id"] = f"tut-{tutor:04d}"
+        heapq.heappush(busy, (ends.get(e["session_id"], at), tutor))
 
 
 def _roster(spec: DistrictSpec, rng: random.Random) -> tuple[list[dict[str, Any]], list[Student]]:
