@@ -3,15 +3,26 @@
 The rule is the domain's (domain/dosage_standard.py); this module counts it in ClickHouse.
 Completed sessions come from `dosage.lengths_sql` (so every shared filter, a cohort among
 them, applies through `facts_where`); a session belongs to the local week of its request,
-like every weekly figure here. Per (group, student, week) one grouped pass counts the
-sessions of at least the standard's length; per (group, student) a second pass counts the
-met weeks and the counted weeks since the student's first. Weeks are passed in as day
-numbers (a leading 0 keeps the array typed when no week counts), so the SQL stays within
-what ClickHouse 18.16 runs.
+like every weekly figure here.
+
+Ungrouped, the figures read the completions once (grouped: once more, for the groups).
+Per (group, student) one grouped pass keeps the week of each session as an array and
+counts the met weeks from it; the next counts students per (group, first week, met
+weeks): a few hundred buckets. Ungrouped, the same pass also counts each week's active and
+meeting students (TALLY_SQL). Which weeks count is known before the query:
+every week of a session lies in the weeks judged, and of those only a week whose school
+days are all in breaks does not count, so the breaks alone name the weeks left out. The
+weeks judged, and with them each student's due weeks (the counted weeks from their first
+to the last judged), follow from the buckets in Python. A cohort's rows join the members
+to the per-student figures (a student's weeks do not depend on the cohort), not to every
+session. Weeks are passed in as day numbers (a leading 0 keeps an array typed when it
+would be empty), so the SQL stays within what ClickHouse 18.16 runs.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -27,6 +38,8 @@ from tutorledger.projections.filters import Filters
 STANDARD_GROUPS = {"school": "school_id", "subject": "subject", "grade": "grade",
                    "cohort": "cohort_id"}  # fmt: skip
 SOURCE = {"school_id": "school", "subject": "subj", "grade": "gr", "cohort_id": "cohort"}
+COHORT = "cohort_id"
+Keys = tuple[str, ...]
 EPOCH = date(1970, 1, 1)
 
 # Each cohort's members as of the position, one row per (cohort, member).
@@ -46,7 +59,45 @@ FROM {source}
 GROUP BY {keys}student, week
 """
 LISTED = ", count() AS n, min(session_id) AS sid"
-# Per (group, student): first week, met weeks, counted weeks since the first week.
+# Per (group, student), from the student's sessions as arrays (a hash table of students,
+# not of student-weeks): `weeks`, the week of each session; `long_weeks`, the week of each
+# long-enough one; `met_weeks`, each week in which one reaches the count per week (the
+# per_week-th occurrence of its week, arrayEnumerateUniq); `met`, those that are counted,
+# capped at the standard's weeks (more change nothing).
+PER_STUDENT_SQL = """
+SELECT {keys}student, toUInt32(min(week)) AS first_day, groupArray(toUInt32(week)) AS weeks,
+    arrayFilter((w, ok) -> ok, weeks, groupArray(toUInt8(length_us >= %(session_us)s)))
+        AS long_weeks,
+    arrayFilter((w, nth) -> nth = %(per_week)s, long_weeks, arrayEnumerateUniq(long_weeks))
+        AS met_weeks,
+    toUInt32(least(arrayCount(w -> NOT has(%(closed)s, w), met_weeks), %(weeks)s)) AS met
+FROM (SELECT {keys}student, length_us, toMonday(toDate(at, %(tz)s)) AS week FROM {source})
+GROUP BY {keys}student
+"""
+# A cohort's students: the per-student figures of its members.
+JOINED = "({students}) AS per_student ALL INNER JOIN ({members}) AS cohort_members USING student"
+# Students per (group, first week, met weeks).
+BUCKETS_SQL = """
+SELECT {keys}first_day, met, count()
+FROM {source}
+GROUP BY {keys}first_day, met
+ORDER BY {keys}first_day, met
+"""
+# Ungrouped, the same buckets and the weekly series in one read: each student adds one
+# (0, first week, met weeks) tuple, a (1, week, 0) for each distinct week of theirs (active)
+# and a (2, week, 0) for each week they met (meeting); the tuples are counted.
+TALLY_SQL = """
+SELECT arrayJoin(arrayConcat(
+    [(toUInt8(0), first_day, met)],
+    arrayMap(w -> (toUInt8(1), w, toUInt32(0)),
+             arrayFilter((w, nth) -> nth = 1, weeks, arrayEnumerateUniq(weeks))),
+    arrayMap(w -> (toUInt8(2), w, toUInt32(0)), met_weeks)
+)) AS tally, count()
+FROM ({students})
+GROUP BY tally
+ORDER BY tally
+"""
+# The student list: per student, met weeks and due weeks over the counted weeks judged.
 STUDENTS_SQL = """
 SELECT {keys}student, min(week) AS first_week, toUInt32(first_week) AS first_day,
     countIf(q >= %(per_week)s AND has(%(counted)s, toUInt32(week))) AS met,
@@ -55,10 +106,6 @@ FROM ({weeks})
 GROUP BY {keys}student
 """
 LISTED_STUDENTS = ", min(sid) AS one_session, sum(n) AS sessions"
-STATUS_SQL = """
-SELECT {keys}count(), countIf(met >= %(weeks)s), countIf(met < %(weeks)s AND met >= due)
-FROM ({students}) {grouping}
-"""
 SERIES_SQL = """
 SELECT toString(week), count(), countIf(q >= %(per_week)s) FROM ({weeks})
 GROUP BY week ORDER BY week
@@ -80,20 +127,35 @@ class Window:
     @property
     def counted(self) -> list[int]:
         """Day numbers of the counted weeks, after a 0 that keeps the SQL array typed."""
-        return [0] + [(w - EPOCH).days for w, n in sorted(self.school_days.items()) if n]
+        return [0] + [_day(w) for w, n in sorted(self.school_days.items()) if n]
+
+    def due(self, first_day: int) -> int:
+        """Counted weeks from the one starting on day `first_day` to the last judged."""
+        counted = self.counted[1:]
+        return len(counted) - bisect_left(counted, first_day)
 
 
-def _weeks_sql(
-    store: ProjectionStore, filters: Filters, lengths: str, keys: tuple[str, ...], extra: str = ""
-) -> str:
-    """Per (group, student, week) over the `lengths` subquery body (joined to the cohorts'
-    members when grouping by cohort)."""
-    source = f"({lengths})"
-    if "cohort_id" in keys:
-        members = MEMBERS_SQL.format(cohorts=filters.tables(store).cohorts)
-        source = f"{source} AS done ALL INNER JOIN ({members}) AS cohort_members USING student"
+def _day(monday: date) -> int:
+    return (monday - EPOCH).days
+
+
+def closed_weeks(filters: Filters, standard: DosageStandard, hours: SchoolHours) -> list[int]:
+    """Day numbers of the weeks with no school day (all in breaks) within the filters' dates,
+    after a 0: a week of a session is counted unless it is one of these."""
+    out = {0}
+    for b in standard.breaks:
+        start = max(b.start, filters.date_from or b.start)
+        end = min(b.end, filters.date_to or b.end)
+        for week in mondays(start, end) if start <= end else ():
+            if not standard.school_days(week, hours.days):
+                out.add(_day(week))
+    return sorted(out)
+
+
+def _weeks_sql(lengths: str, keys: Sequence[str], extra: str = "") -> str:
+    """Per (group, student, week) over the `lengths` subquery body."""
     columns = "".join(f"{SOURCE[k]}, " for k in keys)
-    return WEEKS_SQL.format(keys=columns, source=source, extra=extra)
+    return WEEKS_SQL.format(keys=columns, source=f"({lengths})", extra=extra)
 
 
 def _params(filters: Filters, standard: DosageStandard, window: Window) -> dict[str, Any]:
@@ -123,6 +185,51 @@ def window(
     return Window(first, last, days)
 
 
+def per_student_sql(store: ProjectionStore, filters: Filters, lengths: str, keys: Keys) -> str:
+    """Per (group, student): first week and met weeks; a cohort's from its members'."""
+    session_keys = [k for k in keys if k != COHORT]
+    columns = "".join(f"{SOURCE[k]}, " for k in session_keys)
+    students = PER_STUDENT_SQL.format(keys=columns, source=f"({lengths})")
+    if COHORT not in keys:
+        return f"({students})"
+    members = MEMBERS_SQL.format(cohorts=filters.tables(store).cohorts)
+    return JOINED.format(students=students, members=members)
+
+
+Bucket = tuple[int, int, int]  # first week's day number, met weeks (capped), students
+Series = dict[date, tuple[int, int]]  # week → (active students, meeting students)
+
+
+def _tally(rows: list[Any]) -> tuple[list[Bucket], Series]:
+    """The ungrouped buckets and the weekly series of one TALLY_SQL answer."""
+    buckets: list[Bucket] = []
+    weekly: dict[int, list[int]] = {}
+    for (kind, day, met), n in ((tuple(int(v) for v in t), int(n)) for t, n in rows):
+        if kind == 0:
+            buckets.append((day, met, n))
+        else:
+            weekly.setdefault(day, [0, 0])[kind - 1] = n
+    series = {EPOCH + timedelta(days=d): (a, m) for d, (a, m) in sorted(weekly.items())}
+    return buckets, series
+
+
+def _groups(rows: list[Any], width: int) -> dict[tuple[Any, ...], list[Bucket]]:
+    """Buckets per group, in the query's order of the groups."""
+    out: dict[tuple[Any, ...], list[Bucket]] = {}
+    for row in rows:
+        first, met, n = (int(v) for v in row[width:])
+        out.setdefault(tuple(row[:width]), []).append((first, met, n))
+    return out
+
+
+def _statuses(buckets: list[Bucket], standard: DosageStandard, span: Window) -> tuple[int, ...]:
+    """Served, met and on-track students of a group's buckets."""
+    served = sum(n for _, _, n in buckets)
+    met = sum(n for _, m, n in buckets if m >= standard.weeks)
+    on_track = sum(n for f, m, n in buckets if m < standard.weeks and m >= span.due(f))
+    return served, met, on_track
+
+
 def dosage_standard(
     store: ProjectionStore,
     filters: Filters,
@@ -132,24 +239,26 @@ def dosage_standard(
 ) -> dict[str, Any]:
     """Per group: students served, met, on track and short; the weekly series (ungrouped)."""
     lengths = lengths_sql(store, filters)
-    plain = _weeks_sql(store, filters, lengths, ())
-    probe = _params(filters, standard, Window(None, None, {}))
-    series = {
-        date.fromisoformat(str(w)): (int(a), int(m))
-        for w, a, m in store.execute(SERIES_SQL.format(weeks=plain), probe)
+    params = {
+        **filters.params(),
+        "session_us": standard.session_us,
+        "per_week": standard.sessions_per_week,
+        "weeks": standard.weeks,
+        "closed": closed_weeks(filters, standard, hours),
     }
+    tally = TALLY_SQL.format(students=PER_STUDENT_SQL.format(keys="", source=f"({lengths})"))
+    everyone, series = _tally(store.execute(tally, params))
     span = window(filters, hours, standard, list(series))
-    params = _params(filters, standard, span)
-    columns = "".join(f"{SOURCE[k]}, " for k in keys)
-    weeks_sql = _weeks_sql(store, filters, lengths, keys)
-    students = STUDENTS_SQL.format(keys=columns, weeks=weeks_sql, extra="")
-    order = ", ".join(SOURCE[k] for k in keys)
-    grouping = f"GROUP BY {order} ORDER BY {order}" if keys else ""
-    sql = STATUS_SQL.format(keys=columns, students=students, grouping=grouping)
+    found: dict[tuple[Any, ...], list[Bucket]] = {(): everyone}
+    if keys:
+        columns = "".join(f"{SOURCE[k]}, " for k in keys)
+        source = per_student_sql(store, filters, lengths, keys)
+        grouped = store.execute(BUCKETS_SQL.format(keys=columns, source=source), params)
+        found = _groups(grouped, len(keys))
     rows = []
-    for row in store.execute(sql, params):
-        values = dict(zip(keys, row, strict=False))
-        served, met, on_track = (int(v) for v in row[len(keys) :])
+    for group, buckets in found.items():
+        values = dict(zip(keys, group, strict=True))
+        served, met, on_track = _statuses(buckets, standard, span)
         rows.append(
             {
                 **{c: _key(c, values.get(c)) for c in STANDARD_GROUPS.values()},
@@ -188,7 +297,7 @@ def falling_short(
     store: ProjectionStore, filters: Filters, standard: DosageStandard, hours: SchoolHours
 ) -> tuple[Window, list[dict[str, Any]]]:
     """The students short of the standard (one of their sessions, to find their token)."""
-    plain = _weeks_sql(store, filters, lengths_sql(store, filters), (), LISTED)
+    plain = _weeks_sql(lengths_sql(store, filters), (), LISTED)
     probe = _params(filters, standard, Window(None, None, {}))
     active = [
         date.fromisoformat(str(r[0])) for r in store.execute(SERIES_SQL.format(weeks=plain), probe)
