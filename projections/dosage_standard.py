@@ -15,14 +15,15 @@ days are all in breaks does not count, so the breaks alone name the weeks left o
 weeks judged, and with them each student's due weeks (the counted weeks from their first
 to the last judged), follow from the buckets in Python. A cohort's rows join the members
 to the per-student figures (a student's weeks do not depend on the cohort), not to every
-session. Weeks are passed in as day numbers (a leading 0 keeps an array typed when it
+session. The student list needs the last week judged inside its query (each student's due
+weeks), so it first reads the first and last week with a session, unless the dates give
+them. Weeks are passed in as day numbers (a leading 0 keeps an array typed when it
 would be empty), so the SQL stays within what ClickHouse 18.16 runs.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -50,15 +51,6 @@ SELECT cohort_id AS cohort, arrayJoin(m) AS student FROM (
     GROUP BY cohort_id
 )
 """
-# Per (group, student, local week): sessions long enough (and, for the student list, all
-# completed sessions and the smallest session id: string work the counts do not need).
-WEEKS_SQL = """
-SELECT {keys}student, toMonday(toDate(at, %(tz)s)) AS week,
-    countIf(length_us >= %(session_us)s) AS q{extra}
-FROM {source}
-GROUP BY {keys}student, week
-"""
-LISTED = ", count() AS n, min(session_id) AS sid"
 # Per (group, student), from the student's sessions as arrays (a hash table of students,
 # not of student-weeks): `weeks`, the week of each session; `long_weeks`, the week of each
 # long-enough one; `met_weeks`, each week in which one reaches the count per week (the
@@ -70,8 +62,10 @@ SELECT {keys}student, toUInt32(min(week)) AS first_day, groupArray(toUInt32(week
         AS long_weeks,
     arrayFilter((w, nth) -> nth = %(per_week)s, long_weeks, arrayEnumerateUniq(long_weeks))
         AS met_weeks,
-    toUInt32(least(arrayCount(w -> NOT has(%(closed)s, w), met_weeks), %(weeks)s)) AS met
-FROM (SELECT {keys}student, length_us, toMonday(toDate(at, %(tz)s)) AS week FROM {source})
+    toUInt32(least(arrayCount(w -> NOT has(%(closed)s, w), met_weeks), %(weeks)s)) AS met{extra}
+FROM (
+    SELECT {keys}student, length_us, toMonday(toDate(at, %(tz)s)) AS week{columns} FROM {source}
+)
 GROUP BY {keys}student
 """
 # A cohort's students: the per-student figures of its members.
@@ -97,22 +91,20 @@ FROM ({students})
 GROUP BY tally
 ORDER BY tally
 """
-# The student list: per student, met weeks and due weeks over the counted weeks judged.
-STUDENTS_SQL = """
-SELECT {keys}student, min(week) AS first_week, toUInt32(first_week) AS first_day,
-    countIf(q >= %(per_week)s AND has(%(counted)s, toUInt32(week))) AS met,
-    arrayCount(w -> w >= first_day, %(counted)s) AS due{extra}
-FROM ({weeks})
-GROUP BY {keys}student
-"""
-LISTED_STUDENTS = ", min(sid) AS one_session, sum(n) AS sessions"
-SERIES_SQL = """
-SELECT toString(week), count(), countIf(q >= %(per_week)s) FROM ({weeks})
-GROUP BY week ORDER BY week
-"""
+# The student list: per student also the met weeks uncapped, the due weeks (the counted
+# weeks judged from the first), one session id (to find the token) and the sessions.
+LISTED = """, min(week) AS first_week,
+    arrayCount(w -> NOT has(%(closed)s, w), met_weeks) AS met_all,
+    arrayCount(w -> w >= first_day, %(counted)s) AS due,
+    min(session_id) AS one_session, count() AS sessions"""
 SHORT_SQL = """
-SELECT one_session, toString(first_week), met, due, sessions FROM ({students})
-WHERE met < %(weeks)s AND met < due ORDER BY one_session
+SELECT one_session, toString(first_week), met_all, due, sessions FROM ({students})
+WHERE met_all < %(weeks)s AND met_all < due ORDER BY one_session
+"""
+# The first and last week with a completed session (the weeks judged, without dates).
+SPAN_SQL = """
+SELECT toString(min(week)), toString(max(week)), count()
+FROM (SELECT toMonday(toDate(at, %(tz)s)) AS week FROM ({lengths}))
 """
 
 
@@ -152,12 +144,6 @@ def closed_weeks(filters: Filters, standard: DosageStandard, hours: SchoolHours)
     return sorted(out)
 
 
-def _weeks_sql(lengths: str, keys: Sequence[str], extra: str = "") -> str:
-    """Per (group, student, week) over the `lengths` subquery body."""
-    columns = "".join(f"{SOURCE[k]}, " for k in keys)
-    return WEEKS_SQL.format(keys=columns, source=f"({lengths})", extra=extra)
-
-
 def _params(filters: Filters, standard: DosageStandard, window: Window) -> dict[str, Any]:
     return {
         **filters.params(),
@@ -189,7 +175,7 @@ def per_student_sql(store: ProjectionStore, filters: Filters, lengths: str, keys
     """Per (group, student): first week and met weeks; a cohort's from its members'."""
     session_keys = [k for k in keys if k != COHORT]
     columns = "".join(f"{SOURCE[k]}, " for k in session_keys)
-    students = PER_STUDENT_SQL.format(keys=columns, source=f"({lengths})")
+    students = PER_STUDENT_SQL.format(keys=columns, source=f"({lengths})", extra="", columns="")
     if COHORT not in keys:
         return f"({students})"
     members = MEMBERS_SQL.format(cohorts=filters.tables(store).cohorts)
@@ -246,7 +232,8 @@ def dosage_standard(
         "weeks": standard.weeks,
         "closed": closed_weeks(filters, standard, hours),
     }
-    tally = TALLY_SQL.format(students=PER_STUDENT_SQL.format(keys="", source=f"({lengths})"))
+    students = PER_STUDENT_SQL.format(keys="", source=f"({lengths})", extra="", columns="")
+    tally = TALLY_SQL.format(students=students)
     everyone, series = _tally(store.execute(tally, params))
     span = window(filters, hours, standard, list(series))
     found: dict[tuple[Any, ...], list[Bucket]] = {(): everyone}
@@ -297,14 +284,17 @@ def falling_short(
     store: ProjectionStore, filters: Filters, standard: DosageStandard, hours: SchoolHours
 ) -> tuple[Window, list[dict[str, Any]]]:
     """The students short of the standard (one of their sessions, to find their token)."""
-    plain = _weeks_sql(lengths_sql(store, filters), (), LISTED)
-    probe = _params(filters, standard, Window(None, None, {}))
-    active = [
-        date.fromisoformat(str(r[0])) for r in store.execute(SERIES_SQL.format(weeks=plain), probe)
-    ]
+    lengths = lengths_sql(store, filters)
+    params = _params(filters, standard, Window(None, None, {}))
+    active: list[date] = []
+    if filters.date_from is None or filters.date_to is None:  # else the dates are the span
+        first, last, n = store.execute(SPAN_SQL.format(lengths=lengths), params)[0]
+        active = [date.fromisoformat(str(first)), date.fromisoformat(str(last))] if int(n) else []
     span = window(filters, hours, standard, active)
-    students = STUDENTS_SQL.format(keys="", weeks=plain, extra=LISTED_STUDENTS)
-    sql = SHORT_SQL.format(students=students)
+    params |= {"counted": span.counted, "closed": closed_weeks(filters, standard, hours)}
+    students = PER_STUDENT_SQL.format(
+        keys="", source=f"({lengths})", extra=LISTED, columns=", session_id"
+    )
     found = [
         {
             "session_id": str(sid),
@@ -313,7 +303,7 @@ def falling_short(
             "counted_weeks": int(due),
             "sessions_completed": int(n),
         }
-        for sid, first, met, due, n in store.execute(sql, _params(filters, standard, span))
+        for sid, first, met, due, n in store.execute(SHORT_SQL.format(students=students), params)
     ]
     return span, found
 
