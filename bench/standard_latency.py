@@ -42,7 +42,7 @@ from tutorledger.projections.student_groups import equity_gaps
 FLOORS = ("count() of the completions", "count() FINAL of the completions", "dosage")
 
 
-def timed(work: Callable[[], Any], repeats: int) -> dict[str, float]:
+def timed(work: Callable[[], Any], repeats: int) -> dict[str, Any]:
     """p50/p95 wall ms, CPU ms per call (this process, all threads), load average around."""
     work()
     pid = os.getpid()
