@@ -77,20 +77,28 @@ FROM {source}
 GROUP BY {keys}first_day, met
 ORDER BY {keys}first_day, met
 """
-# Ungrouped, the same buckets and the weekly series in one read: each student adds one
-# (0, first week, met weeks) tuple, a (1, week, 0) for each distinct week of theirs (active)
-# and a (2, week, 0) for each week they met (meeting); the tuples are counted.
+# The weekly series and the buckets in one read: each student adds a (0, group, first week,
+# met weeks) tuple for each of its groups (ungrouped: the one group ''; by cohort: the
+# cohorts it is a member of; `replicate`, not a lambda that captures the student's columns,
+# which ClickHouse 18.16 cannot resolve in a grouping key), a (1, '', week, 0) for each
+# distinct week of theirs (active) and a (2, '', week, 0) for each week they met (meeting);
+# the tuples are counted.
 TALLY_SQL = """
 SELECT arrayJoin(arrayConcat(
-    [(toUInt8(0), first_day, met)],
-    arrayMap(w -> (toUInt8(1), w, toUInt32(0)),
+    arrayMap((g, d, m) -> (toUInt8(0), g, d, m),
+             {groups}, replicate(first_day, {groups}), replicate(met, {groups})),
+    arrayMap(w -> (toUInt8(1), '', w, toUInt32(0)),
              arrayFilter((w, nth) -> nth = 1, weeks, arrayEnumerateUniq(weeks))),
-    arrayMap(w -> (toUInt8(2), w, toUInt32(0)), met_weeks)
+    arrayMap(w -> (toUInt8(2), '', w, toUInt32(0)), met_weeks)
 )) AS tally, count()
-FROM ({students})
+FROM {source}
 GROUP BY tally
 ORDER BY tally
 """
+# Each student's cohorts, beside the per-student figures (none: an empty array).
+WITH_COHORTS = """({students}) AS per_student ANY LEFT JOIN (
+    SELECT student, groupArray(cohort) AS cohorts FROM ({members}) GROUP BY student
+) AS memberships USING student"""
 # The student list: per student also the met weeks uncapped, the due weeks (the counted
 # weeks judged from the first), one session id (to find the token) and the sessions.
 LISTED = """, min(week) AS first_week,
@@ -186,22 +194,38 @@ Bucket = tuple[int, int, int]  # first week's day number, met weeks (capped), st
 Series = dict[date, tuple[int, int]]  # week → (active students, meeting students)
 
 
-def _tally(rows: list[Any]) -> tuple[list[Bucket], Series]:
-    """The ungrouped buckets and the weekly series of one TALLY_SQL answer."""
-    buckets: list[Bucket] = []
+def tally_sql(store: ProjectionStore, filters: Filters, lengths: str, by_cohort: bool) -> str:
+    """The weekly series with the buckets, ungrouped or per cohort, from one read."""
+    students = PER_STUDENT_SQL.format(keys="", source=f"({lengths})", extra="", columns="")
+    if not by_cohort:
+        return TALLY_SQL.format(groups="['']", source=f"({students})")
+    members = MEMBERS_SQL.format(cohorts=filters.tables(store).cohorts)
+    source = WITH_COHORTS.format(students=students, members=members)
+    return TALLY_SQL.format(groups="cohorts", source=source)
+
+
+Found = dict[tuple[Any, ...], list[Bucket]]  # group values → its buckets
+
+
+def _tally(rows: list[Any], grouped: bool) -> tuple[Found, Series]:
+    """The buckets per group (in the query's order) and the weekly series of a TALLY_SQL
+    answer; ungrouped, the one group is ()."""
+    found: Found = {}
     weekly: dict[int, list[int]] = {}
-    for (kind, day, met), n in ((tuple(int(v) for v in t), int(n)) for t, n in rows):
-        if kind == 0:
-            buckets.append((day, met, n))
+    for (kind, group, day, met), n in rows:
+        if int(kind) == 0:
+            found.setdefault((str(group),) if grouped else (), []).append(
+                (int(day), int(met), int(n))
+            )
         else:
-            weekly.setdefault(day, [0, 0])[kind - 1] = n
+            weekly.setdefault(int(day), [0, 0])[int(kind) - 1] = int(n)
     series = {EPOCH + timedelta(days=d): (a, m) for d, (a, m) in sorted(weekly.items())}
-    return buckets, series
+    return found, series
 
 
-def _groups(rows: list[Any], width: int) -> dict[tuple[Any, ...], list[Bucket]]:
+def _groups(rows: list[Any], width: int) -> Found:
     """Buckets per group, in the query's order of the groups."""
-    out: dict[tuple[Any, ...], list[Bucket]] = {}
+    out: Found = {}
     for row in rows:
         first, met, n = (int(v) for v in row[width:])
         out.setdefault(tuple(row[:width]), []).append((first, met, n))
@@ -232,12 +256,14 @@ def dosage_standard(
         "weeks": standard.weeks,
         "closed": closed_weeks(filters, standard, hours),
     }
-    students = PER_STUDENT_SQL.format(keys="", source=f"({lengths})", extra="", columns="")
-    tally = TALLY_SQL.format(students=students)
-    everyone, series = _tally(store.execute(tally, params))
+    by_cohort = keys == (COHORT,)  # else grouped by a session's column: a second read
+    found, series = _tally(
+        store.execute(tally_sql(store, filters, lengths, by_cohort), params), by_cohort
+    )
     span = window(filters, hours, standard, list(series))
-    found: dict[tuple[Any, ...], list[Bucket]] = {(): everyone}
-    if keys:
+    if not keys:
+        found = {(): found.get((), [])}
+    elif not by_cohort:
         columns = "".join(f"{SOURCE[k]}, " for k in keys)
         source = per_student_sql(store, filters, lengths, keys)
         grouped = store.execute(BUCKETS_SQL.format(keys=columns, source=source), params)
