@@ -41,7 +41,7 @@ class Alert:
 
 LATEST_SQL = """
 SELECT toDate(max(occurred_at), %(tz)s), count() FROM ledger_events
-WHERE district_id = %(district_id)s AND position <= %(as_of)s AND session_id != ''
+WHERE district_id = %(district_id)s AND position <= %(as_of)s AND type = 'session.requested'
 """
 
 WEEKLY_ACTIVE_SQL = """
@@ -52,9 +52,11 @@ GROUP BY school_id, week
 
 
 def latest_local_date(store: ProjectionStore, filters: Filters) -> date | None:
-    """The local date of the district's latest session event at the position (None: none).
-    Session events only: a roster or school update is recorded when it is loaded, which says
-    nothing about when students last asked for help."""
+    """The local date of the district's latest request at the position (None: none).
+    Requests only: a roster or school update is recorded when it is loaded, which says
+    nothing about when students last asked for help; and surveys come up to days after
+    their sessions, so a survey on Monday would make a week whose requests stopped on
+    Friday look complete (a falling-use alert against a week without its weekend)."""
     rows = store.execute(LATEST_SQL, filters.params())
     if not rows or not int(rows[0][1]):
         return None

@@ -45,7 +45,7 @@ def dashboard_links(district_id: str, evidence: list[str]) -> list[Link]:
 
 def alerts_panel(store: ProjectionStore, scope: Scope) -> AlertList:
     """The district's school-level alerts at the page's position, windows ending at the
-    view's `to` date (else the latest session event's), as the page's key may see them."""
+    view's `to` date (else the latest request's), as the page's key may see them."""
     rules = scope.profile.alerts
     at = scope.filters.date_to
     body, _ = alert_list(store, scope.filters, scope.head_hash, rules, at, school_alerts)

@@ -356,7 +356,7 @@ return Array.from(document.querySelectorAll('#alerts li.alert-card')).map(li => 
 
 def check_dosage_and_alerts(driver: WebDriver, site: Site, f: dict[str, str]) -> None:
     """The dosage tables and the alerts panel equal the API's answers at the page's position
-    (alerts: windows ending at the view's `to`, else the latest event's local date)."""
+    (alerts: windows ending at the view's `to`, else the latest request's local date)."""
     dosage = site.metric("dosage", **f)
     same(summary(driver, "tbl-dosage-summary"), dosage)
     weeks = by_key(driver, "tbl-dosage")

@@ -192,7 +192,7 @@ def test_alerts_at_an_earlier_position_are_reproduced_exactly(
     assert sorted(a["kind"] for a in before["alerts"]) == sorted(a["kind"] for a in expected)
 
 
-def test_default_at_is_the_latest_session_events_local_date(
+def test_default_at_is_the_latest_requests_local_date(
     client: TestClient, loaded: dict[str, Any]
 ) -> None:
     # A school update is recorded when it is loaded (today): it must not move the windows.
@@ -201,8 +201,15 @@ def test_default_at_is_the_latest_session_events_local_date(
     assert put.status_code == 200, put.text
     body = get(client, "/v1/alerts", district_id=D)
     assert body["as_of_position"] == put.json()["position"]
-    latest = max(e["occurred_at"] for e in loaded["events"])
-    assert body["at"] == datetime.fromisoformat(latest).astimezone(ZoneInfo(TZ)).date().isoformat()
+
+    # Requests only: a survey days after the last request must not make its week look whole.
+    def day(events: list[dict[str, Any]]) -> str:
+        latest = max(datetime.fromisoformat(e["occurred_at"]) for e in events)
+        return latest.astimezone(ZoneInfo(TZ)).date().isoformat()
+
+    requests = [e for e in loaded["events"] if e["type"] == "session.requested"]
+    assert day(loaded["events"]) > day(requests)  # a later survey: the test tells them apart
+    assert body["at"] == day(requests)
     assert body["rules"]["hotspot_lift"] == 2.0 and body["time_zone"] == TZ
 
 

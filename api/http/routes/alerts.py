@@ -31,7 +31,7 @@ from tutorledger.projections.filters import Filters
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 AtQ = Annotated[
     BoundedDate | None,
-    Query(description="Windows end on this local date (default: the latest session event's)"),
+    Query(description="Windows end on this local date (default: the latest request's)"),
 ]
 Compute = Callable[[ProjectionStore, Filters, date, AlertRules], list[Alert]]
 # Per kind: each count figure and the figures derived from it (withheld with it when small).
@@ -116,7 +116,7 @@ def alert_list(
     compute: Compute,
 ) -> tuple[schemas.AlertList, list[Alert]]:
     """The alerts `compute` finds at the filters' position, windows ending at `at` (default:
-    the local date of the district's latest session event then). Filters other than the
+    the local date of the district's latest request then). Filters other than the
     district and position are ignored: alerts are district-wide."""
     base = Filters(filters.district_id, filters.as_of_position, filters.tz,
                    generation=filters.generation, epochs=filters.epochs)  # fmt: skip
