@@ -173,14 +173,17 @@ def demo(
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     try:
         put_schools(ledger, district, generated.district.schools)
+        # The roster before the sessions, as a district imports it: a dashboard key sees
+        # a position only once a later day's event publishes it, so groups recorded after
+        # the last event would stay hidden from it.
+        groups = import_groups(ledger, generated.roster, district, generated.as_of,
+                               limits=Limits.from_settings(settings))  # fmt: skip
         with progress() as bar:
             task = bar.add_task("recording events", total=len(generated.events), rate="")
             for provenance, batch in generated.batches():
                 for outcome in ledger.record_events(batch, provenance):
                     counts[outcome.status] += 1
                 bar.update(task, advance=len(batch))
-        groups = import_groups(ledger, generated.roster, district, generated.as_of,
-                               limits=Limits.from_settings(settings))  # fmt: skip
     finally:
         ledger.close()
     changed = "recorded" if any(p is not None for p in groups.positions.values()) else "unchanged"
