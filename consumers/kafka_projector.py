@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tutorledger.domain.errors import InvalidEvent
+from tutorledger.consumers.progress import StallWatch
+from tutorledger.domain.errors import InvalidEvent, ProjectorStalled
 from tutorledger.domain.privacy import PERSONAL_FIELDS, SEALED_FIELD
 from tutorledger.domain.published import parse_published
 from tutorledger.domain.upcast import upcast
@@ -86,6 +87,7 @@ class KafkaProjector:
         dead_letter_topic: str,
         batch_size: int = 5000,
         batch_seconds: float = 0.5,
+        stall_seconds: float = 120.0,
     ) -> None:
         self.consumer = consumer
         self.store = store
@@ -96,6 +98,7 @@ class KafkaProjector:
         self.projected = 0
         self.dead_lettered = 0
         self.writer = ReadModelWriter(store)
+        self.watch = StallWatch(stall_seconds)
 
     def poll_batch(self) -> list[Any]:
         """Collect up to batch_size records or batch_seconds; an idle poll ends a batch early."""
@@ -118,6 +121,7 @@ class KafkaProjector:
     def step(self, stop: threading.Event | None = None) -> int:
         """Project one batch and commit its offsets; returns the records handled."""
         records = self.poll_batch()
+        self._check_progress()
         if not records:
             return 0
         batch = Batch()
@@ -129,6 +133,20 @@ class KafkaProjector:
         self.consumer.commit()
         self.projected += len(batch.rows)
         return len(records)
+
+    def _check_progress(self) -> None:
+        """Raise `ProjectorStalled` when an assigned partition with records yields none."""
+        stalls = self.watch.observe(self.consumer)
+        if not stalls:
+            return
+        worst = max(stalls, key=lambda s: s.seconds)
+        detail = [vars(s) for s in stalls]
+        log.error("projector stalled", extra={"stalled": detail})
+        raise ProjectorStalled(
+            f"partition {worst.partition} stays at offset {worst.position} of "
+            f"{worst.end_offset} with no record for {worst.seconds:g} s",
+            detail,
+        )
 
     def _dead_letter(self, batch: Batch, now: datetime) -> None:
         if not batch.dead:
@@ -169,6 +187,8 @@ class KafkaProjector:
         while not stop.is_set():
             try:
                 self.step(stop)
+            except ProjectorStalled:
+                raise  # the process ends; its supervisor starts a fresh member
             except Exception:
                 if stop.is_set():
                     break
