@@ -58,7 +58,7 @@ class StallWatch:
             if position is None or end is None or position >= end:
                 self._idle.pop(tp, None)
                 continue
-            before, idle = self._idle.get(tp, (position, 0.0))
+            before, idle = self._idle.get(tp, (-1, 0.0))  # first seen behind: from 0
             idle = idle + gap if before == position else 0.0
             self._idle[tp] = (position, idle)
             if idle >= self.stall_seconds:
