@@ -99,6 +99,7 @@ class KafkaProjector:
         self.dead_lettered = 0
         self.writer = ReadModelWriter(store)
         self.watch = StallWatch(stall_seconds)
+        self.rewind_pending = False
 
     def poll_batch(self) -> list[Any]:
         """Collect up to batch_size records or batch_seconds; an idle poll ends a batch early."""
@@ -120,6 +121,8 @@ class KafkaProjector:
 
     def step(self, stop: threading.Event | None = None) -> int:
         """Project one batch and commit its offsets; returns the records handled."""
+        if self.rewind_pending:
+            self.rewind()
         records = self.poll_batch()
         self._check_progress()
         if not records:
@@ -133,6 +136,22 @@ class KafkaProjector:
         self.consumer.commit()
         self.projected += len(batch.rows)
         return len(records)
+
+    def rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset.
+
+        A poll moves the consumer's position past the records it returns, committed or not:
+        after a step that failed (a poll that raised halfway through a batch, a commit refused
+        during a rebalance) the next poll would start after records never inserted, and the
+        next commit would skip them for good. Until this succeeds no batch is polled.
+        """
+        for tp in sorted(self.consumer.assignment()):
+            committed = self.consumer.committed(tp, timeout_ms=30_000)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)  # where a new member of the group starts
+            else:
+                self.consumer.seek(tp, committed)
+        self.rewind_pending = False
 
     def _check_progress(self) -> None:
         """Raise `ProjectorStalled` when an assigned partition with records yields none."""
@@ -193,6 +212,7 @@ class KafkaProjector:
                 if stop.is_set():
                     break
                 log.exception("projector step failed; uncommitted messages will be redelivered")
+                self.rewind_pending = True
                 stop.wait(2.0)
 
 
