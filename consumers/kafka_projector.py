@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tutorledger.domain.errors import InvalidEvent
+from tutorledger.consumers.progress import StallWatch
+from tutorledger.domain.errors import InvalidEvent, ProjectorStalled
 from tutorledger.domain.privacy import PERSONAL_FIELDS, SEALED_FIELD
 from tutorledger.domain.published import parse_published
 from tutorledger.domain.upcast import upcast
@@ -86,6 +87,7 @@ class KafkaProjector:
         dead_letter_topic: str,
         batch_size: int = 5000,
         batch_seconds: float = 0.5,
+        stall_seconds: float = 120.0,
     ) -> None:
         self.consumer = consumer
         self.store = store
@@ -96,6 +98,8 @@ class KafkaProjector:
         self.projected = 0
         self.dead_lettered = 0
         self.writer = ReadModelWriter(store)
+        self.watch = StallWatch(stall_seconds)
+        self.rewind_pending = False
 
     def poll_batch(self) -> list[Any]:
         """Collect up to batch_size records or batch_seconds; an idle poll ends a batch early."""
@@ -117,7 +121,10 @@ class KafkaProjector:
 
     def step(self, stop: threading.Event | None = None) -> int:
         """Project one batch and commit its offsets; returns the records handled."""
+        if self.rewind_pending:
+            self.rewind()
         records = self.poll_batch()
+        self._check_progress()
         if not records:
             return 0
         batch = Batch()
@@ -129,6 +136,36 @@ class KafkaProjector:
         self.consumer.commit()
         self.projected += len(batch.rows)
         return len(records)
+
+    def rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset.
+
+        A poll moves the consumer's position past the records it returns, committed or not:
+        after a step that failed (a poll that raised halfway through a batch, a commit refused
+        during a rebalance) the next poll would start after records never inserted, and the
+        next commit would skip them for good. Until this succeeds no batch is polled.
+        """
+        for tp in sorted(self.consumer.assignment()):
+            committed = self.consumer.committed(tp, timeout_ms=30_000)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)  # where a new member of the group starts
+            else:
+                self.consumer.seek(tp, committed)
+        self.rewind_pending = False
+
+    def _check_progress(self) -> None:
+        """Raise `ProjectorStalled` when an assigned partition with records yields none."""
+        stalls = self.watch.observe(self.consumer)
+        if not stalls:
+            return
+        worst = max(stalls, key=lambda s: s.seconds)
+        detail = [vars(s) for s in stalls]
+        log.error("projector stalled", extra={"stalled": detail})
+        raise ProjectorStalled(
+            f"partition {worst.partition} stays at offset {worst.position} of "
+            f"{worst.end_offset} with no record for {worst.seconds:g} s",
+            detail,
+        )
 
     def _dead_letter(self, batch: Batch, now: datetime) -> None:
         if not batch.dead:
@@ -169,10 +206,13 @@ class KafkaProjector:
         while not stop.is_set():
             try:
                 self.step(stop)
+            except ProjectorStalled:
+                raise  # the process ends; its supervisor starts a fresh member
             except Exception:
                 if stop.is_set():
                     break
                 log.exception("projector step failed; uncommitted messages will be redelivered")
+                self.rewind_pending = True
                 stop.wait(2.0)
 
 

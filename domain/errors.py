@@ -193,3 +193,10 @@ class QueryTimeout(TutorLedgerError):
 
     code = "query_timeout"
     status = 503
+
+
+class ProjectorStalled(Unavailable):
+    """An assigned partition stays behind its end offset and yields nothing: the projector
+    exits so its supervisor restarts it (a fresh connection and a new group member)."""
+
+    code = "projector_stalled"

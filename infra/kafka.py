@@ -44,6 +44,11 @@ def make_consumer(settings: Settings, **overrides: Any) -> Any:
         "session_timeout_ms": 10_000,
         "heartbeat_interval_ms": 3_000,
         "max_poll_interval_ms": 600_000,
+        # The broker may hold a fetch this long when nothing is there; Kafka answers as soon
+        # as a record arrives, so a long wait costs nothing. tansu's S3 storage lists the
+        # partition's batch objects inside this wait and answers empty when it runs out: at
+        # kafka-python's 500 ms a partition of some thousands of batches was never read again.
+        "fetch_max_wait_ms": settings.kafka_fetch_wait_ms,
     }
     config.update(overrides)
     return KafkaConsumer(**config)

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     kafka_dead_letter_topic: str = Field(default="tutorledger.events.dlq")
     kafka_group: str = Field(default="tutorledger-projector")
     kafka_partitions: int = Field(default=6, ge=1)
+    kafka_fetch_wait_ms: int = Field(
+        default=5000,
+        ge=100,
+        description="Longest a fetch may wait at the broker (fetch.max.wait.ms). Kafka answers "
+        "as soon as a record is there; tansu on S3 lists a partition's stored batches within "
+        "this wait and answers empty when it runs out, so a short wait starves a long partition",
+    )
     var_dir: Path = Field(default=Path("./var"), description="Where embedded files live")
     erasure_journal: Path | None = Field(
         default=None,
@@ -60,6 +67,13 @@ class Settings(BaseSettings):
     )
     projector_batch_size: int = Field(default=5000, ge=1)
     projector_poll_seconds: float = Field(default=0.2, gt=0)
+    projector_stall_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A Kafka projector whose assigned partition stays behind its end offset "
+        "without yielding a record this long logs `projector stalled` and exits (code 3) so "
+        "its supervisor restarts it",
+    )
     log_level: str = Field(default="INFO")
     session_secret: SecretStr | None = Field(
         default=None,

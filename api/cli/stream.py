@@ -82,11 +82,15 @@ def project(
 ) -> None:
     """Consume Kafka into ClickHouse (production); offsets are committed after each insert.
 
+    Exits 3 (projector_stalled) when an assigned partition stays behind its end offset
+    without yielding a record for TUTORLEDGER_PROJECTOR_STALL_SECONDS: restart it.
+
     Looks at the event store once at startup (read-only): a ledger `migrate-ledger` has not
     finished is refused (exit 2, migration_incomplete).
     """
     from tutorledger.consumers.continuity import refuse_unfinished_store
     from tutorledger.consumers.kafka_projector import KafkaProjector
+    from tutorledger.domain.errors import ProjectorStalled
     from tutorledger.infra.clickhouse import open_projection_store
     from tutorledger.infra.kafka import ensure_topics, make_consumer, make_producer
     from tutorledger.projections.schema import migrate
@@ -114,9 +118,13 @@ def project(
             settings.kafka_dead_letter_topic,
             settings.projector_batch_size,
             batch_seconds,
+            settings.projector_stall_seconds,
         )
         console.print(f"projecting {settings.kafka_topic} as group {settings.kafka_group}")
         worker.run(stop)
+    except ProjectorStalled as exc:
+        console.print(f"[red]{exc.code}:[/] {exc.message}", soft_wrap=True)
+        raise typer.Exit(3) from exc
     finally:
         consumer.close()
         dead_letters.close(timeout=10)
