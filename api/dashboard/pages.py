@@ -100,9 +100,10 @@ def minutes(value: Any) -> str:
     return f"{value:,.1f} min" if abs(value) < 10 else f"{round(value):,} min"
 
 
-def signed(value: Any, kind: str = "count") -> str:
+def signed(value: Any, kind: str = "count", bound: bool = False) -> str:
     """A change: '+1,234', '−56', '+2.1 pts' (rates change in percentage points); one that
-    rounds to zero is '±0.0 pts', never '−0.0 pts'."""
+    rounds to zero is '±0.0 pts', never '−0.0 pts'. A `bound` of a range ('−5.6 to 0.0 pts')
+    that rounds to zero is plain '0.0': '±' there reads as a range of its own."""
     if value is None or is_withheld(value):
         return "—"
     size = abs(value)
@@ -113,8 +114,14 @@ def signed(value: Any, kind: str = "count") -> str:
     else:
         text = f"{round(size):,}"
     if not any(c in "123456789" for c in text):  # rounds to zero: no direction to show
-        return f"±{text}"
+        return text if bound else f"±{text}"
     return f"{'+' if value > 0 else '−'}{text}"
+
+
+def pts_range(low: Any, high: Any) -> str:
+    """A range of rate changes: '−5.6 to 0.0 pts', '+1.1 to +2.2 pts' (units once)."""
+    start = signed(low, "rate", bound=True).removesuffix(" pts")
+    return f"{start} to {signed(high, 'rate', bound=True)}"
 
 
 def secs(value: Any) -> str:
@@ -160,7 +167,13 @@ class Pages:
         templates = Jinja2Templates(directory=str(HERE / "templates"))
         templates.env.trim_blocks = templates.env.lstrip_blocks = True
         templates.env.filters.update(
-            pct=pct, num=num, secs=secs, minutes=minutes, signed=signed, grade_name=grade_name
+            pct=pct,
+            num=num,
+            secs=secs,
+            minutes=minutes,
+            signed=signed,
+            grade_name=grade_name,
+            pts_range=pts_range,
         )
         templates.env.tests["withheld"] = is_withheld
         templates.env.globals["MARK"] = MARK

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
-from tutorledger.api.dashboard import views
+from tutorledger.api.dashboard import notes, views
 from tutorledger.api.dashboard.alert_links import dashboard_links
 from tutorledger.api.dashboard.grids import (
     HOTSPOT_LIFT,
@@ -149,8 +149,11 @@ def page_context(
         "names": {s.school_id: s.name for s in all_schools},
         "subjects": known.get("known_subjects") or subject_options(store, scope),
         "cohorts": views.cohort_options(store, scope),
-        "providers": provider_options(store, scope),
+        "providers": known["known_providers"]
+        if "known_providers" in known
+        else provider_options(store, scope),
         "time_zone": scope.filters.tz,
+        "widened": notes.widened(scope),
     }
 
 
@@ -234,14 +237,26 @@ def district_page(request: Request, runtime: RuntimeDep, district_id: DistrictId
     return figure_page(request, runtime, district_id, "district.html", _district_figures)
 
 
+def _drill_figures(_request: Request, runtime: Runtime, scope: Scope) -> dict[str, Any]:
+    figures = {k: v.view for k, v in views.drill_view(runtime.projections, scope).items()}
+    rows = figures["satisfaction"]["rows"] = [
+        notes.with_rates_withheld(r) for r in figures["satisfaction"]["rows"]
+    ]
+    threshold = scope.profile.suppression_threshold
+    # The district's providers (not only this cell's), so the picker is the district page's.
+    district = views.narrowed(scope, school_id=None, subject=None, grade=None)
+    return {
+        "f": figures,
+        "known_providers": provider_options(runtime.projections, district),
+        "helped_withheld": notes.rate_withheld(rows[0] if rows else None, threshold),
+        "threshold": threshold,
+        "exact": scope.role in EXACT_ROLES,
+    }
+
+
 @router.get("/dashboard/{district_id}/drill", summary="One school × subject by grade and week")
 def drill_page(request: Request, runtime: RuntimeDep, district_id: DistrictId) -> Response:
-    return figure_page(
-        request, runtime, district_id, "drill.html",
-        lambda _r, rt, scope: {
-            "f": {k: v.view for k, v in views.drill_view(rt.projections, scope).items()}
-        },
-    )  # fmt: skip
+    return figure_page(request, runtime, district_id, "drill.html", _drill_figures)
 
 
 Table = Callable[[ProjectionStore, Scope], BaseModel]

@@ -22,6 +22,7 @@ from tutorledger.api.dashboard.alert_links import alerts_panel
 from tutorledger.api.dashboard.grouped import Period, narrowed
 from tutorledger.api.dashboard.headline import Tile, headline_table, periods, tiles
 from tutorledger.api.dashboard.marks import Shown
+from tutorledger.api.dashboard.notes import Partial, partial_previous
 from tutorledger.api.dashboard.parallel import run_all
 from tutorledger.api.http.alert_schemas import AlertList, AlertScope
 from tutorledger.api.metrics.registry import (
@@ -142,6 +143,12 @@ class DistrictFigures:
     demand: Shown
     alerts: AlertList
     alerts_shown: list[Any]
+    first_request: date | None = None  # the district's, at the page's position
+
+    @property
+    def partial_previous(self) -> Partial | None:
+        """The previous period, when it starts before the first request (see `notes`)."""
+        return partial_previous(self.previous, self.first_request)
 
 
 HEADLINE: dict[str, Builder] = {
@@ -188,7 +195,8 @@ def district_view(store: ProjectionStore, scope: Scope) -> DistrictFigures:
     scope = pinned(store, scope)
     f = scope.filters
     listed = schools(store, scope)
-    current, previous = periods(f, reach.request_span(store, f))
+    span = reach.request_span(store, f)
+    current, previous = periods(f, span)
     earlier = _earlier(scope, previous)
     monthly = narrowed(scope, date_from=previous.start) if previous else scope
     tasks = _tasks(store, scope, monthly, current.start if current else None)
@@ -217,6 +225,7 @@ def district_view(store: ProjectionStore, scope: Scope) -> DistrictFigures:
         use_by_month=grouped.use_by_month(scope, spans, got["by_month"], enrolment, cohort, near),
         alerts=alerts,
         alerts_shown=[a for a in alerts.alerts if follows(a.scope, f)],
+        first_request=span.first if span else None,
         **{k: got[k] for k in (*HEADLINE, *DETAIL)},
     )
 

@@ -582,6 +582,36 @@ def test_print_layout(browser: WebDriver, site: Site) -> None:
     assert (SCREENSHOTS / "district-print.pdf").read_bytes().startswith(b"%PDF")
 
 
+FIELD_BOTTOMS_JS = """
+return [...document.querySelectorAll('form.filters .field')]
+  .map(f => [f.querySelector('label, button').textContent.trim(),
+             Math.round(f.getBoundingClientRect().bottom)]);
+"""
+
+
+def test_the_filter_row_fits_at_1100_px(browser: WebDriver, site: Site) -> None:
+    """At 1100 px the filters, the provider picker included, and the button sit on one row
+    (the picker had pushed "To" onto a row of its own); with a cohort picker too, on two:
+    the pickers, then the dates with the button. Widened dates are explained."""
+    size = browser.get_window_size()
+    browser.set_window_size(1100, size["height"])
+    try:
+        open_view(browser, f"{site.base}/dashboard/{DISTRICT}?from=2026-09-09&to=2026-09-23")
+        assert browser.find_elements(By.ID, "f-provider"), "the demo's providers give a picker"
+        fields = dict(browser.execute_script(FIELD_BOTTOMS_JS))
+        dates = {fields.pop(k) for k in ("From (requested on or after)", "To (on or before)",
+                                         "Apply")}  # fmt: skip
+        pickers = set(fields.values())
+        assert len(dates) == 1 and len(pickers) == 1, (dates, fields)
+        cohort = bool(browser.find_elements(By.ID, "f-cohort"))
+        assert (dates == pickers) is not cohort, (dates, fields)
+        widened = browser.find_element(By.ID, "widened").text
+        assert "you asked 2026-09-09 – 2026-09-23" in widened
+        screenshot(browser, "district-filters-1100", full_page=False)
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+
+
 def test_alerts_panel_links_to_the_evidence(browser: WebDriver, site: Site) -> None:
     position = open_view(browser, f"{site.base}/dashboard/{DISTRICT}")
     api = site.alerts(as_of_position=position)

@@ -15,8 +15,19 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
 from tutorledger.api.dashboard import grids
+from tutorledger.api.dashboard.grouped import Period
 from tutorledger.api.dashboard.marks import MARK, WITHHELD, marked
-from tutorledger.api.dashboard.pages import HERE, ViewQuery, minutes, num, pct, secs, signed
+from tutorledger.api.dashboard.notes import partial_previous, rate_withheld, with_rates_withheld
+from tutorledger.api.dashboard.pages import (
+    HERE,
+    ViewQuery,
+    minutes,
+    num,
+    pct,
+    pts_range,
+    secs,
+    signed,
+)
 from tutorledger.api.dashboard.session import Signer, safe_next, sign_in
 from tutorledger.domain.errors import Forbidden, Unauthorized
 from tutorledger.infra.keys import KeySpec, KeyStore, key_digest
@@ -158,6 +169,37 @@ def test_number_formats() -> None:
     )  # a change that rounds to zero has no direction  # fmt: skip
     assert {pct(WITHHELD), num(WITHHELD), secs(WITHHELD), minutes(WITHHELD)} == {MARK}
     assert MARK != num(None)
+
+
+def test_a_range_bound_that_rounds_to_zero_reads_0_0() -> None:
+    assert pts_range(-0.056, 0.0001) == "−5.6 to 0.0 pts"
+    assert pts_range(-0.0004, 0.022) == "0.0 to +2.2 pts"
+    assert pts_range(-0.018, 0.018) == "−1.8 to +1.8 pts"
+    assert signed(0.0001, "rate") == "±0.0 pts"  # a lone change keeps its "no direction" mark
+
+
+def test_a_previous_period_before_the_first_request_is_told_how_much_could_hold_data() -> None:
+    first = date(2026, 9, 7)
+    before = Period("previous", date(2026, 8, 24), date(2026, 11, 29))
+    told = partial_previous(before, first)
+    assert told is not None and (told.days_with_data, told.days) == (84, 98)
+    gone = partial_previous(Period("previous", date(2026, 8, 1), date(2026, 8, 31)), first)
+    assert gone is not None and gone.days_with_data == 0
+    assert partial_previous(Period("previous", first, date(2026, 9, 20)), first) is None
+    assert partial_previous(None, first) is None and partial_previous(before, None) is None
+
+
+def test_a_withheld_helped_rate_says_why_from_what_the_row_shows() -> None:
+    shown_count = {"surveys": 561, "helped": WITHHELD, "helped_rate": WITHHELD}
+    assert "how many of these surveys said the session helped" in (
+        rate_withheld(shown_count, 10) or ""
+    )
+    closed = with_rates_withheld({"surveys": WITHHELD, "helped": WITHHELD, "helped_rate": None})
+    assert closed["helped_rate"] is WITHHELD  # never "—" beside a withheld count
+    assert "fewer than 10" in (rate_withheld(closed, 10) or "")
+    assert rate_withheld({"surveys": 0, "helped_rate": None}, 10) is None
+    assert rate_withheld({"surveys": 40, "helped_rate": 0.9}, 10) is None
+    assert rate_withheld(None, 10) is None
 
 
 def test_withheld_is_what_the_exact_answer_has_and_the_shown_one_lacks() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -30,6 +31,8 @@ ADMIN = "figures-admin-key-00000000"
 DASH = "figures-dashboard-key-0000"
 AUDIT = "figures-auditor-key-000000"
 SMALL, LARGE = "fig-small", "fig-large"  # 2 schools × 3 weeks, 6 schools × 9 weeks
+PROV = "fig-prov"  # two sessions, one per provider, in different cells
+PROVIDERS = {"figures-emitter-a-key-00000": "tutors-a", "figures-emitter-b-key-00000": "tutors-b"}
 START = date(2026, 9, 7)
 
 
@@ -41,7 +44,11 @@ def client(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Path) -> Iterator
         [
             {"key": ADMIN, "role": "admin", "districts": ["*"]},
             {"key": DASH, "role": "dashboard", "districts": [SMALL, LARGE]},
-            {"key": AUDIT, "role": "auditor", "districts": [SMALL, LARGE]},
+            {"key": AUDIT, "role": "auditor", "districts": [SMALL, LARGE, PROV]},
+            *(
+                {"key": k, "role": "emitter", "districts": [PROV], "provider": p}
+                for k, p in PROVIDERS.items()
+            ),
         ],
     )
     settings = Settings(
@@ -66,6 +73,13 @@ def client(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Path) -> Iterator
                          {"school_id": "sch-01", "student_id": "stu-later", "grade": 5,
                           "subject": "algebra"})  # fmt: skip
         assert c.post("/v1/events", json={"events": [later]}, headers=auth(ADMIN)).status_code < 300
+        for (key, _), (school, subject) in zip(
+            PROVIDERS.items(), (("sch-01", "algebra"), ("sch-02", "geometry")), strict=True
+        ):
+            event = envelope(PROV, f"prov-{school}", "requested", f"{START}T10:00:00-04:00",
+                             {"school_id": school, "student_id": f"stu-{school}", "grade": 5,
+                              "subject": subject})  # fmt: skip
+            assert c.post("/v1/events", json={"events": [event]}, headers=auth(key)).is_success
         yield c
 
 
@@ -236,3 +250,102 @@ def test_week_and_month_rows_cover_the_view(client: TestClient) -> None:
         ("current", "2026-09-20", "2026-10-04"),
         ("current", "2026-10-05", "2026-10-10"),
     ]
+
+
+def page(client: TestClient, path: str, params: dict[str, Any]) -> str:
+    response = client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def test_widened_dates_are_explained_with_what_was_asked(client: TestClient) -> None:
+    signed_in(client, DASH)
+    asked = {"from": "2026-09-16", "to": "2026-09-30"}  # a Wednesday to a Wednesday
+    text = page(client, f"/dashboard/{LARGE}", asked)
+    assert "<strong>2026-09-14</strong> to <strong>2027-10-04</strong>" not in text
+    assert "<strong>2026-09-14</strong> to <strong>2026-10-04</strong>" in text
+    assert 'id="widened"' in text and "you asked 2026-09-16 – 2026-09-30" in text
+    assert "you asked from 2026-09-16." in page(
+        client, f"/dashboard/{LARGE}", {"from": "2026-09-16"}
+    )
+    for path in ("drill", "groups"):
+        more = {"school_id": "sch-01", "subject": "algebra"} if path == "drill" else {}
+        assert "you asked 2026-09-16 – 2026-09-30" in page(
+            client, f"/dashboard/{LARGE}/{path}", {**asked, **more}
+        )
+    # Whole weeks already, or no dates, or an auditor's exact range: nothing was widened.
+    assert 'id="widened"' not in page(
+        client, f"/dashboard/{LARGE}", {"from": "2026-09-14", "to": "2026-09-27"}
+    )
+    assert 'id="widened"' not in page(client, f"/dashboard/{LARGE}", {})
+    signed_in(client, AUDIT)
+    text = page(client, f"/dashboard/{LARGE}", asked)
+    assert 'id="widened"' not in text and "<strong>2026-09-16</strong>" in text
+
+
+def test_a_previous_period_before_the_first_request_is_said_to_be_shorter(
+    client: TestClient,
+) -> None:
+    signed_in(client, AUDIT)
+    first = api(client, AUDIT, "engagement", {})["rows"][0]["week_start"]
+    assert first == "2026-09-07"  # the generator's first day is a Monday with requests
+    # 21 days from 14 September: the previous period is 24 August to 13 September.
+    text = page(client, f"/dashboard/{LARGE}", {"from": "2026-09-14", "to": "2026-10-04"})
+    assert 'id="previous-partial"' in text
+    assert "first request (2026-09-07): only 7 of its 21 days could hold requests" in text
+    assert "+" in text.split('id="tile-reached"')[1].split("</li>")[0]  # figures still compared
+    # Wholly before it: nothing to compare with, and said so.
+    text = page(client, f"/dashboard/{LARGE}", {"from": "2026-09-07", "to": "2026-09-13"})
+    assert "ends before the district's first request (2026-09-07)" in text
+    # Starting on the first request: an equal span, no note.
+    text = page(client, f"/dashboard/{LARGE}", {"from": "2026-09-21", "to": "2026-10-04"})
+    assert 'id="previous-partial"' not in text
+
+
+@pytest.mark.parametrize("key", [DASH, AUDIT])
+def test_the_drill_page_shows_surveys_and_why_its_helped_rate_is_withheld(
+    client: TestClient, key: str
+) -> None:
+    signed_in(client, key)
+    reasons = 0
+    for grade in range(13):
+        view = {"school_id": "sch-03", "subject": "geometry", "grade": grade}
+        text = page(client, f"/dashboard/{LARGE}/drill", view)
+        position = re.search(r'id="as-of-position" data-value="(\d+)"', text)
+        assert position is not None
+        at = {**view, "as_of_position": int(position[1])}
+        rows = api(client, key, "satisfaction", at)["rows"]
+        row = rows[0] if rows else {"surveys": None, "helped_rate": None}
+        cell = text.split('data-col="surveys"')[1].split("</td>")[0]
+        if (
+            row["surveys"] is None
+            and row.get("helped_rate") is None
+            and key == DASH
+            and ('data-withheld="1"' in cell)
+        ):
+            reasons += 1
+            assert "Helped rate withheld: the number of surveys it is computed from is withheld" \
+                   " (fewer than 10" in text  # fmt: skip
+        elif row["surveys"] is not None:
+            assert f'data-value="{row["surveys"]}"' in cell
+            assert ('id="helped-withheld"' in text) == (
+                row["helped_rate"] is None and row["surveys"] > 0
+            )
+    assert reasons or key == AUDIT, "grade cells this small must withhold some survey count"
+
+
+def test_the_drill_page_has_the_district_s_provider_picker(client: TestClient) -> None:
+    signed_in(client, AUDIT)
+    cell = {"school_id": "sch-01", "subject": "algebra"}
+    text = page(client, f"/dashboard/{PROV}/drill", cell)
+    # Only tutors-a served this cell; the picker offers the district's providers, as the
+    # district page does.
+    assert 'id="f-provider"' in text
+    assert all(f'<option value="{p}" >{p}</option>' in text for p in PROVIDERS.values())
+    requests = {
+        p: page(client, f"/dashboard/{PROV}/drill", {**cell, "provider": p})
+        .split('data-col="requests"')[1]
+        .split(">")[0]
+        for p in PROVIDERS.values()
+    }
+    assert requests == {"tutors-a": ' data-value="1"', "tutors-b": ' data-value=""'}
