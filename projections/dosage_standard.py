@@ -351,3 +351,23 @@ def completed_sessions(store: ProjectionStore, filters: Filters) -> list[Attenda
         (str(s), int(k), date.fromisoformat(str(d)), int(us))
         for s, k, d, us in store.execute(sql, filters.params())
     ]
+
+
+def met_students_sql(
+    store: ProjectionStore, filters: Filters, standard: DosageStandard, hours: SchoolHours
+) -> tuple[str, dict[str, Any]]:
+    """Per student with a completed session in the filters: `student_key` and `met` (1 when
+    they met the standard over the range, as the metric's `met`), with its parameters; the
+    equity gaps join it to the roster groups."""
+    students = PER_STUDENT_SQL.format(
+        keys="", source=f"({lengths_sql(store, filters)})", extra="", columns=""
+    )
+    sql = f"SELECT student AS student_key, toUInt8(met >= %(weeks)s) AS met FROM ({students})"
+    params = {
+        **filters.params(),
+        "session_us": standard.session_us,
+        "per_week": standard.sessions_per_week,
+        "weeks": standard.weeks,
+        "closed": closed_weeks(filters, standard, hours),
+    }
+    return sql, params

@@ -27,9 +27,10 @@ SELECT cohort_id, arrayJoin(m) AS student_key FROM (
     GROUP BY cohort_id
 )
 """
-# Per-student measures over the filters' requests, one aggregate each. The hook for more
-# (the dosage standard, when it exists): add `name: aggregate` here, the aggregate being a
-# 0/1 per student over these facts; the query, the response and the alert pick it up.
+# Per-student measures over the filters' requests, one aggregate each: add `name: aggregate`
+# here, the aggregate being a 0/1 per student over these facts; the query, the response and
+# the alert pick it up. The dosage standard is not a request aggregate (it reads completed
+# sessions by week): it comes from its own query, joined to the same members.
 MEASURES: dict[str, str] = {
     "reach": "toUInt8(count() > 0)",
     "regular_use": f"toUInt8(uniqUpTo({REGULAR_WEEKS})(toMonday(toDate(requested_at, %(tz)s)))"
@@ -44,6 +45,25 @@ SELECT cohort_id, count(), {sums} FROM (
 )
 GROUP BY cohort_id
 """
+
+
+STANDARD = "dosage_standard"
+# Each group's members that met the dosage standard (`met` a query of dosage_standard.py).
+STANDARD_SQL = """
+SELECT cohort_id, sum(met) FROM (
+    SELECT * FROM ({membership}) AS members ANY LEFT JOIN ({met}) AS standard USING student_key
+)
+GROUP BY cohort_id
+"""
+Met = tuple[str, dict[str, Any]]  # the per-student `met` query and its parameters
+
+
+def met_counts(store: ProjectionStore, filters: Filters, met: Met) -> dict[str, int]:
+    """Per group code (and `all`): the members who met the dosage standard."""
+    membership = MEMBERSHIP_SQL.format(cohorts=filters.tables(store).cohorts)
+    sql, params = met
+    rows = store.execute(STANDARD_SQL.format(membership=membership, met=sql), params)
+    return {str(code)[len(PREFIX) :]: int(n) for code, n in rows}
 
 
 def member_counts(store: ProjectionStore, filters: Filters) -> dict[str, tuple[int, ...]]:
@@ -108,16 +128,22 @@ def gap_row(
     return row
 
 
-def equity_gaps(store: ProjectionStore, filters: Filters) -> dict[str, Any]:
-    """Every recorded group against the rest of the rostered district, for every measure."""
+def equity_gaps(store: ProjectionStore, filters: Filters, met: Met | None = None) -> dict[str, Any]:
+    """Every recorded group against the rest of the rostered district, for every measure
+    (with `met`, also the share meeting the dosage standard)."""
     counts = member_counts(store, filters)
+    measures = list(MEASURES)
+    if met is not None and "all" in counts:  # no roster: nothing to compare
+        standard = met_counts(store, filters, met)
+        counts = {code: (*c, standard.get(code, 0)) for code, c in counts.items()}
+        measures.append(STANDARD)
     everyone = counts.pop("all", None)
     rows: list[dict[str, Any]] = []
     if everyone is None:
-        return {"students": 0, "measures": list(MEASURES), "rows": rows}
+        return {"students": 0, "measures": measures, "rows": rows}
     for code in sorted(counts):
         mine = counts[code]
-        for i, measure in enumerate(MEASURES, start=1):
+        for i, measure in enumerate(measures, start=1):
             rest = (everyone[i] - mine[i], everyone[0] - mine[0])
             rows.append(gap_row(code, measure, (mine[i], mine[0]), rest))
-    return {"students": everyone[0], "measures": list(MEASURES), "rows": rows}
+    return {"students": everyone[0], "measures": measures, "rows": rows}

@@ -13,7 +13,7 @@ from tutorledger.api.metrics.suppression import Plan
 class GapRow(BaseModel):
     group: str = Field(description="Roster group code (e.g. ell)")
     label: str
-    measure: str = Field(description="reach or regular_use")
+    measure: str = Field(description="reach, regular_use or dosage_standard")
     students: Count = Field(description="The group's rostered students as of the position")
     count: Count = Field(description="Of those, students the measure counts")
     rate: float | None = Field(description="count ÷ students")
@@ -32,7 +32,7 @@ class EquityGaps(MetricResponse):
             "example": {
                 "district_id": "clayton", "as_of_position": 181234, "head_hash": "9f2c…",
                 "filters": {"time_zone": "America/New_York"}, "students": 52000,
-                "measures": ["reach", "regular_use"],
+                "measures": ["reach", "regular_use", "dosage_standard"],
                 "rows": [{"group": "ell", "label": "English learners", "measure": "reach",
                           "students": 6000, "count": 480, "rate": 0.08, "rest_students": 46000,
                           "rest_count": 5520, "rest_rate": 0.12, "difference": -0.04,

@@ -31,6 +31,7 @@ from tutorledger.domain.student_groups import GROUP_LABELS
 from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.demand import demand
 from tutorledger.projections.dosage import dosage
+from tutorledger.projections.dosage_standard import met_students_sql
 from tutorledger.projections.engagement import REGULAR_WEEKS, engagement
 from tutorledger.projections.grouped_figures import (
     dosage_groups,
@@ -153,7 +154,9 @@ def _dosage(store: ProjectionStore, scope: Scope, keys: Keys) -> BaseModel:
 
 
 def _equity(store: ProjectionStore, scope: Scope, _: Keys) -> BaseModel:
-    figures = equity_gaps(store, scope.filters)
+    profile = scope.profile
+    met = met_students_sql(store, scope.filters, profile.dosage_standard, profile.school_hours)
+    figures = equity_gaps(store, scope.filters, met)
     for row in figures["rows"]:
         row["label"] = GROUP_LABELS.get(row["group"], row["group"])
     return EquityGaps(**scope.envelope(), **figures)
@@ -364,7 +367,9 @@ EQUITY_GAPS = Metric[Keys](
         "rest_rate and its 95 % interval (`ci_low`, `ci_high`: Newcombe's hybrid score "
         "interval, from the two Wilson intervals). Measures: `reach` (at least one request "
         "in the range), `regular_use` (requests in at least 3 distinct ISO weeks of the "
-        "range, as engagement's `regular_students`). Students who made requests but are not "
+        "range, as engagement's `regular_students`), `dosage_standard` (met the district's "
+        "dosage standard over the range, as the `dosage-standard` metric's `met`; its "
+        "filters choose the completed sessions). Students who made requests but are not "
         "in the roster count nowhere. Filters choose which requests count (a school's, a "
         "subject's, a cohort's members'…); the students compared are always the roster's. "
         "Example: 480 of 6,000 English learners "

@@ -10,14 +10,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import reference_metrics as ref
+import reference_standard as std
 from metric_events import TZ, district
 
 from tutorledger.bench.metrics_latency import published
 from tutorledger.domain.cohort import cohort_envelope
+from tutorledger.domain.district import SchoolHours
+from tutorledger.domain.dosage_standard import DosageStandard
 from tutorledger.domain.envelope import parse_envelope
 from tutorledger.domain.published import parse_published
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.settings import Settings
+from tutorledger.projections.dosage_standard import met_students_sql
 from tutorledger.projections.engagement import engagement
 from tutorledger.projections.filters import Filters
 from tutorledger.projections.participation import participation
@@ -70,19 +74,38 @@ def _rows(gen: list[dict[str, Any]]) -> tuple[list[Any], dict[str, Any]]:
     return rows, {"imports": imports}
 
 
+# One session of 20 minutes or more in a counted week: some students meet it, some do not.
+STANDARD = DosageStandard(sessions_per_week=1, session_minutes=20, weeks=1)
+RULE = std.Rule(per_week=1, minutes=20, weeks=1)
+
+
+def met_fold(events: list[dict[str, Any]], members: set[str], **f: Any) -> int:
+    """Independent fold (tests/reference_standard.py): the members who met RULE."""
+    done = [s for s in ref.select(events, D, TZ, **f) if std.length_us(s) is not None]
+    counted = [w for w in std.judged(done, TZ, **f) if std.school_days(w, RULE)]
+    plain = std.students(done, TZ, RULE, lambda s: [()]).get((), {})
+    return sum(
+        sid in members and std.status(st, counted, RULE) == "met" for sid, st in plain.items()
+    )
+
+
 def _figures(store: ProjectionStore, meaning: dict[str, Any], gen: list[Any]) -> list[Any]:
     out: list[tuple[str, Any, Any]] = []
     for i, (groups, position) in enumerate(meaning["imports"]):
         for f in ({}, {"date_from": date(2026, 10, 20)}):
             whole = Filters(D, position, TZ, generation=1, **f)
-            body = equity_gaps(store, whole)
+            met = met_students_sql(store, whole, STANDARD, SchoolHours())
+            body = equity_gaps(store, whole, met)
             everyone = groups["all"]
             expected = []
             for code in ("econ_disadv", "ell"):
                 n, reached, regular = fold(gen, groups[code], **f)
                 rn, rreached, rregular = fold(gen, everyone - groups[code], **f)
+                standard = met_fold(gen, groups[code], **f)
+                rstandard = met_fold(gen, everyone - groups[code], **f)
                 for measure, x, rx in (("reach", reached, rreached),
-                                       ("regular_use", regular, rregular)):  # fmt: skip
+                                       ("regular_use", regular, rregular),
+                                       ("dosage_standard", standard, rstandard)):  # fmt: skip
                     expected.append((code, measure, n, x, rn, rx, x / n - rx / rn))
             got = [(r["group"], r["measure"], r["students"], r["count"], r["rest_students"],
                     r["rest_count"], r["difference"]) for r in body["rows"]]  # fmt: skip

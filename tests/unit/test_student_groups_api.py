@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import reference_metrics as ref
+import reference_standard as std
 from builders import envelope, exact, write_keys
 from fastapi.testclient import TestClient
 from metric_events import TZ, district
@@ -35,6 +36,11 @@ KEYS = {
     "dashboard": "groups-dashboard-key-00000",
 }
 UNSERVED = [f"roster-only-{i:03d}" for i in range(60)]  # rostered, never asked for help
+# A standard the generated week can meet (one session of 20 minutes or more), so the equity
+# gaps' dosage_standard measure counts some students and not others.
+RULE = std.Rule(per_week=1, minutes=20, weeks=1)
+PROFILE = {"time_zone": TZ, "dosage_standard": {"sessions_per_week": 1, "session_minutes": 20,
+                                                "weeks": 1}}  # fmt: skip
 
 
 def auth(name: str) -> dict[str, str]:
@@ -49,7 +55,9 @@ def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def client(app_dir: Path) -> Iterator[TestClient]:
     specs = [{"key": KEYS[r], "role": r, "districts": ["*"]} for r in KEYS]
+    (app_dir / "districts.json").write_text(json.dumps({D: PROFILE}))
     settings = Settings(
+        districts_file=app_dir / "districts.json",
         event_store=f"sqlite:///{app_dir}/l.db",
         clickhouse=f"chdb://{app_dir}/ch?database=groups",
         api_keys_file=write_keys(app_dir / "keys.json", specs),
@@ -191,6 +199,18 @@ def fold(
     return len(members), len(weeks), sum(len(w) >= 3 for w in weeks.values())
 
 
+def met(events: list[dict[str, Any]], members: set[str], school: str | None = None) -> int:
+    """Independent fold: the members who met RULE (tests/reference_standard.py), counting
+    only sessions at `school` when one is given."""
+    f = {"school_id": school} if school else {}
+    done = [s for s in ref.select(events, D, TZ, **f) if std.length_us(s) is not None]
+    counted = [w for w in std.judged(done, TZ, **f) if std.school_days(w, RULE)]
+    plain = std.students(done, TZ, RULE, lambda s: [()]).get((), {})
+    return sum(
+        sid in members and std.status(st, counted, RULE) == "met" for sid, st in plain.items()
+    )
+
+
 def test_every_metric_with_a_group_equals_the_reference(
     client: TestClient, events: list[Any], groups: dict[str, set[str]]
 ) -> None:
@@ -225,17 +245,22 @@ def test_equity_gaps_equal_an_independent_fold(
     assert body["students"] == len(everyone)
     rows = {(r["group"], r["measure"]): r for r in body["rows"]}
     assert {g for g, _ in rows} == set(groups)
+    assert body["measures"] == ["reach", "regular_use", "dosage_standard"]
     for code, members in groups.items():
         n, reached, regular = fold(events, members)
         rest_n, rest_reached, rest_regular = fold(events, everyone - members)
+        standard, rest_standard = met(events, members), met(events, everyone - members)
         for measure, x, rest_x in (("reach", reached, rest_reached),
-                                   ("regular_use", regular, rest_regular)):  # fmt: skip
+                                   ("regular_use", regular, rest_regular),
+                                   ("dosage_standard", standard, rest_standard)):  # fmt: skip
             row = rows[(code, measure)]
             assert (row["students"], row["count"]) == (n, x)
             assert (row["rest_students"], row["rest_count"]) == (rest_n, rest_x)
             assert row["difference"] == pytest.approx(x / n - rest_x / rest_n)
             assert row["ci_low"] <= row["difference"] <= row["ci_high"]
     assert rows[("ell", "reach")]["difference"] < -0.3  # mostly unserved: far behind
+    counts = {r["count"] for r in body["rows"] if r["measure"] == "dosage_standard"}
+    assert len(counts) > 1 and max(counts) > 0  # the measure tells students apart
     school = sorted(
         {e["payload"]["school_id"] for e in events if e["type"] == "session.requested"}
     )[0]
@@ -243,9 +268,13 @@ def test_equity_gaps_equal_an_independent_fold(
     for row in at_school["rows"]:
         n, reached, regular = fold(events, groups[row["group"]], school)
         rest_n, rest_reached, rest_regular = fold(events, everyone - groups[row["group"]], school)
-        x, rest_x = (
-            (reached, rest_reached) if row["measure"] == "reach" else (regular, rest_regular)
-        )
+        members = groups[row["group"]]
+        x, rest_x = {
+            "reach": (reached, rest_reached),
+            "regular_use": (regular, rest_regular),
+            "dosage_standard": (met(events, members, school), met(events, everyone - members,
+                                                                    school)),
+        }[row["measure"]]  # fmt: skip
         assert (row["students"], row["count"], row["rest_count"]) == (n, x, rest_x)
     csv = client.get("/v1/metrics/equity-gaps", params={"district_id": D, "format": "csv"},
                      headers=auth("admin"))  # fmt: skip
