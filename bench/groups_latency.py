@@ -23,9 +23,12 @@ from tutorledger.bench.metrics_latency import latency_main, published, timed_ms
 from tutorledger.bench.stream_district import StreamSpec, spec_for, stream
 from tutorledger.domain.alert_rules import AlertRules
 from tutorledger.domain.cohort import cohort_envelope
+from tutorledger.domain.district import SchoolHours
+from tutorledger.domain.dosage_standard import DosageStandard
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.settings import Settings
 from tutorledger.projections.alerts import equity_gap
+from tutorledger.projections.dosage_standard import met_students_sql
 from tutorledger.projections.engagement import engagement
 from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.groups import STUDENT_GROUP
@@ -66,6 +69,9 @@ def load(store: ProjectionStore, spec: StreamSpec, block: int = 100_000) -> int:
     return position
 
 
+RULES = (DosageStandard(), SchoolHours())  # the defaults, as a district without its own
+
+
 def queries(store: ProjectionStore, spec: StreamSpec, head: int) -> dict[str, Callable[[], Any]]:
     whole = Filters(spec.district_id, head, spec.tz, generation=1)
     month = replace(
@@ -78,8 +84,10 @@ def queries(store: ProjectionStore, spec: StreamSpec, head: int) -> dict[str, Ca
     last = spec.start + timedelta(days=spec.days - 1)
     return {
         "floor: count() of the requests": partial(store.execute, scan, whole.params()),
-        "equity-gaps": partial(equity_gaps, store, whole),
-        "equity-gaps, one month": partial(equity_gaps, store, month),
+        "equity-gaps": partial(equity_gaps, store, whole, met_students_sql(store, whole, *RULES)),
+        "equity-gaps, one month": partial(
+            equity_gaps, store, month, met_students_sql(store, month, *RULES)
+        ),
         "participation, group=ell": partial(participation, store, ell),
         "engagement, group=ell": partial(engagement, store, ell),
         "wait-times, group_by=group": partial(wait_times, store, whole, (STUDENT_GROUP,)),

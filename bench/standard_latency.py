@@ -34,7 +34,7 @@ from tutorledger.domain.dosage_standard import DosageStandard
 from tutorledger.infra.clickhouse import ProjectionStore, open_projection_store
 from tutorledger.infra.settings import Settings
 from tutorledger.projections.dosage import dosage
-from tutorledger.projections.dosage_standard import dosage_standard, falling_short
+from tutorledger.projections.dosage_standard import dosage_standard, falling_short, met_students_sql
 from tutorledger.projections.filters import Filters, facts_where
 from tutorledger.projections.steps import COMPLETED
 from tutorledger.projections.student_groups import equity_gaps
@@ -72,7 +72,10 @@ def queries(store: ProjectionStore, spec: StreamSpec, head: int) -> dict[str, Ca
         FLOORS[0]: partial(store.execute, count, whole.params()),
         FLOORS[1]: partial(store.execute, final, whole.params()),
         FLOORS[2]: partial(dosage, store, whole, standard.session_minutes),
-        "equity-gaps": partial(equity_gaps, store, whole),
+        "equity-gaps": partial(
+            equity_gaps, store, whole, met_students_sql(store, whole, standard, hours)
+        ),
+        "equity-gaps, reach and regular use only": partial(equity_gaps, store, whole),
         "dosage-standard": partial(figures, ()),
         "dosage-standard, group_by=school": partial(figures, ("school_id",)),
         "dosage-standard, group_by=cohort": partial(figures, ("cohort_id",)),
