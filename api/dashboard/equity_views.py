@@ -37,7 +37,8 @@ def equity_figures(store: ProjectionStore, scope: Scope) -> dict[str, Any]:
     lines = [{"group": g, "label": next(iter(m.values()))["label"], "measures": m}
              for g, m in by_group.items()]  # fmt: skip
     lines.sort(key=_widest_first)
-    return {"equity": data, "lines": lines, "measures": data["measures"]}
+    standard = scope.profile.dosage_standard
+    return {"equity": data, "lines": lines, "measures": data["measures"], "standard": standard}
 
 
 def _widest_first(line: dict[str, Any]) -> tuple[bool, float, str]:

@@ -417,6 +417,9 @@ def test_students_who_need_it_most_page(client: TestClient, groups: dict[str, se
     api = get(client, "/v1/metrics/equity-gaps", key="dashboard")
     html = page.text
     assert 'id="tbl-groups"' in html
+    # The third measure is named and defined with this district's standard (PROFILE).
+    assert "Reach, regular use and the dosage standard by roster group" in html
+    assert "at least 1 completed sessions of 20 minutes or more in each of 1 school weeks" in html
     for row in api["rows"]:
         assert f'data-key="{row["group"]}"' in html
         cell = f'data-col="{row["measure"]}_gap" data-value="{row["difference"]}"'
