@@ -24,14 +24,14 @@ US_PER_MINUTE = 60_000_000
 # A completion's fact carries its wait to the match, so each is one row...
 LENGTHS_SQL = """
 SELECT session_id, student_key AS student, school_id AS school, subject AS subj, grade AS gr,
-    requested_at AS at, wait_us - matched_us AS length_us
+    provider AS prov, requested_at AS at, wait_us - matched_us AS length_us
 FROM {facts} WHERE {where} AND matched_us >= 0
 """
 # ...except completions projected before that column existed (-1 there): then the matched and
 # completed facts are grouped by session, as before (exact either way; `rebuild` fills it).
 GROUPED_LENGTHS_SQL = f"""
 SELECT session_id, any(student_key) AS student, any(school_id) AS school, any(subject) AS subj,
-    any(grade) AS gr, any(requested_at) AS at,
+    any(grade) AS gr, any(provider) AS prov, any(requested_at) AS at,
     maxIf(wait_us, step = {COMPLETED}) - maxIf(wait_us, step = {MATCHED}) AS length_us
 FROM {{facts}} WHERE {{where}}
 GROUP BY session_id
@@ -65,8 +65,8 @@ FROM (
 
 
 def lengths_sql(store: ProjectionStore, filters: Filters) -> str:
-    """The per-session lengths of the filters (session_id, student, school, subj, gr, at,
-    length_us), as a subquery body: one row per completion when every completion in range
+    """The per-session lengths of the filters (session_id, student, school, subj, gr, prov,
+    at, length_us), as a subquery body: one row per completion when every completion in range
     carries its match, else grouped by session."""
     read = filters.tables(store)
     facts, plain = read.facts, Tables(read.generation).facts

@@ -13,12 +13,13 @@ meeting students (TALLY_SQL). Which weeks count is known before the query:
 every week of a session lies in the weeks judged, and of those only a week whose school
 days are all in breaks does not count, so the breaks alone name the weeks left out. The
 weeks judged, and with them each student's due weeks (the counted weeks from their first
-to the last judged), follow from the buckets in Python. A cohort's rows join the members
-to the per-student figures (a student's weeks do not depend on the cohort), not to every
-session. The student list needs the last week judged inside its query (each student's due
-weeks), so it first reads the first and last week with a session, unless the dates give
-them. Weeks are passed in as day numbers (a leading 0 keeps an array typed when it
-would be empty), so the SQL stays within what ClickHouse 18.16 runs.
+to the last judged), follow from the buckets in Python. A cohort's rows (a roster
+group's alike: the cohort `roster.<code>`) join the members to the per-student figures (a
+student's weeks do not depend on the cohort), not to every session. The student list
+needs the last week judged inside its query (each student's due weeks), so it first reads
+the first and last week with a session, unless the dates give them. Weeks are passed in as
+day numbers (a leading 0 keeps an array typed when it would be empty), so the SQL stays
+within what ClickHouse 18.16 runs.
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ from tutorledger.infra.clickhouse import ProjectionStore
 from tutorledger.projections.dosage import lengths_sql
 from tutorledger.projections.engagement import iso_week
 from tutorledger.projections.filters import Filters
+from tutorledger.projections.group_members import PREFIX
+from tutorledger.projections.groups import STUDENT_GROUP
 
-# group_by names → response columns → columns of the per-session source.
+# group_by names → response columns → columns of the per-session source (a cohort's and a
+# roster group's: of the members joined to it).
 STANDARD_GROUPS = {"school": "school_id", "subject": "subject", "grade": "grade",
-                   "cohort": "cohort_id"}  # fmt: skip
-SOURCE = {"school_id": "school", "subject": "subj", "grade": "gr", "cohort_id": "cohort"}
+                   "cohort": "cohort_id", "group": STUDENT_GROUP,
+                   "provider": "provider"}  # fmt: skip
+SOURCE = {"school_id": "school", "subject": "subj", "grade": "gr", "cohort_id": "cohort",
+          STUDENT_GROUP: "grp", "provider": "prov"}  # fmt: skip
 COHORT = "cohort_id"
 Keys = tuple[str, ...]
 EPOCH = date(1970, 1, 1)
@@ -48,6 +54,16 @@ MEMBERS_SQL = """
 SELECT cohort_id AS cohort, arrayJoin(m) AS student FROM (
     SELECT cohort_id, argMax(members, position) AS m FROM {cohorts}
     WHERE district_id = %(district_id)s AND position <= %(as_of)s
+    GROUP BY cohort_id
+)
+"""
+# Each roster group's members as of the position, one row per (group code, member): the
+# cohorts `roster.<code>` but `roster.all` (a student in several groups is in each).
+ROSTER_MEMBERS_SQL = f"""
+SELECT substring(cohort_id, {len(PREFIX) + 1}) AS grp, arrayJoin(m) AS student FROM (
+    SELECT cohort_id, argMax(members, position) AS m FROM {{cohorts}}
+    WHERE district_id = %(district_id)s AND position <= %(as_of)s
+        AND cohort_id LIKE '{PREFIX}%%' AND cohort_id != '{PREFIX}all'
     GROUP BY cohort_id
 )
 """
@@ -180,13 +196,15 @@ def window(
 
 
 def per_student_sql(store: ProjectionStore, filters: Filters, lengths: str, keys: Keys) -> str:
-    """Per (group, student): first week and met weeks; a cohort's from its members'."""
-    session_keys = [k for k in keys if k != COHORT]
+    """Per (group, student): first week and met weeks; a cohort's or a roster group's from
+    its members' (at most one of the two: parse_standard_group_by)."""
+    session_keys = [k for k in keys if k not in (COHORT, STUDENT_GROUP)]
     columns = "".join(f"{SOURCE[k]}, " for k in session_keys)
     students = PER_STUDENT_SQL.format(keys=columns, source=f"({lengths})", extra="", columns="")
-    if COHORT not in keys:
+    joined = MEMBERS_SQL if COHORT in keys else ROSTER_MEMBERS_SQL if STUDENT_GROUP in keys else ""
+    if not joined:
         return f"({students})"
-    members = MEMBERS_SQL.format(cohorts=filters.tables(store).cohorts)
+    members = joined.format(cohorts=filters.tables(store).cohorts)
     return JOINED.format(students=students, members=members)
 
 

@@ -123,6 +123,8 @@ def standard(
                 "subject": named.get("subject"),
                 "grade": named.get("grade"),
                 "cohort_id": named.get("cohort"),
+                "student_group": None,  # by roster group / provider: test_dosage_standard_groups
+                "provider": None,
                 "students": sum(counts.values()),
                 **counts,
             }
