@@ -230,7 +230,9 @@ class DosageWeek(BaseModel):
     suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
-class DosageGroup(GroupKeys):
+class DosageFigures(BaseModel):
+    """The dosage headline, for the district and for each group (one definition of both)."""
+
     sessions_completed: Count = Field(description="Sessions matched and then completed")
     students_served: Count = Field(description="Distinct students with a completed session")
     minutes: float | None = Field(description="Sum of session lengths, minutes")
@@ -240,19 +242,13 @@ class DosageGroup(GroupKeys):
     length_p90: float | None = Field(description="Nearest-rank 90th percentile, minutes")
     length_p99: float | None = Field(description="Nearest-rank 99th percentile, minutes")
     length_max: float | None = Field(description="Longest session, minutes")
+
+
+class DosageGroup(DosageFigures, GroupKeys):
     suppressed: bool = Field(default=False, description=SUPPRESSED_HELP)
 
 
-class Dosage(MetricResponse):
-    sessions_completed: Count = Field(description="Sessions matched and then completed")
-    students_served: Count = Field(description="Distinct students with a completed session")
-    minutes: float | None = Field(description="Sum of session lengths, minutes")
-    minutes_per_student: float | None = Field(description="minutes ÷ students_served")
-    length_mean: float | None = Field(description="Mean session length, minutes")
-    length_p50: float | None = Field(description="Nearest-rank median length, minutes")
-    length_p90: float | None = Field(description="Nearest-rank 90th percentile, minutes")
-    length_p99: float | None = Field(description="Nearest-rank 99th percentile, minutes")
-    length_max: float | None = Field(description="Longest session, minutes")
+class Dosage(DosageFigures, MetricResponse):
     target_minutes: int = Field(description="The district's weekly dosage target")
     rows: list[DosageWeek]
     group_by: list[str] | None = grouped_field(GROUP_BY_HELP)
